@@ -1,0 +1,41 @@
+# The two commands a user needs: `make demo` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: demo test ui serve bench clean smoke
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $(STAMP)
+
+$(DAGSTER_HOME)/dagster.yaml: dagster.yaml
+	mkdir -p $(DAGSTER_HOME)
+	cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+## make demo: simulate the default-scale history into data/warehouse.duckdb and print a summary
+demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/python -m metro_assets.demo
+
+## make test: the whole suite at tiny scale with coverage, then a CLI smoke run
+test: $(STAMP)
+	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=80
+	$(MAKE) --no-print-directory smoke
+
+smoke: $(STAMP)
+	BIN=$(BIN) sh scripts/smoke.sh
+
+## make ui: the Dagster web UI and daemon on http://127.0.0.1:3000
+ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
+	$(BIN)/dagster dev -m metro_assets.definitions -h 127.0.0.1 -p 3000
+
+## make bench: default-scale benchmark into benchmarks/results/
+bench: $(STAMP)
+	$(BIN)/python benchmarks/run.py --scale default --out benchmarks/results/run.json
+
+clean:
+	rm -rf data .dagster_home .coverage htmlcov .pytest_cache

@@ -1,0 +1,71 @@
+"""The raw assets: the simulated retailer's tables, one partition per day."""
+
+
+from dagster import (
+    AssetExecutionContext,
+    AssetSpec,
+    BackfillPolicy,
+    MaterializeResult,
+    multi_asset,
+)
+from dagster_duckdb import DuckDBResource
+
+from metro_assets.checking import check_results, check_specs, evaluate_checks
+from metro_assets.glue import partition_window, user_errors
+from metro_assets.partitions import daily_partitions
+from metro_assets.resources import Settings, check_writable, load_settings
+from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
+from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
+from metro_assets.warehouse import ensure_schema, replace_partitions
+
+RAW_DESCRIPTIONS = {
+    "customers": "Customers, each in the partition of the day they joined (earlier members: the first day).",
+    "products": "The catalogue: 20 categories, brands incl. the Metro Chef private label, prices and margins.",
+    "offers": "Promotional offers, each in the partition of the day it was published (a week before it starts).",
+    "orders": "Shopping trips, including the orders that redemptions create.",
+    "order_items": "Order lines, with is_promo and discount_amount.",
+    "impressions": "Offers shown to customers by the legacy targeting policy.",
+    "redemptions": "Offers redeemed within 7 days of an impression; each created its order.",
+}
+
+
+def build_raw_assets(settings: Settings):
+    """The raw multi-asset for these settings (partitions follow the start date and scale)."""
+    checks = [*RAW_CHECKS, SEGMENT_SHARES_CHECK]
+
+    @multi_asset(
+        name="raw_tables",
+        specs=[
+            AssetSpec(table, description=RAW_DESCRIPTIONS[table], group_name="raw", kinds={"duckdb", "polars"},
+                      owners=["team:data-platform"])
+            for table in RAW_TABLES
+        ],
+        check_specs=check_specs(checks),
+        partitions_def=daily_partitions(settings),
+        backfill_policy=BackfillPolicy.single_run(),
+        pool="warehouse",
+    )
+    @user_errors
+    def raw_tables(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        start, end = partition_window(context)
+        check_writable(current.warehouse, "METRO_WAREHOUSE")
+        tables = window(simulate(current.scale, current.seed, current.start_date, end), start, end)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            written = replace_partitions(con, {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)}, start, end)
+            outcomes = evaluate_checks(con, checks, start, end)
+            totals = {t: con.sql(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES}
+        context.log.info(f"simulated {start}..{end}: " + ", ".join(f"{t} {written[t]:,}" for t in RAW_TABLES))
+        for table in RAW_TABLES:
+            yield MaterializeResult(
+                asset_key=table,
+                metadata={
+                    "rows_written": written[table],
+                    "rows_in_table": totals[table],
+                    "window": f"{start}..{end}",
+                },
+            )
+        yield from check_results(outcomes)
+
+    return raw_tables

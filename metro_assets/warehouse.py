@@ -1,0 +1,125 @@
+"""Reading and writing the DuckDB warehouse, with no Dagster inside.
+
+Partitions are replaced, never appended: each write is one transaction that
+deletes the window's rows and inserts the new ones, so a re-run cannot
+duplicate rows and a failed run leaves the previous data intact.
+
+Examples
+--------
+>>> import duckdb, polars as pl
+>>> from datetime import date
+>>> con = duckdb.connect()
+>>> ensure_schema(con)
+>>> rows = pl.DataFrame({"product_id": [1], "name": ["Milk 1L"], "category": ["dairy"],
+...                      "base_price": [1.2], "day": [date(2025, 8, 15)]})
+>>> replace_partitions(con, {"products": rows}, date(2025, 8, 15), date(2025, 8, 16))
+{'products': 1}
+>>> replace_partitions(con, {"products": rows}, date(2025, 8, 15), date(2025, 8, 16))
+{'products': 1}
+>>> con.sql("select count(*) from products").fetchall()[0][0]
+1
+"""
+
+from __future__ import annotations
+
+from contextlib import contextmanager
+from datetime import date
+from importlib import resources
+from pathlib import Path
+from typing import Iterator, Mapping
+
+import duckdb
+import polars as pl
+
+from metro_assets.resources import SettingError, check_writable
+
+
+def schema_sql() -> str:
+    """The text of ``schema.sql``, the one definition of every table."""
+    return resources.files("metro_assets").joinpath("schema.sql").read_text()
+
+
+def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
+    """Create any missing table (idempotent)."""
+    con.execute(schema_sql())
+
+
+def read_sql(package: str, name: str) -> str:
+    """The SQL file ``sql/<name>.sql`` next to a stage's assets."""
+    return resources.files(package).joinpath("sql", f"{name}.sql").read_text()
+
+
+@contextmanager
+def connect(database: str | Path, read_only: bool = False) -> Iterator[duckdb.DuckDBPyConnection]:
+    """Open the warehouse outside Dagster (tests, demo, benchmarks, export)."""
+    path = Path(database)
+    if not read_only:
+        check_writable(path, "METRO_WAREHOUSE")
+    elif not path.exists():
+        raise SettingError(f"METRO_WAREHOUSE={path} does not exist: materialize the simulation first")
+    con = duckdb.connect(str(path), read_only=read_only)
+    try:
+        if not read_only:
+            ensure_schema(con)
+        yield con
+    finally:
+        con.close()
+
+
+def replace_partitions(
+    con: duckdb.DuckDBPyConnection,
+    tables: Mapping[str, pl.DataFrame],
+    start: date,
+    end: date,
+    column: str = "day",
+) -> dict[str, int]:
+    """Replace the rows with ``start <= column < end`` of each table, atomically.
+
+    All tables are written in one transaction: either every table holds the
+    new window or none changed. Columns are matched by name, so a frame may
+    omit columns that have defaults in ``schema.sql``.
+
+    Returns
+    -------
+    dict
+        Rows written per table.
+    """
+    written: dict[str, int] = {}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table, frame in tables.items():
+            con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
+            if frame.height:
+                con.register("incoming_rows", frame.to_arrow())
+                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+                con.unregister("incoming_rows")
+            written[table] = frame.height
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def replace_partitions_sql(
+    con: duckdb.DuckDBPyConnection,
+    table: str,
+    select_sql: str,
+    params: list,
+    start: date,
+    end: date,
+    column: str = "day",
+) -> int:
+    """Like :func:`replace_partitions` for one table filled by a SQL ``SELECT``."""
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
+        con.execute(f"INSERT INTO {table} BY NAME {select_sql}", params)
+        count = con.execute(
+            f"SELECT count(*) FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end]
+        ).fetchall()[0][0]
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return count
