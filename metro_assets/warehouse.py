@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from contextlib import contextmanager
 from datetime import date
-from importlib import resources
+import importlib
 from pathlib import Path
 from typing import Iterator, Mapping
 
@@ -33,10 +33,12 @@ import polars as pl
 
 from metro_assets.resources import SettingError, check_writable
 
+_PACKAGE = Path(__file__).parent
+
 
 def schema_sql() -> str:
     """The text of ``schema.sql``, the one definition of every table."""
-    return resources.files("metro_assets").joinpath("schema.sql").read_text()
+    return (_PACKAGE / "schema.sql").read_text()
 
 
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
@@ -46,7 +48,8 @@ def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
 
 def read_sql(package: str, name: str) -> str:
     """The SQL file ``sql/<name>.sql`` next to a stage's assets."""
-    return resources.files(package).joinpath("sql", f"{name}.sql").read_text()
+    folder = Path(importlib.import_module(package).__file__).parent
+    return (folder / "sql" / f"{name}.sql").read_text()
 
 
 @contextmanager

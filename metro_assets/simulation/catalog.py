@@ -13,7 +13,7 @@ SEGMENT_SHARES = np.array([0.40, 0.20, 0.30, 0.10])
 # Per segment: visits per day, order lines per order, extra units per line,
 # promo sensitivity Beta(a, b), share promo-only, share discount-blind.
 SEGMENT_VISITS = np.array([0.024, 0.050, 0.034, 0.045])
-SEGMENT_BASKET = np.array([4.5, 8.0, 7.5, 14.0])
+SEGMENT_BASKET = np.array([3.9, 6.9, 6.4, 12.0])
 SEGMENT_EXTRA_UNITS = np.array([0.2, 0.2, 0.5, 3.0])
 SEGMENT_PROMO_BETA = np.array([[6.0, 3.0], [2.0, 7.0], [4.0, 4.0], [2.0, 6.0]])
 SEGMENT_PROMO_ONLY = np.array([0.12, 0.01, 0.05, 0.02])

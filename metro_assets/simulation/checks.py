@@ -90,8 +90,11 @@ SEGMENT_TARGETS = {"budget": 0.40, "premium": 0.20, "family": 0.30, "horeca": 0.
 SEGMENT_SHARES_CHECK = Check(
     "customer_segments_match_targets",
     "customers",
-    "each segment's share of all customers is within 2 points of its target (simulated data)",
-    "select segment from (select segment, count(*) / sum(count(*)) over () as share from customers group by segment) "
-    "join (values " + ", ".join(f"('{s}', {p})" for s, p in SEGMENT_TARGETS.items()) + ") as t(segment, target) "
-    "using (segment) where abs(share - target) > 0.02",
+    "each segment's share of all customers is within 2 points of its target, or 3 standard errors "
+    "for small populations (simulated data)",
+    "select segment from (select segment, count(*) / sum(count(*)) over () as share, sum(count(*)) over () as n "
+    "from customers group by segment) join (values "
+    + ", ".join(f"('{s}', {p})" for s, p in SEGMENT_TARGETS.items())
+    + ") as t(segment, target) using (segment) "
+    "where abs(share - target) > greatest(0.02, 3 * sqrt(target * (1 - target) / n))",
 )

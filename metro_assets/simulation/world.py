@@ -52,7 +52,7 @@ _CUSTOMERS, _PRODUCTS, _OFFERS, _ORDERS, _IMPRESSIONS = 1, 2, 3, 4, 5
 OFFER_LEAD_DAYS = 7        # offers are published a week before they start
 OFFER_WARMUP_DAYS = 28     # offers that started before the history may still run
 MEAN_OFFER_DAYS = 14
-WEEKLY_REACH = 0.052       # share of customers the legacy policy reaches per week
+WEEKLY_REACH = 0.057       # share of customers the legacy policy reaches per week
 REDEMPTION_DELAY = np.array([0.34, 0.2, 0.14, 0.11, 0.09, 0.07, 0.05])
 RAW_TABLES = ("customers", "products", "offers", "orders", "order_items", "impressions", "redemptions")
 TRUTH_TABLES = ("sim.customer_traits", "sim.customer_category_traits", "sim.product_traits")
@@ -438,7 +438,8 @@ def impression_probabilities(pop: _Population, cat: _Catalogue, offers: dict[str
         pl.DataFrame({"customer": c, "category": category, "t": t, "row": np.arange(len(c))})
         .sort("t")
         .join_asof(purchases.rename({"t": "bought"}).sort("bought"), left_on="t", right_on="bought",
-                   by=["customer", "category"], strategy="backward", allow_exact_matches=False)
+                   by=["customer", "category"], strategy="backward", allow_exact_matches=False,
+                   check_sortedness=False)
         .sort("row")
     )
     days_since = (since["t"] - since["bought"]).to_numpy().astype(float)  # NaN: never bought

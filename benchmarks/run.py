@@ -1,0 +1,105 @@
+"""Benchmark harness: time each pipeline stage at a given scale, with peak memory.
+
+Each stage runs in its own process (so its peak RSS is its own) against one
+benchmark warehouse, in pipeline order. Benchmarks are not tests.
+
+Usage::
+
+    .venv/bin/python benchmarks/run.py --scale default --out benchmarks/results/default.json
+    .venv/bin/python benchmarks/run.py --scale tiny --stages simulation
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "benchmarks"))
+
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+STAGES = ["simulation"]  # later stages register below, in pipeline order
+
+
+def stage_simulation() -> list[dict]:
+    """The whole history into the warehouse: one real Dagster run of the raw assets."""
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from metro_assets.resources import load_settings
+    from metro_assets.simulation.assets import build_raw_assets
+    from metro_assets.simulation.world import RAW_TABLES
+    from metro_assets.warehouse import connect
+
+    settings = load_settings()
+    last = settings.history_end.toordinal() - 1
+    from datetime import date
+
+    tags = {"dagster/asset_partition_range_start": settings.start_date.isoformat(),
+            "dagster/asset_partition_range_end": date.fromordinal(last).isoformat()}
+    started = time.perf_counter()
+    result = materialize([build_raw_assets(settings)], tags=tags, instance=DagsterInstance.ephemeral(),
+                         resources={"warehouse": DuckDBResource(database=str(settings.warehouse))},
+                         run_config=QUIET)
+    seconds = time.perf_counter() - started
+    assert result.success
+    with connect(settings.warehouse, read_only=True) as con:
+        rows = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES)
+    return [{"stage": "simulation (whole history, raw assets + checks)", "seconds": seconds, "rows": rows}]
+
+
+def _run_stage(name: str, env: dict) -> list[dict]:
+    """Run one stage in a child process and attach its peak memory."""
+    with tempfile.NamedTemporaryFile(suffix=".json") as out:
+        proc = subprocess.Popen([sys.executable, __file__, "--child", name, "--child-out", out.name], env=env)
+        _, status, usage = os.wait4(proc.pid, 0)
+        if os.waitstatus_to_exitcode(status) != 0:
+            raise SystemExit(f"benchmark stage {name} failed")
+        rows = json.loads(Path(out.name).read_text())
+    for row in rows:
+        row["peak_mb"] = round(usage.ru_maxrss / 1024)  # the stage process's peak RSS
+        row["rows_per_s"] = round(row["rows"] / row["seconds"]) if row.get("rows") and row["seconds"] else None
+        row["seconds"] = round(row["seconds"], 2)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scale", default="default", choices=["tiny", "demo", "default"])
+    parser.add_argument("--out", type=Path, help="write the results as JSON here")
+    parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {STAGES}")
+    parser.add_argument("--warehouse", help="benchmark warehouse (default: a temporary file)")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    parser.add_argument("--child-out", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.child:
+        rows = globals()[f"stage_{args.child}"]()
+        Path(args.child_out).write_text(json.dumps(rows, default=str))
+        return
+    workdir = Path(tempfile.mkdtemp(prefix="metro-bench-"))
+    env = {**os.environ, "METRO_SCALE": args.scale,
+           "METRO_WAREHOUSE": args.warehouse or str(workdir / "warehouse.duckdb"),
+           "METRO_SERVING": str(workdir / "serving.parquet")}
+    results = []
+    for name in args.stages.split(","):
+        rows = _run_stage(name, env)
+        results.extend(rows)
+        for row in rows:
+            print(f"{row['stage']:<55} {row['seconds']:>8.2f} s {row.get('rows') or '':>12} rows "
+                  f"{row.get('rows_per_s') or '':>10} rows/s {row['peak_mb']:>7} MB peak", flush=True)
+    if args.out:
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"scale": args.scale, "cores": os.cpu_count(), "stages": results}, indent=2))
+        print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny simulated warehouse built once per test session."""
+
+import shutil
+from datetime import date, timedelta
+from pathlib import Path
+
+import pytest
+
+from metro_assets.resources import SCALES, load_settings
+from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate
+from metro_assets.warehouse import connect, replace_partitions
+
+TINY = SCALES["tiny"]
+START = date(2025, 8, 15)
+HISTORY_END = START + timedelta(days=TINY.history_days)  # 2025-09-26, the tiny run date
+
+
+@pytest.fixture
+def tiny_env(tmp_path, monkeypatch):
+    """Settings for a tiny world in a temporary warehouse; returns the Settings."""
+    monkeypatch.setenv("METRO_SCALE", "tiny")
+    monkeypatch.setenv("METRO_SEED", "42")
+    monkeypatch.setenv("METRO_START_DATE", START.isoformat())
+    monkeypatch.setenv("METRO_WAREHOUSE", str(tmp_path / "warehouse.duckdb"))
+    monkeypatch.setenv("METRO_SERVING", str(tmp_path / "serving.parquet"))
+    return load_settings()
+
+
+def write_world(path: Path, end: date = HISTORY_END, seed: int = 42) -> Path:
+    """Simulate the tiny history [START, end) straight into a warehouse file (no Dagster)."""
+    tables = simulate(TINY, seed, START, end)
+    with connect(path) as con:
+        replace_partitions(con, {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)}, START, end)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_world_file(tmp_path_factory) -> Path:
+    """A read-only template: the whole tiny history. Copy it before writing (see ``tiny_warehouse``)."""
+    return write_world(tmp_path_factory.mktemp("world") / "template.duckdb")
+
+
+@pytest.fixture
+def tiny_warehouse(tiny_world_file, tiny_env) -> Path:
+    """A private copy of the tiny history at ``METRO_WAREHOUSE``; returns its path."""
+    shutil.copy(tiny_world_file, tiny_env.warehouse)
+    return tiny_env.warehouse
