@@ -33,6 +33,10 @@ smoke: $(STAMP)
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m metro_assets.definitions -h 127.0.0.1 -p 3000
 
+## make serve: the recommendations API on http://127.0.0.1:8000 over the snapshot at METRO_SERVING
+serve: $(STAMP)
+	$(BIN)/uvicorn api.app:app --host 127.0.0.1 --port 8000
+
 ## make bench: default-scale benchmark into benchmarks/results/
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py --scale default --out benchmarks/results/run.json

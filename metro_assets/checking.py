@@ -49,13 +49,18 @@ class CheckOutcome:
         return self.failing == 0
 
 
-def evaluate_checks(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], start: date, end: date) -> list[CheckOutcome]:
-    """Run each check's SQL for the window and count the violating rows."""
+def evaluate_checks(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], start: date, end: date,
+                    params: dict | None = None) -> list[CheckOutcome]:
+    """Run each check's SQL for the window and count the violating rows.
+
+    ``params`` supplies any other ``$name`` the checks use (e.g. ``top_k``).
+    """
     outcomes = []
     for check in checks:
         sql = f"select count(*) over () as n, * from ({check.sql}) limit 5"
-        params = {k: v for k, v in {"start": start, "end": end}.items() if f"${k}" in check.sql}
-        rows = con.execute(sql, params).fetchall()
+        given = {"start": start, "end": end, **(params or {})}
+        params_used = {k: v for k, v in given.items() if f"${k}" in check.sql}
+        rows = con.execute(sql, params_used).fetchall()
         failing = rows[0][0] if rows else 0
         outcomes.append(CheckOutcome(check, failing, [r[1] for r in rows]))
     return outcomes

@@ -108,3 +108,94 @@ CREATE TABLE IF NOT EXISTS sim.product_traits (
     share_in_brand DOUBLE NOT NULL,    -- the same among the category's products of its brand
     day DATE NOT NULL
 );
+
+-- Features (metro_assets/features): partition D = the state at the START of D,
+-- computed from events dated before D only. See docs/FEATURES.md.
+CREATE TABLE IF NOT EXISTS customer_features (
+    customer_id BIGINT NOT NULL,
+    day DATE NOT NULL,
+    segment VARCHAR,
+    home_store_id INTEGER,
+    recency_days DOUBLE,               -- days since the last order (NULL: no order before D)
+    frequency INTEGER,                 -- orders in the 90 days before D
+    monetary DOUBLE,                   -- spend in those 90 days
+    promo_affinity DOUBLE,             -- share of the 90 days' order lines bought on promo
+    avg_basket_size DOUBLE,            -- mean lines per order, 90 days
+    category_entropy DOUBLE,           -- Shannon entropy (nats) of line shares by category, 90 days
+    top_3_categories VARCHAR,          -- comma-separated, most lines first
+    avg_discount_depth_used DOUBLE,    -- mean discount share of the promo lines, 90 days
+    days_since_join INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS offer_features (
+    offer_id BIGINT NOT NULL,
+    day DATE NOT NULL,
+    product_id BIGINT,
+    category VARCHAR,
+    brand VARCHAR,
+    discount_type VARCHAR,
+    discount_depth DOUBLE,             -- share of the shelf price taken off, 0..1
+    margin_impact DOUBLE,              -- base_price * margin * discount_depth
+    days_until_expiry INTEGER,         -- end_date - D
+    historical_redemption_rate DOUBLE, -- smoothed toward the global rate
+    impressions_before INTEGER,
+    redemptions_before INTEGER
+);
+
+CREATE TABLE IF NOT EXISTS interaction_features (
+    customer_id BIGINT NOT NULL,
+    offer_id BIGINT NOT NULL,
+    day DATE NOT NULL,
+    bought_product_before BOOLEAN,
+    days_since_last_purchase_in_category DOUBLE,
+    category_affinity_score DOUBLE,
+    discount_depth_vs_usual DOUBLE,
+    price_sensitivity_match DOUBLE,
+    brand_affinity DOUBLE
+);
+
+-- Candidates (metro_assets/candidates): the offers worth ranking for each
+-- customer on D, with the first retrieval strategy that proposed each one.
+CREATE TABLE IF NOT EXISTS candidate_pool (
+    customer_id BIGINT NOT NULL,
+    offer_id BIGINT NOT NULL,
+    day DATE NOT NULL,
+    strategy VARCHAR NOT NULL
+);
+
+-- Ranking. `model_versions` holds both models trained for a retrain day (the
+-- `ranker_model` asset); the selected one serves. Models are text (LightGBM's
+-- model format, or the logistic regression as JSON), so they travel with the data.
+CREATE TABLE IF NOT EXISTS model_versions (
+    model_version VARCHAR NOT NULL,    -- '<day>-<kind>'
+    day DATE NOT NULL,                 -- training day: trained on labels that closed before it
+    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression
+    selected BOOLEAN NOT NULL,         -- the version that serves
+    model VARCHAR NOT NULL,
+    features VARCHAR[] NOT NULL,       -- feature columns, in model order
+    train_start DATE NOT NULL,         -- impression days [train_start, validation_start) train,
+    validation_start DATE NOT NULL,    -- [validation_start, train_end) validate
+    train_end DATE NOT NULL,
+    negative_sampling_rate DOUBLE NOT NULL,  -- share of negatives kept; scores are corrected for it
+    train_rows INTEGER NOT NULL,
+    train_positives INTEGER NOT NULL,
+    validation_rows INTEGER NOT NULL,
+    validation_positives INTEGER NOT NULL,
+    validation_auc DOUBLE,             -- NULL when the validation week has one class only
+    validation_log_loss DOUBLE,
+    importances VARCHAR,               -- JSON: gain share (lightgbm) or standardised coefficient
+    selection_reason VARCHAR,
+    trained_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- Each customer's top offers for a run date, scored by the newest model trained on or before it.
+CREATE TABLE IF NOT EXISTS recommendations (
+    run_date DATE NOT NULL,
+    customer_id BIGINT NOT NULL,
+    offer_id BIGINT NOT NULL,
+    score DOUBLE NOT NULL,             -- predicted P(redemption within 7 days)
+    rank INTEGER NOT NULL,             -- 1 = best
+    strategy VARCHAR NOT NULL,         -- the candidate strategy that retrieved the offer
+    model_version VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);

@@ -10,12 +10,13 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.checking import check_results, check_specs, evaluate_checks
-from metro_assets.glue import partition_window, user_errors
+from metro_assets.checking import CheckOutcome, check_results, check_specs, evaluate_checks
+from metro_assets.glue import DataError, partition_window, user_errors
+from metro_assets.importing.source import raw_batch
 from metro_assets.partitions import daily_partitions
 from metro_assets.resources import Settings, check_writable, load_settings
 from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
-from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
+from metro_assets.simulation.world import RAW_TABLES
 from metro_assets.warehouse import ensure_schema, replace_partitions
 
 RAW_DESCRIPTIONS = {
@@ -30,7 +31,12 @@ RAW_DESCRIPTIONS = {
 
 
 def build_raw_assets(settings: Settings):
-    """The raw multi-asset for these settings (partitions follow the start date and scale)."""
+    """The raw multi-asset for these settings (partitions follow the start date and scale, or the import).
+
+    ``METRO_SOURCE`` picks the simulator or an import (:mod:`metro_assets.importing`);
+    an import is validated whole before anything is written, and the segment
+    shares check, a property of the simulator, is reported as skipped for it.
+    """
     checks = [*RAW_CHECKS, SEGMENT_SHARES_CHECK]
 
     @multi_asset(
@@ -50,13 +56,24 @@ def build_raw_assets(settings: Settings):
         current = load_settings()
         start, end = partition_window(context)
         check_writable(current.warehouse, "METRO_WAREHOUSE")
-        tables = window(simulate(current.scale, current.seed, current.start_date, end), start, end)
+        try:
+            batch = raw_batch(current, start, end)
+        except DataError as exc:  # the summary becomes the failure; the full report goes to the log
+            context.log.error(f"import report:\n{exc.report}" if hasattr(exc, "report") else str(exc))
+            raise
+        for line in batch.log:
+            context.log.warning(line)
+        active = [c for c in checks if not (batch.imported and c is SEGMENT_SHARES_CHECK)]
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            written = replace_partitions(con, {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)}, start, end)
-            outcomes = evaluate_checks(con, checks, start, end)
+            written = replace_partitions(con, batch.tables, start, end)
+            outcomes = evaluate_checks(con, active, start, end)
             totals = {t: con.sql(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES}
-        context.log.info(f"simulated {start}..{end}: " + ", ".join(f"{t} {written[t]:,}" for t in RAW_TABLES))
+        if batch.imported:
+            skipped = "skipped: imported data has no segment targets"
+            outcomes.append(CheckOutcome(SEGMENT_SHARES_CHECK, 0, skipped=skipped))
+        verb = "imported" if batch.imported else "simulated"
+        context.log.info(f"{verb} {start}..{end}: " + ", ".join(f"{t} {written[t]:,}" for t in RAW_TABLES))
         for table in RAW_TABLES:
             yield MaterializeResult(
                 asset_key=table,
@@ -64,6 +81,8 @@ def build_raw_assets(settings: Settings):
                     "rows_written": written[table],
                     "rows_in_table": totals[table],
                     "window": f"{start}..{end}",
+                    "source": batch.source,
+                    **batch.metadata.get(table, {}),
                 },
             )
         yield from check_results(outcomes)

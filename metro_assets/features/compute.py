@@ -1,0 +1,211 @@
+"""Point-in-time features for any set of (customer, offer, day) requests.
+
+Every function takes a *requests* relation (the name of a table or view) so
+that one set-based query computes features for many days at once: the daily
+assets pass that day's customers, offers or candidate pairs; the ranker passes
+its historical impression pairs, each with its own day. A request for day D
+sees only events dated before D (the state at the start of D).
+
+The SQL lives in ``sql/<table>.sql`` with a ``{requests}`` placeholder.
+
+Examples
+--------
+>>> import duckdb
+>>> from datetime import date
+>>> from metro_assets.warehouse import ensure_schema
+>>> con = duckdb.connect()
+>>> ensure_schema(con)
+>>> _ = con.execute("create temp table req as select 1::BIGINT as customer_id, 7::BIGINT as offer_id, "
+...                 "date '2025-09-26' as day")
+>>> feature_matrix(con, "req").columns[:3]
+['customer_id', 'offer_id', 'day']
+>>> customer_features(con, "req").height  # one row per request, even for an unknown customer
+1
+"""
+
+from __future__ import annotations
+
+import re
+
+import duckdb
+import polars as pl
+
+from metro_assets.warehouse import read_sql
+
+#: Pseudo-impressions at the global redemption rate added to every offer's own
+#: record (the "m" of the smoothed rate (r + m * g) / (i + m)). An offer needs
+#: about m impressions before its own record outweighs the global rate; at the
+#: default scale an offer collects ~150 impressions over its life.
+PRIOR_WEIGHT = 50.0
+
+#: The segments and discount types one-hot encoded in the feature matrix.
+SEGMENTS = ("budget", "premium", "family", "horeca")
+DISCOUNT_TYPES = ("percentage", "fixed_amount", "bogo")
+
+CUSTOMER_NUMERIC = [
+    "recency_days",
+    "frequency",
+    "monetary",
+    "promo_affinity",
+    "avg_basket_size",
+    "category_entropy",
+    "avg_discount_depth_used",
+    "days_since_join",
+]
+OFFER_NUMERIC = [
+    "discount_depth",
+    "margin_impact",
+    "days_until_expiry",
+    "historical_redemption_rate",
+    "impressions_before",
+    "redemptions_before",
+]
+INTERACTION_NUMERIC = [
+    "bought_product_before",
+    "days_since_last_purchase_in_category",
+    "category_affinity_score",
+    "discount_depth_vs_usual",
+    "price_sensitivity_match",
+    "brand_affinity",
+]
+ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
+
+#: The numeric model features of :func:`feature_matrix`, in column order (nulls allowed).
+MODEL_FEATURES = CUSTOMER_NUMERIC + OFFER_NUMERIC + INTERACTION_NUMERIC + ENCODED
+
+_PACKAGE = "metro_assets.features"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
+
+
+def _relation(requests: str) -> str:
+    """Guard against SQL injection: ``requests`` must be a (schema-qualified) name."""
+    if not _NAME.match(requests):
+        raise ValueError(f"requests={requests!r} is not a table or view name")
+    return requests
+
+
+def feature_sql(table: str, requests: str) -> str:
+    """The SELECT computing ``table`` (a feature table) for the ``requests`` relation.
+
+    ``requests`` may be a name or a parenthesised subquery. The statement uses
+    the named parameter ``$prior_weight`` (see :data:`PRIOR_WEIGHT`) when
+    ``table`` is ``offer_features``; pass :func:`sql_params` with it.
+    """
+    return read_sql(_PACKAGE, table).replace("{requests}", requests)
+
+
+def sql_params(sql: str) -> dict:
+    """The named parameters ``sql`` uses (DuckDB refuses unused ones)."""
+    return {"prior_weight": PRIOR_WEIGHT} if "$prior_weight" in sql else {}
+
+
+def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+    """Run ``sql`` into Polars, rows in no particular order.
+
+    Measured: collecting millions of rows with insertion order preserved is
+    single-threaded (14 s for a 5M-pair pool's feature matrix, 6.5 s without).
+    """
+    previous = con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
+    con.execute("SET preserve_insertion_order = false")
+    try:
+        return con.sql(sql, params=sql_params(sql) or None).pl()
+    finally:
+        con.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
+
+
+def customer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
+    """Customer features for each distinct (customer_id, day) of ``requests``.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        The warehouse.
+    requests : str
+        A table or view with columns ``customer_id`` and ``day``.
+
+    Returns
+    -------
+    polars.DataFrame
+        The columns of the ``customer_features`` table, one row per distinct request.
+    """
+    return _frame(con, feature_sql("customer_features", _relation(requests)))
+
+
+def offer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
+    """Offer features for each distinct (offer_id, day) of ``requests`` (columns of ``offer_features``)."""
+    return _frame(con, feature_sql("offer_features", _relation(requests)))
+
+
+def interaction_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
+    """Pair features for each distinct (customer_id, offer_id, day) of ``requests``."""
+    return _frame(con, feature_sql("interaction_features", _relation(requests)))
+
+
+def feature_matrix_sql(requests: str) -> str:
+    """One set-based SELECT: every model feature for each row of ``requests``."""
+    rel = _relation(requests)
+    customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
+    offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
+    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
+    segment = ", ".join(f"(cf.segment = '{s}')::INTEGER AS segment_{s}" for s in SEGMENTS)
+    kinds = ", ".join(
+        f"(lower(trim(ofe.discount_type)) = '{t}')::INTEGER AS discount_{t}" for t in DISCOUNT_TYPES
+    )
+    columns = (
+        [f"cf.{c}" for c in CUSTOMER_NUMERIC]
+        + [f"ofe.{c}" for c in OFFER_NUMERIC]
+        + ["ixf.bought_product_before::INTEGER AS bought_product_before"]
+        + [f"ixf.{c}" for c in INTERACTION_NUMERIC[1:]]
+    )
+    return f"""
+        SELECT r.customer_id, r.offer_id, r.day,
+               {', '.join(columns)},
+               {segment},
+               {kinds}
+        FROM {rel} r
+        LEFT JOIN ({customers}) cf ON cf.customer_id = r.customer_id AND cf.day = r.day
+        LEFT JOIN ({offers}) ofe ON ofe.offer_id = r.offer_id AND ofe.day = r.day
+        LEFT JOIN ({pairs}) ixf
+               ON ixf.customer_id = r.customer_id AND ixf.offer_id = r.offer_id AND ixf.day = r.day
+    """
+
+
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool = False) -> pl.DataFrame:
+    """All numeric model features for (customer_id, offer_id, day) requests, point in time.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        The warehouse.
+    requests : str
+        A table or view with columns ``customer_id``, ``offer_id`` and ``day``
+        (any number of days: each request sees only events before its day).
+    float32 : bool, default False
+        Return the features as Float32: a third less memory for the millions
+        of pairs of a day's pool (LightGBM bins features anyway).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id``, ``offer_id``, ``day`` and the :data:`MODEL_FEATURES`,
+        one row per request row (in no particular order). Nulls mean "not
+        defined" (e.g. no order before the day); LightGBM treats them as missing.
+
+    Examples
+    --------
+    >>> import duckdb
+    >>> from metro_assets.warehouse import ensure_schema
+    >>> con = duckdb.connect()
+    >>> ensure_schema(con)
+    >>> _ = con.execute("create temp table pairs (customer_id BIGINT, offer_id BIGINT, day DATE)")
+    >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
+    True
+    """
+    sql = feature_matrix_sql(requests)
+    if float32:
+        sql = (
+            "SELECT customer_id, offer_id, day, "
+            + ", ".join(f"{c}::FLOAT AS {c}" for c in MODEL_FEATURES)
+            + f" FROM ({sql}) matrix"
+        )
+    return _frame(con, sql)

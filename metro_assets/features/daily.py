@@ -1,0 +1,62 @@
+"""The daily feature tables: one day's requests through :mod:`~metro_assets.features.compute`.
+
+Each ``write_*`` function replaces one day's partition of its table in one
+transaction, with the same SQL the ranker uses for historical pairs: only the
+requests differ (that day's customers, offers or candidate pairs).
+
+Examples
+--------
+>>> import duckdb
+>>> from metro_assets.warehouse import ensure_schema
+>>> con = duckdb.connect()
+>>> ensure_schema(con)
+>>> write_offer_features(con, date(2025, 9, 26))  # no offers yet: an empty partition
+0
+"""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import duckdb
+
+from metro_assets.features.compute import feature_sql, sql_params
+from metro_assets.warehouse import replace_partitions_sql
+
+#: The requests of one day's partition of each table ($day is the partition).
+DAILY_REQUESTS = {
+    # customers known before D (members who joined before the history sit in its first day)
+    "customer_features": "SELECT customer_id, $day::DATE AS day FROM customers WHERE day < $day",
+    # offers active on D and published before D
+    "offer_features": (
+        "SELECT offer_id, $day::DATE AS day FROM offers "
+        "WHERE start_date <= $day AND $day <= end_date AND day < $day"
+    ),
+    # the day's candidate pairs
+    "interaction_features": "SELECT customer_id, offer_id, day FROM candidate_pool WHERE day = $day",
+}
+
+
+def write_features(con: duckdb.DuckDBPyConnection, table: str, day: date) -> int:
+    """Replace ``table``'s partition ``day`` (one transaction); returns the rows written."""
+    con.execute(f"CREATE OR REPLACE TEMP TABLE daily_requests AS {DAILY_REQUESTS[table]}", {"day": day})
+    sql = feature_sql(table, "daily_requests")
+    try:
+        return replace_partitions_sql(con, table, sql, sql_params(sql), day, day + timedelta(days=1))
+    finally:
+        con.execute("DROP TABLE IF EXISTS daily_requests")
+
+
+def write_customer_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
+    """One row per customer known before ``day``."""
+    return write_features(con, "customer_features", day)
+
+
+def write_offer_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
+    """One row per offer active on ``day`` and published before it."""
+    return write_features(con, "offer_features", day)
+
+
+def write_interaction_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
+    """One row per candidate pair of ``day`` (needs ``candidate_pool`` of that day)."""
+    return write_features(con, "interaction_features", day)

@@ -1,0 +1,75 @@
+-- Customer x offer features as of the start of each requested day.
+-- {requests}: a relation with (customer_id, offer_id, day). Only order lines
+-- dated before the request's day are read; "90 d" windows are [day - 90, day).
+WITH req AS (
+    SELECT DISTINCT customer_id, offer_id, day FROM {requests}
+),
+customer_days AS (
+    SELECT DISTINCT customer_id, day FROM req
+),
+offer_facts AS (
+    SELECT o.offer_id, o.product_id, p.category, p.brand,
+           least(greatest(CASE
+               WHEN o.discount_value IS NULL OR o.discount_value < 0 THEN NULL
+               WHEN lower(trim(o.discount_type)) = 'percentage' THEN o.discount_value / 100.0
+               WHEN lower(trim(o.discount_type)) = 'fixed_amount'
+                   THEN o.discount_value / nullif(p.base_price, 0)
+               WHEN lower(trim(o.discount_type)) = 'bogo' THEN o.discount_value / (1.0 + o.discount_value)
+           END, 0.0), 1.0) AS discount_depth
+    FROM offers o LEFT JOIN products p ON p.product_id = o.product_id
+    WHERE o.offer_id IN (SELECT offer_id FROM req)
+),
+lines AS (  -- the requested customers' order lines, all history before the last requested day
+    SELECT o.customer_id, o.day, i.order_id, i.product_id, p.category, p.brand, i.is_promo,
+           least(greatest(i.discount_amount / nullif(i.quantity * i.unit_price, 0), 0), 1) AS depth_used
+    FROM orders o
+    JOIN order_items i ON i.order_id = o.order_id
+    JOIN products p ON p.product_id = i.product_id
+    WHERE o.customer_id IN (SELECT customer_id FROM customer_days)
+      AND o.day < (SELECT max(day) FROM customer_days)
+),
+first_bought AS (  -- bought before D  <=>  first bought before D
+    SELECT customer_id, product_id, min(day) AS first_day FROM lines GROUP BY ALL
+),
+category_history AS (
+    SELECT cd.customer_id, cd.day, l.category,
+           max(l.day) AS last_day,
+           count(DISTINCT l.order_id) FILTER (WHERE l.day >= cd.day - 90) AS orders_90,
+           count(*) FILTER (WHERE l.day >= cd.day - 90) AS lines_90
+    FROM customer_days cd JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day
+    GROUP BY ALL
+),
+brand_90 AS (
+    SELECT cd.customer_id, cd.day, l.category, l.brand, count(*) AS lines_90
+    FROM customer_days cd
+    JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.day >= cd.day - 90
+    GROUP BY ALL
+),
+customer_90 AS (
+    SELECT cd.customer_id, cd.day,
+           count(DISTINCT l.order_id) AS orders_90,
+           count_if(l.is_promo) / count(*) AS promo_affinity,
+           -- through DECIMAL: a parallel float sum depends on the row order
+           avg(l.depth_used::DECIMAL(18, 15)) FILTER (WHERE l.is_promo)::DOUBLE AS avg_discount_depth_used
+    FROM customer_days cd
+    JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.day >= cd.day - 90
+    GROUP BY ALL
+)
+SELECT r.customer_id,
+       r.offer_id,
+       r.day,
+       fb.first_day IS NOT NULL AND fb.first_day < r.day AS bought_product_before,
+       (r.day - ch.last_day)::DOUBLE AS days_since_last_purchase_in_category,
+       CASE WHEN c.orders_90 > 0 THEN coalesce(ch.orders_90, 0) / c.orders_90 END
+           AS category_affinity_score,
+       f.discount_depth - c.avg_discount_depth_used AS discount_depth_vs_usual,
+       c.promo_affinity * f.discount_depth AS price_sensitivity_match,
+       CASE WHEN ch.lines_90 > 0 THEN coalesce(b.lines_90, 0) / ch.lines_90 END AS brand_affinity
+FROM req r
+LEFT JOIN offer_facts f ON f.offer_id = r.offer_id
+LEFT JOIN first_bought fb ON fb.customer_id = r.customer_id AND fb.product_id = f.product_id
+LEFT JOIN category_history ch
+       ON ch.customer_id = r.customer_id AND ch.day = r.day AND ch.category = f.category
+LEFT JOIN brand_90 b
+       ON b.customer_id = r.customer_id AND b.day = r.day AND b.category = f.category AND b.brand = f.brand
+LEFT JOIN customer_90 c ON c.customer_id = r.customer_id AND c.day = r.day

@@ -1,0 +1,71 @@
+"""Where the raw tables come from: the simulator or an import (``METRO_SOURCE``).
+
+:func:`raw_batch` is what the raw assets call: the raw tables (and the
+simulator's ``sim.*`` truth tables) for the days [start, end). An import has no
+oracle, so its truth tables are empty frames: writing them clears the window.
+
+Examples
+--------
+>>> from datetime import date
+>>> from metro_assets.resources import SCALES, Settings
+>>> from pathlib import Path
+>>> settings = Settings(Path("w.duckdb"), Path("s.parquet"), SCALES["tiny"], 42, date(2025, 8, 15))
+>>> batch = raw_batch(settings, date(2025, 8, 15), date(2025, 8, 16))
+>>> batch.source, batch.tables["orders"]["day"].unique().to_list()
+('simulation', [datetime.date(2025, 8, 15)])
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import date
+
+import polars as pl
+
+from metro_assets.importing.loading import ImportResult, load_import
+from metro_assets.resources import Settings
+from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
+
+
+@dataclass
+class RawBatch:
+    """Raw and truth tables for a window, with per-table metadata for the materializations."""
+
+    source: str
+    tables: dict[str, pl.DataFrame]
+    metadata: dict[str, dict] = field(default_factory=dict)
+    log: list[str] = field(default_factory=list)
+
+    @property
+    def imported(self) -> bool:
+        return self.source != "simulation"
+
+
+def raw_batch(settings: Settings, start: date, end: date) -> RawBatch:
+    """The raw tables for [start, end) from ``settings.source``; an import is validated whole first.
+
+    Raises
+    ------
+    metro_assets.importing.report.ImportDataError
+        The import breaks the contract (nothing has been written).
+    """
+    if settings.import_dir is None:
+        tables = window(simulate(settings.scale, settings.seed, settings.start_date, end), start, end)
+        return RawBatch("simulation", {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)})
+    result = load_import(settings.import_dir, settings.start_date, settings.partitions_end, settings.drop_orphans)
+    tables = window(result.tables, start, end)
+    tables.update({t: pl.DataFrame() for t in TRUTH_TABLES})  # no oracle for real data
+    return RawBatch(settings.source, tables, _metadata(result), result.dropped_detail)
+
+
+def _metadata(result: ImportResult) -> dict[str, dict]:
+    """Per table: its file, orphans dropped and defaulted columns (over the whole import)."""
+    out = {}
+    for table in RAW_TABLES:
+        meta = {"source_file": result.files[table], "orphans_dropped": result.dropped.get(table, 0)}
+        if result.defaulted.get(table):
+            meta["empty_optional"] = ", ".join(f"{c} {n:,}" for c, n in result.defaulted[table].items())
+        out[table] = meta
+    out["customers"]["unknown_segment"] = result.unknown_segments
+    out["offers"]["unknown_depth"] = result.unknown_depth_offers
+    return out

@@ -1,0 +1,10 @@
+-- Impressions in the warehouse's shape, on the day they were shown.
+select
+    impression_id,
+    customer_id,
+    offer_id,
+    shown_timestamp,
+    channel,
+    shown_timestamp::date as day
+from typed_impressions
+order by _row

@@ -1,0 +1,141 @@
+"""The ranker assets: `ranker_model` (retrain days only) and `recommendations` (daily)."""
+
+import json
+
+import polars as pl
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    RetryPolicy,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from dagster_duckdb import DuckDBResource
+
+from metro_assets.checking import check_results, check_specs, evaluate_checks
+from metro_assets.glue import partition_window, user_errors
+from metro_assets.partitions import daily_partitions
+from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
+from metro_assets.ranking.scoring import score_pool, selected_model, top_k
+from metro_assets.ranking.training import model_rows, train_rankers, training_set
+from metro_assets.resources import Settings, load_settings
+from metro_assets.serving import write_snapshot
+from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
+
+RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
+
+
+def _importance_table(importances: dict, top: int = 10) -> str:
+    rows = sorted(importances.items(), key=lambda kv: -abs(kv[1]))[:top]
+    return "| feature | weight |\n|---|---|\n" + "\n".join(f"| {k} | {v:+.4f} |" for k, v in rows)
+
+
+def build_ranking_assets(settings: Settings):
+    partitions = daily_partitions(settings)
+
+    @asset(
+        name="ranker_model",
+        description="Both rankers (LightGBM, logistic regression) trained on the impressions whose labels closed "
+                    "before the day; the better on the last week serves. Materialized on retrain days only.",
+        group_name="model",
+        kinds={"lightgbm", "scikitlearn", "duckdb"},
+        owners=["team:data-science"],
+        partitions_def=partitions,
+        deps=[AssetKey(t) for t in RAW_INPUTS],
+        check_specs=check_specs(MODEL_CHECKS),
+        pool="warehouse",
+        retry_policy=RetryPolicy(max_retries=1, delay=10),  # a locked warehouse often frees up
+    )
+    @user_errors
+    def ranker_model(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        day, end = partition_window(context)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            ts = training_set(con, day, current.ranker.train_weeks, current.ranker.negatives_per_positive,
+                              current.seed)
+            trained, reason = train_rankers(ts)
+            replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
+            outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
+        chosen = next(m for m in trained if m.selected)
+        metrics = "| model | validation AUC | validation log-loss | serves |\n|---|---|---|---|\n" + "\n".join(
+            f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
+            f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
+            f"| {'yes' if m.selected else ''} |" for m in trained)
+        context.log.info(f"ranker for {day}: {reason}")
+        yield MaterializeResult(
+            metadata={
+                "model_version": f"{day}-{chosen.stored.kind}",
+                "selection": reason,
+                "validation": MetadataValue.md(metrics),
+                "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
+                "train_rows": ts.train.height,
+                "train_positives": int(ts.train["label"].sum()),
+                "validation_rows": ts.validation.height,
+                "negative_sampling_rate": round(ts.sampling_rate, 4),
+                "window": f"{ts.window.start}..{ts.window.end} (validation from {ts.window.validation_start})",
+                **{f"{m.stored.kind}_auc": m.metrics["auc"] for m in trained if m.metrics["auc"] is not None},
+            }
+        )
+        yield from check_results(outcomes)
+
+    @asset(
+        name="recommendations",
+        description="Each customer's top offers for the day: the candidate pool scored by the newest model "
+                    "trained on or before it. Publishes the serving snapshot the API reads.",
+        group_name="recommendations",
+        kinds={"duckdb", "parquet"},
+        owners=["team:data-science"],
+        partitions_def=partitions,
+        deps=[
+            AssetKey("candidate_pool"),
+            AssetKey("customer_features"),
+            AssetKey("offer_features"),
+            AssetKey("interaction_features"),
+            # the newest model of the last week (weekly retrains); older ones are found too
+            AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
+                                                                                   allow_nonexistent_upstream_partitions=True)),
+        ],
+        check_specs=check_specs(RECOMMENDATION_CHECKS),
+        pool="warehouse",
+    )
+    @user_errors
+    def recommendations(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        day, end = partition_window(context)
+        k = current.ranker.top_k
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            version, model = selected_model(con, day)
+            scored = score_pool(con, day, model)
+            top = top_k(scored, k).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+            replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
+                               day, end, column="run_date")
+            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
+            snapshot = con.sql(read_sql("metro_assets.ranking", "serving_snapshot"),
+                               params={"run_dates": current.ranker.serving_days}).pl()
+        path = write_snapshot(snapshot, current.serving)
+        customers = top["customer_id"].n_unique()
+        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}; "
+                         f"snapshot {path} ({snapshot.height} rows)")
+        yield MaterializeResult(
+            metadata={
+                "model_version": version,
+                "pairs_scored": scored.height,
+                "customers": customers,
+                "recommendations": top.height,
+                "mean_score_top1": float(top.filter(pl.col("rank") == 1)["score"].mean() or 0.0),
+                "strategy_share": MetadataValue.json(
+                    json.loads(top.group_by("strategy").len().with_columns(
+                        share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
+                        .write_json())),
+                "serving_snapshot": str(path),
+                "snapshot_rows": snapshot.height,
+            }
+        )
+        yield from check_results(outcomes)
+
+    return [ranker_model, recommendations]

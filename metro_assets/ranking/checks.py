@@ -1,0 +1,72 @@
+"""Data-quality checks on the ranking tables."""
+
+from metro_assets.checking import Check
+
+IN_RUN = "run_date >= $start and run_date < $end"
+
+RECOMMENDATION_CHECKS = [
+    Check(
+        "recommendations_cover_each_pool_customer",
+        "recommendations",
+        "every customer with a candidate pool gets min(top_k, pool size) recommendations",
+        f"""with pool as (select day, customer_id, count(*) as n from candidate_pool
+                          where day >= $start and day < $end group by all),
+                 recs as (select run_date as day, customer_id, count(*) as n from recommendations
+                          where {IN_RUN} group by all)
+            select pool.customer_id from pool left join recs using (day, customer_id)
+            where coalesce(recs.n, 0) <> least(pool.n, $top_k)""",
+    ),
+    Check(
+        "recommendations_rank_without_gaps",
+        "recommendations",
+        "ranks run 1..n per customer, once each",
+        f"""select customer_id from recommendations where {IN_RUN}
+            group by run_date, customer_id having min(rank) <> 1 or max(rank) <> count(*)
+               or count(distinct rank) <> count(*)""",
+    ),
+    Check(
+        "recommendations_have_unique_offers",
+        "recommendations",
+        "one row per (run_date, customer_id, offer_id)",
+        f"select customer_id from recommendations where {IN_RUN} "
+        "group by run_date, customer_id, offer_id having count(*) > 1",
+    ),
+    Check(
+        "recommendation_scores_are_probabilities",
+        "recommendations",
+        "scores are in [0, 1] and not NaN",
+        f"select customer_id from recommendations where {IN_RUN} and (isnan(score) or score < 0 or score > 1)",
+    ),
+    Check(
+        "recommendations_come_from_the_pool",
+        "recommendations",
+        "every recommended pair is in that day's candidate pool (so eligibility holds)",
+        f"""select r.customer_id from recommendations r anti join candidate_pool c
+            on c.day = r.run_date and c.customer_id = r.customer_id and c.offer_id = r.offer_id
+            where r.{IN_RUN}""",
+    ),
+    Check(
+        "recommendations_use_a_known_model",
+        "recommendations",
+        "the model version used exists in model_versions, trained on or before the run date",
+        f"""select r.model_version from recommendations r anti join model_versions m
+            on m.model_version = r.model_version and m.day <= r.run_date where r.{IN_RUN}""",
+    ),
+]
+
+MODEL_CHECKS = [
+    Check(
+        "ranker_model_has_one_selected_version",
+        "ranker_model",
+        "each training day has exactly one selected model",
+        "select day from model_versions where day >= $start and day < $end group by day "
+        "having count(*) filter (where selected) <> 1",
+    ),
+    Check(
+        "ranker_model_trained_before_its_day",
+        "ranker_model",
+        "training impressions ended a week before the training day (labels closed before it)",
+        "select model_version from model_versions where day >= $start and day < $end "
+        "and train_end > day - interval 7 day",
+    ),
+]

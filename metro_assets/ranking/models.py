@@ -1,0 +1,142 @@
+"""The two rankers (logistic regression and LightGBM), stored as text, not pickles.
+
+A trained model becomes a :class:`StoredModel`: its kind, a text blob (LightGBM's
+own model format, or the logistic regression's coefficients as JSON), the
+feature list and the negative-sampling rate used in training. Any host with
+this package can rebuild and run it from a warehouse row; no pickle path.
+
+Scores are probabilities: LightGBM trains with the plain binary objective (no
+class reweighting) and both models' odds are corrected for the sampled-away
+negatives: ``odds_true = rate * odds_sampled``.
+
+Examples
+--------
+>>> import numpy as np
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(400, 2)); y = (X[:, 0] + rng.normal(size=400) > 1).astype(int)
+>>> model = train_logistic_regression(X, y, ["a", "b"], sampling_rate=1.0)
+>>> p = load(model).predict(X)
+>>> bool(((p >= 0) & (p <= 1)).all())
+True
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+import lightgbm as lgb
+import numpy as np
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import log_loss, roc_auc_score
+
+LIGHTGBM_PARAMS = {
+    "objective": "binary",
+    "learning_rate": 0.05,
+    "num_leaves": 31,
+    "min_child_samples": 40,
+    "feature_fraction": 0.9,
+    "bagging_fraction": 0.9,
+    "bagging_freq": 1,
+    "lambda_l2": 1.0,
+    "num_threads": 2,
+    "verbose": -1,
+    "seed": 7,
+    "deterministic": True,
+    "force_row_wise": True,
+}
+LIGHTGBM_ROUNDS = 300
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """A trained ranker as it is stored in ``model_versions``."""
+
+    kind: str              # "lightgbm" | "logistic_regression"
+    blob: str              # the model as text
+    features: list[str]
+    sampling_rate: float   # share of negatives kept in training
+    importances: dict[str, float]
+
+
+def _correct(p: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """Undo negative subsampling: odds_true = rate * odds_sampled."""
+    p = np.clip(p, 1e-9, 1 - 1e-9)
+    odds = sampling_rate * p / (1.0 - p)
+    return odds / (1.0 + odds)
+
+
+def train_lightgbm(X: np.ndarray, y: np.ndarray, features: list[str], sampling_rate: float) -> StoredModel:
+    """Gradient-boosted trees, binary objective, NaN handled natively."""
+    booster = lgb.train(LIGHTGBM_PARAMS, lgb.Dataset(X, label=y, feature_name=features, free_raw_data=True),
+                        num_boost_round=LIGHTGBM_ROUNDS)
+    gain = booster.feature_importance(importance_type="gain")
+    total = gain.sum() or 1.0
+    return StoredModel("lightgbm", booster.model_to_string(), features, sampling_rate,
+                       {f: float(g / total) for f, g in zip(features, gain)})
+
+
+def train_logistic_regression(X: np.ndarray, y: np.ndarray, features: list[str], sampling_rate: float) -> StoredModel:
+    """Standardised logistic regression; missing values become the median plus a missing flag."""
+    medians = np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0)
+    medians = np.where(np.isfinite(medians), medians, 0.0)
+    Z = _lr_design(X, medians)
+    mean, scale = Z.mean(axis=0), Z.std(axis=0)
+    scale = np.where(scale > 0, scale, 1.0)
+    lr = LogisticRegression(C=1.0, max_iter=1000)
+    lr.fit((Z - mean) / scale, y)
+    names = features + [f"{f}_missing" for f in features]
+    coef = lr.coef_[0]
+    blob = json.dumps({"medians": medians.tolist(), "mean": mean.tolist(), "scale": scale.tolist(),
+                       "coef": coef.tolist(), "intercept": float(lr.intercept_[0])})
+    return StoredModel("logistic_regression", blob, features, sampling_rate,
+                       {n: float(c) for n, c in zip(names, coef) if c != 0 or not n.endswith("_missing")})
+
+
+def _lr_design(X: np.ndarray, medians: np.ndarray) -> np.ndarray:
+    missing = ~np.isfinite(X)
+    return np.hstack([np.where(missing, medians, X), missing.astype(float)])
+
+
+class LoadedModel:
+    """A stored model ready to score a feature matrix (columns in ``features`` order)."""
+
+    def __init__(self, stored: StoredModel):
+        self.stored = stored
+        if stored.kind == "lightgbm":
+            self._booster = lgb.Booster(model_str=stored.blob)
+        elif stored.kind == "logistic_regression":
+            self._lr = {k: np.asarray(v) for k, v in json.loads(stored.blob).items()}
+        else:
+            raise ValueError(f"unknown model kind {stored.kind!r}")
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """P(redemption within 7 days) for each row."""
+        if self.stored.kind == "lightgbm":
+            p = self._booster.predict(X, num_threads=2)
+        else:
+            lr = self._lr
+            z = (_lr_design(X, lr["medians"]) - lr["mean"]) / lr["scale"]
+            p = 1.0 / (1.0 + np.exp(-(z @ lr["coef"] + lr["intercept"])))
+        return _correct(p, self.stored.sampling_rate)
+
+
+def load(stored: StoredModel) -> LoadedModel:
+    """Rebuild a model from its stored form."""
+    return LoadedModel(stored)
+
+
+def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
+    """AUC and log-loss; AUC is undefined (None) when the week holds one class only."""
+    if len(np.unique(y)) < 2:
+        return {"auc": None, "log_loss": None}
+    return {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-9, 1 - 1e-9)))}
+
+
+def better(a: dict, b: dict, auc_tie: float = 0.005) -> bool:
+    """Is model ``a`` better than ``b``: higher AUC, or lower log-loss when AUCs tie."""
+    if a["auc"] is None or b["auc"] is None:
+        return a["auc"] is not None
+    if abs(a["auc"] - b["auc"]) > auc_tie:
+        return a["auc"] > b["auc"]
+    return a["log_loss"] < b["log_loss"]

@@ -1,0 +1,127 @@
+"""Publishing a new snapshot while the API runs: picked up without a restart, never mixed, never an error."""
+
+import os
+import threading
+import time
+from datetime import date, timedelta
+
+import httpx
+import pytest
+
+from metro_assets.serving import write_snapshot
+from metro_assets_tests.api.hammer import Hammer
+from metro_assets_tests.api.snapshots import customer_ids, synthetic_snapshot
+
+
+def generation(g: int, customers: int = 300):
+    """Snapshot generation ``g``: model m{g}, product names tagged [g{g}], run dates shifted by g days."""
+    return synthetic_snapshot(
+        customers=customers, offers_per_customer=10, run_dates=2, first_run_date=date(2026, 2, 10) + timedelta(days=g),
+        model_version=f"m{g}", tag=f"g{g}", seed=g,
+    )
+
+
+def one_snapshot(body: dict) -> str | None:
+    """What is wrong with a response that mixes snapshots (None if it is all generation g)."""
+    g = int(body["model_version"][1:])
+    run_dates = {(date(2026, 2, 10) + timedelta(days=g + i)).isoformat() for i in range(2)}
+    if body["run_date"] not in run_dates:
+        return f"model m{g} with run_date {body['run_date']} of another snapshot"
+    tags = {r["product_name"].rsplit(" ", 1)[-1] for r in body["recommendations"]}
+    if tags != {f"[g{g}]"}:
+        return f"model m{g} with rows tagged {sorted(tags)}"
+    return None
+
+
+def wait_for(predicate, timeout=10.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+def test_a_new_snapshot_is_served_without_restart(serve_api, tmp_path):
+    path = write_snapshot(generation(1), tmp_path / "serving.parquet")
+    api = serve_api(path)
+    with api.client() as client:
+        first = client.get("/recommendations", params={"customer_id": 1}).json()
+        assert (first["model_version"], first["run_date"]) == ("m1", "2026-02-12")
+
+        write_snapshot(generation(2), path)
+
+        second = wait_for(lambda: (b := client.get("/recommendations", params={"customer_id": 1}).json())["model_version"] == "m2" and b)
+        health = client.get("/health").json()
+
+    assert second["run_date"] == "2026-02-13" and one_snapshot(second) is None
+    assert health["run_dates"] == ["2026-02-12", "2026-02-13"] and health["model_version"] == "m2"
+    assert api.app.state.store.reloads == 2  # the first load and the new one: same process, same server
+
+
+def test_a_snapshot_published_after_startup_ends_the_503s(serve_api, tmp_path):
+    path = tmp_path / "serving.parquet"
+    api = serve_api(path)
+    with api.client() as client:
+        assert client.get("/health").status_code == 503
+
+        write_snapshot(generation(1), path)
+
+        wait_for(lambda: client.get("/health").status_code == 200)
+        assert client.get("/recommendations", params={"customer_id": 3}).status_code == 200
+
+
+def test_a_broken_new_file_keeps_the_last_good_snapshot_and_is_reported(serve_api, tmp_path):
+    path = write_snapshot(generation(1), tmp_path / "serving.parquet")
+    api = serve_api(path)
+    junk = tmp_path / "junk"
+    junk.write_bytes(b"PAR1 this is not parquet")
+    os.replace(junk, path)  # someone copies a bad file over the snapshot
+    with api.client() as client:
+        health = wait_for(lambda: (h := client.get("/health").json())["last_reload_error"] and h)
+        assert "not a readable Parquet file" in health["last_reload_error"] and str(path) in health["last_reload_error"]
+        assert client.get("/recommendations", params={"customer_id": 1}).json()["model_version"] == "m1"
+
+        bad = generation(2).drop("score").with_columns(score=None)
+        bad.write_parquet(path)  # right file format, broken contract (null scores)
+        health = wait_for(lambda: "column 'score' has" in ((h := client.get("/health").json())["last_reload_error"] or "") and h)
+        assert health["model_version"] == "m1"
+
+        os.unlink(path)
+        health = wait_for(lambda: "no longer exists" in ((h := client.get("/health").json())["last_reload_error"] or "") and h)
+        assert client.get("/recommendations", params={"customer_id": 1}).status_code == 200
+
+        write_snapshot(generation(3), path)
+        health = wait_for(lambda: (h := client.get("/health").json())["model_version"] == "m3" and h)
+        assert health["last_reload_error"] is None
+
+
+@pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-only"])
+def test_hammering_while_snapshots_are_replaced_gives_no_error_and_no_mixed_response(serve_api, tmp_path, fast_path):
+    """Clients hammer single and batch endpoints while another thread publishes 12 snapshots."""
+    generations = {g: generation(g) for g in range(3)}
+    path = write_snapshot(generations[0], tmp_path / "serving.parquet")
+    api = serve_api(path, reload_seconds=0.05, fast_path=fast_path)
+    store = api.app.state.store
+    published = []
+
+    def publisher():
+        for i in range(1, 13):
+            g = i % 3
+            write_snapshot(generations[g], path)
+            published.append(g)
+            wait_for(lambda: store.current.newest.model_version == f"m{g}", timeout=20)  # let clients see it
+            time.sleep(0.05)
+
+    with Hammer(api.url, customer_ids(300).tolist(), check=one_snapshot, threads=4) as hammer:
+        writer = threading.Thread(target=publisher)
+        writer.start()
+        writer.join(timeout=120)
+
+    assert not writer.is_alive() and len(published) == 12
+    assert hammer.errors == []
+    assert store.reloads == 13
+    seen = {body["model_version"] for body in hammer.bodies}
+    assert seen == {"m0", "m1", "m2"}, seen
+    assert hammer.requests > 100

@@ -1,0 +1,189 @@
+"""The feature assets through real Dagster runs: point in time, idempotent, same as the ranker's query."""
+
+from datetime import timedelta
+
+import duckdb
+import polars as pl
+import pytest
+from polars.testing import assert_frame_equal
+
+from metro_assets.features import compute
+from metro_assets_tests.features.runs import DAILY_TABLES, MID_DAY, RUN_DAY, run_day, snapshot
+
+
+def _plant_later_events(path, day):
+    """Add and change events dated ``day`` and later: none may move ``day``'s features."""
+    con = duckdb.connect(str(path))
+    later = [day, day + timedelta(days=3)]
+    for n, when in enumerate(later):
+        ts = f"timestamp '{when} 09:00:00'"
+        # a burst of promo orders by the first customers, for every product on offer
+        con.execute(f"""
+            insert into orders select 9000000 + {n} * 10000 + c.customer_id, c.customer_id, c.home_store_id,
+                   {ts}, 100.0, 3, date '{when}'
+            from customers c where c.customer_id <= 50""")
+        con.execute(f"""
+            insert into order_items select 9000000 + {n} * 100000 + row_number() over (), o.order_id,
+                   f.product_id, 2, 5.0, true, 2.5, date '{when}'
+            from orders o cross join (select distinct product_id from offers limit 3) f
+            where o.order_id between 9000000 + {n} * 10000 and 9000000 + {n} * 10000 + 9999""")
+        con.execute(f"""
+            insert into impressions select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
+                   o.offer_id, {ts}, 'app', date '{when}'
+            from customers c cross join offers o where c.customer_id <= 50 and o.end_date >= date '{day}'""")
+        con.execute(f"""
+            insert into redemptions select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
+                   o.offer_id, 9000000 + {n} * 10000 + c.customer_id, {ts} + interval 1 hour, date '{when}'
+            from customers c cross join offers o where c.customer_id <= 50 and o.end_date >= date '{day}'""")
+    # change what already happened on day and later
+    con.execute(f"update orders set total_amount = total_amount * 3 where day >= date '{day}'")
+    con.execute(f"delete from order_items where day >= date '{day}' and not is_promo")
+    # a customer joining on the day, an offer published on the day
+    con.execute(f"insert into customers select customer_id + 100000, segment, home_store_id, date '{day}', "
+                f"loyalty_tier, email_consent, date '{day}' from customers where customer_id = 1")
+    con.execute(f"insert into offers select offer_id + 100000, product_id, discount_type, discount_value, "
+                f"date '{day}', date '{day}' + 10, null, null, null, date '{day}' from offers limit 1")
+    con.close()
+
+
+def test_features_and_pool_of_a_day_ignore_events_of_that_day_and_later(tiny_warehouse):
+    run_day(MID_DAY)
+    before = snapshot(tiny_warehouse, MID_DAY)
+    assert all(frame.height > 0 for frame in before.values())
+
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    _ = con.execute(f"create temp table req as select customer_id, date '{MID_DAY + timedelta(days=4)}' as day "
+                    "from customers where customer_id <= 50")
+    later_before = compute.customer_features(con, "req").sort("customer_id")
+    con.close()
+
+    _plant_later_events(tiny_warehouse, MID_DAY)
+    run_day(MID_DAY)
+    after = snapshot(tiny_warehouse, MID_DAY)
+    for table in before:
+        assert_frame_equal(after[table], before[table], check_exact=True)
+
+    # the planted events are real: a later day does see them
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    _ = con.execute(f"create temp table req as select customer_id, date '{MID_DAY + timedelta(days=4)}' as day "
+                    "from customers where customer_id <= 50")
+    later_after = compute.customer_features(con, "req").sort("customer_id")
+    con.close()
+    assert not later_after["monetary"].equals(later_before["monetary"])
+
+
+def test_rematerializing_a_day_replaces_it(tiny_warehouse):
+    run_day(RUN_DAY)
+    first = snapshot(tiny_warehouse, RUN_DAY)
+    result = run_day(RUN_DAY)
+    again = snapshot(tiny_warehouse, RUN_DAY)
+    for table in first:
+        assert_frame_equal(again[table], first[table])
+        assert again[table].height > 0
+        assert again[table].select(DAILY_TABLES[table]).is_duplicated().sum() == 0
+    assert all(check.passed for check in result.get_asset_check_evaluations())
+
+
+def test_feature_matrix_on_historical_pairs_equals_the_daily_tables(tiny_warehouse):
+    days = [MID_DAY, RUN_DAY]
+    for day in days:
+        run_day(day)
+    con = duckdb.connect(str(tiny_warehouse))
+    # pairs from two days in one request relation, as the ranker sends them
+    _ = con.execute("create temp table pairs as select customer_id, offer_id, day from candidate_pool "
+                    "using sample 3000 rows (reservoir, 7)")
+    assert con.sql("select count(distinct day) from pairs").fetchall()[0][0] == 2
+    matrix = compute.feature_matrix(con, "pairs")
+    daily = con.sql("""
+        select p.customer_id, p.offer_id, p.day, c.*, o.*, i.*, c.segment as seg, o.discount_type as kind
+        from pairs p
+        join customer_features c using (customer_id, day)
+        join offer_features o using (offer_id, day)
+        join interaction_features i using (customer_id, offer_id, day)""").pl()
+    con.close()
+    assert matrix.height == daily.height == 3000
+    assert matrix.columns == ["customer_id", "offer_id", "day", *compute.MODEL_FEATURES]
+    expected = daily.with_columns(
+        pl.col("bought_product_before").cast(pl.Int32),
+        *[(pl.col("seg") == s).cast(pl.Int32).alias(f"segment_{s}") for s in compute.SEGMENTS],
+        *[(pl.col("kind") == t).cast(pl.Int32).alias(f"discount_{t}") for t in compute.DISCOUNT_TYPES],
+    ).select(matrix.columns)
+    keys = ["customer_id", "offer_id", "day"]
+    assert_frame_equal(matrix.sort(keys), expected.sort(keys), check_dtypes=False, check_exact=False,
+                       rel_tol=1e-9)
+
+
+def test_feature_values_match_an_independent_polars_computation(tiny_warehouse):
+    run_day(MID_DAY)
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    orders = con.sql("select * from orders").pl()
+    lines = con.sql("select i.*, o.customer_id from order_items i join orders o using (order_id)").pl()
+    features = con.sql(f"select * from customer_features where day = date '{MID_DAY}'").pl()
+    offers = con.sql(f"""select f.*, o.discount_type as t, o.discount_value as v, p.base_price
+                         from offer_features f join offers o using (offer_id) join products p
+                         on p.product_id = o.product_id where f.day = date '{MID_DAY}'""").pl()
+    impressions = con.sql(f"select count(*) from impressions where day < date '{MID_DAY}'").fetchall()[0][0]
+    redemptions = con.sql(f"select count(*) from redemptions where day < date '{MID_DAY}'").fetchall()[0][0]
+    con.close()
+
+    window = orders.filter((pl.col("day") < MID_DAY) & (pl.col("day") >= MID_DAY - timedelta(days=90)))
+    expected = window.group_by("customer_id").agg(
+        frequency=pl.len(), monetary=pl.col("total_amount").sum(),
+        last=pl.col("day").max())
+    promo = (lines.filter((pl.col("day") < MID_DAY) & (pl.col("day") >= MID_DAY - timedelta(days=90)))
+             .group_by("customer_id").agg(promo_affinity=pl.col("is_promo").mean()))
+    got = features.join(expected, on="customer_id", how="left").join(promo, on="customer_id", how="left",
+                                                                     suffix="_expected")
+    assert (got["frequency"] == got["frequency_right"].fill_null(0)).all()
+    assert ((got["monetary"] - got["monetary_right"].fill_null(0)).abs() < 1e-6).all()
+    assert ((got["promo_affinity"] - got["promo_affinity_expected"]).abs().fill_null(0) < 1e-9).all()
+    recency = got.filter(pl.col("last").is_not_null())
+    assert (recency["recency_days"] == (pl.Series([MID_DAY] * recency.height) - recency["last"]).dt.total_days()
+            ).all()
+    # cold customers: no order before the day, so no recency and no rates
+    cold = features.filter(pl.col("recency_days").is_null())
+    assert cold.height > 0 and (cold["frequency"] == 0).all() and cold["promo_affinity"].is_null().all()
+
+    # discount depth for the three types, and the smoothed rate
+    for kind, rule in {
+        "percentage": pl.col("v") / 100,
+        "fixed_amount": pl.min_horizontal(pl.col("v") / pl.col("base_price"), pl.lit(1.0)),
+        "bogo": pl.col("v") / (1 + pl.col("v")),
+    }.items():
+        subset = offers.filter(pl.col("t") == kind)
+        assert subset.height > 0
+        assert ((subset["discount_depth"] - subset.select(rule).to_series()).abs() < 1e-12).all()
+    g = redemptions / impressions
+    m = compute.PRIOR_WEIGHT
+    rate = (offers["redemptions_before"] + m * g) / (offers["impressions_before"] + m)
+    assert ((offers["historical_redemption_rate"] - rate).abs() < 1e-12).all()
+    assert offers["historical_redemption_rate"].is_between(0, 1).all()
+
+
+def test_requests_must_name_a_relation(tiny_warehouse):
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    with pytest.raises(ValueError, match="not a table or view name"):
+        compute.customer_features(con, "customers; drop table orders")
+    con.close()
+
+
+def test_a_range_run_writes_each_day_like_single_days(tiny_warehouse):
+    from dagster import DagsterInstance, materialize
+    from dagster_duckdb import DuckDBResource
+
+    from metro_assets_tests.features.runs import daily_assets
+
+    tags = {"dagster/asset_partition_range_start": "2025-09-25", "dagster/asset_partition_range_end": "2025-09-26"}
+    result = materialize(daily_assets(), tags=tags, instance=DagsterInstance.ephemeral(),
+                         resources={"warehouse": DuckDBResource(database=str(tiny_warehouse))})
+    assert result.success and all(c.passed for c in result.get_asset_check_evaluations())
+    ranged = snapshot(tiny_warehouse, RUN_DAY)
+    run_day(RUN_DAY)
+    single = snapshot(tiny_warehouse, RUN_DAY)
+    for table in single:
+        assert single[table].height > 0
+        assert_frame_equal(ranged[table], single[table])
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    days = con.sql("select count(distinct day) from candidate_pool").fetchall()[0][0]
+    con.close()
+    assert days == 2

@@ -1,0 +1,117 @@
+"""Training the ranker on tiny data: windows, leakage, bad input, model storage."""
+
+from datetime import timedelta
+
+import duckdb
+import numpy as np
+import polars as pl
+import pytest
+
+from metro_assets.glue import DataError
+from metro_assets.ranking import models
+from metro_assets.ranking.scoring import selected_model, top_k
+from metro_assets.ranking.training import as_matrix, model_rows, train_rankers, training_set
+from metro_assets.warehouse import replace_partitions
+from metro_assets_tests.conftest import HISTORY_END
+
+DAY = HISTORY_END  # 2025-09-26, the tiny run date
+
+
+@pytest.fixture
+def con(tiny_warehouse):
+    con = duckdb.connect(str(tiny_warehouse))
+    yield con
+    con.close()
+
+
+def test_training_set_uses_only_closed_labels_and_a_temporal_split(con):
+    ts = training_set(con, DAY, weeks=8)
+    assert ts.train.height > 0 and ts.train["label"].sum() > 0
+    assert ts.train["day"].max() < ts.window.validation_start <= ts.validation["day"].min()
+    assert ts.validation["day"].max() < DAY - timedelta(days=7)
+    # negatives were sampled about 1:4, positives all kept
+    ratio = (ts.train.height - ts.train["label"].sum()) / ts.train["label"].sum()
+    assert 2.5 < ratio < 6 and 0 < ts.sampling_rate <= 1
+
+
+def _store(con, ts, trained, reason):
+    replace_partitions(con, {"model_versions": model_rows(DAY, ts, trained, reason)}, DAY, DAY + timedelta(days=1))
+
+
+def test_both_models_train_and_the_better_one_serves_from_the_warehouse(con):
+    ts = training_set(con, DAY)
+    trained, reason = train_rankers(ts)
+    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression"]
+    assert sum(m.selected for m in trained) == 1 and reason
+    _store(con, ts, trained, reason)
+    version, stored = selected_model(con, DAY + timedelta(days=3))
+    assert version.startswith(str(DAY))
+    p = models.load(stored).predict(as_matrix(ts.validation))
+    assert ((p >= 0) & (p <= 1)).all()
+    # scores stay probabilities: the mean prediction is near the observed rate
+    assert abs(p.mean() - ts.validation["label"].mean()) < 0.05
+
+
+def test_a_model_for_a_day_ignores_events_on_and_after_it(con):
+    before = train_rankers(training_set(con, DAY))[0]
+    later = [(DAY + timedelta(days=d)) for d in (0, 3)]
+    for day in later:  # copy a day of events to D and D+3, with new ids
+        con.execute("insert into impressions select impression_id + 10000000, customer_id, offer_id, "
+                    "shown_timestamp + to_days((?::date - day)::int), channel, ? from impressions where day = ?",
+                    [day, day, DAY - timedelta(days=10)])
+        con.execute("insert into redemptions select redemption_id + 10000000, customer_id, offer_id, order_id, "
+                    "redeemed_timestamp + to_days((?::date - day)::int), ? from redemptions where day >= ?",
+                    [day, day, DAY - timedelta(days=10)])
+        con.execute("insert into orders select order_id + 10000000, customer_id, store_id, "
+                    "order_timestamp + to_days((?::date - day)::int), total_amount * 3, num_items, ? from orders where day = ?",
+                    [day, day, DAY - timedelta(days=2)])
+    after = train_rankers(training_set(con, DAY))[0]
+    for a, b in zip(before, after):
+        assert a.stored.blob == b.stored.blob
+        assert a.metrics == b.metrics
+
+
+def test_no_impressions_in_the_window_is_a_clear_error(con):
+    with pytest.raises(DataError, match="no impressions shown between"):
+        training_set(con, DAY - timedelta(days=60))
+
+
+def test_a_window_without_redemptions_is_a_clear_error(con):
+    con.execute("delete from redemptions")
+    with pytest.raises(DataError, match="no positive example"):
+        training_set(con, DAY)
+
+
+def test_a_single_class_validation_week_falls_back_to_logistic_regression(con):
+    ts = training_set(con, DAY)
+    ts.validation = ts.validation.with_columns(label=pl.lit(False))
+    trained, reason = train_rankers(ts)
+    assert [m.selected for m in trained] == [False, True]
+    assert "single class" in reason
+    assert trained[0].metrics["auc"] is None
+
+
+def test_no_model_before_the_day_is_a_clear_error(con):
+    with pytest.raises(DataError, match="run the retrain job"):
+        selected_model(con, DAY)
+
+
+def test_top_k_breaks_ties_by_offer_id_and_ranks_without_gaps():
+    scored = pl.DataFrame({"customer_id": [1] * 12 + [2], "offer_id": list(range(12, 0, -1)) + [5],
+                           "score": [0.5] * 12 + [0.1], "strategy": ["x"] * 13})
+    top = top_k(scored, 10)
+    first = top.filter(pl.col("customer_id") == 1)
+    assert first["offer_id"].to_list() == list(range(1, 11))
+    assert first["rank"].to_list() == list(range(1, 11))
+    assert top.filter(pl.col("customer_id") == 2)["rank"].to_list() == [1]
+
+
+def test_stored_models_predict_the_same_after_a_round_trip():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(600, 3))
+    X[rng.random((600, 3)) < 0.1] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + rng.normal(size=600) > 1).astype(int)
+    for train in (models.train_lightgbm, models.train_logistic_regression):
+        stored = train(X, y, ["a", "b", "c"], sampling_rate=0.5)
+        again = models.StoredModel(stored.kind, stored.blob, stored.features, stored.sampling_rate, {})
+        assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
