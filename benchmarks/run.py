@@ -26,7 +26,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "benchmarks"))
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
-STAGES = ["simulation"]  # later stages register below, in pipeline order
+STAGES = ["simulation", "features", "retrain", "daily_pipeline"]  # pipeline order
 
 
 def stage_simulation() -> list[dict]:
@@ -54,6 +54,65 @@ def stage_simulation() -> list[dict]:
     with connect(settings.warehouse, read_only=True) as con:
         rows = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES)
     return [{"stage": "simulation (whole history, raw assets + checks)", "seconds": seconds, "rows": rows}]
+
+
+def _run_date():
+    from metro_assets.resources import load_settings
+
+    return load_settings().history_end  # 2026-02-11 at the default scale
+
+
+def stage_features() -> list[dict]:
+    """Features and candidate pool of one day, two weeks before the run date, stage by stage."""
+    from datetime import timedelta
+
+    from stages_features import bench_features
+
+    from metro_assets.resources import load_settings
+    from metro_assets.warehouse import connect
+
+    with connect(load_settings().warehouse) as con:
+        return bench_features(con, _run_date() - timedelta(days=14))
+
+
+def _job_stage(job: str, day) -> list[dict]:
+    """Run a job for a day through Dagster and report each step and the whole run."""
+    from dagster import DagsterInstance
+
+    from metro_assets.definitions import build_defs
+    from metro_assets.resources import load_settings
+
+    instance = DagsterInstance.ephemeral()
+    started = time.perf_counter()
+    result = build_defs(load_settings()).get_job_def(job).execute_in_process(
+        partition_key=day.isoformat(), instance=instance, run_config=QUIET)
+    seconds = time.perf_counter() - started
+    assert result.success
+    rows = []
+    for stats in instance.get_run_step_stats(result.run_id):
+        meta = {}
+        for event in result.get_asset_materialization_events():
+            if event.step_key == stats.step_key:
+                meta = {k: v.value for k, v in event.asset_materialization.metadata.items()
+                        if k in ("rows_written", "rows", "pairs", "pairs_scored", "recommendations", "train_rows")}
+        rows.append({"stage": f"{job} {day}: {stats.step_key}", "seconds": stats.end_time - stats.start_time,
+                     "rows": meta.get("pairs_scored") or meta.get("rows_written") or meta.get("rows")
+                     or meta.get("pairs") or meta.get("train_rows")})
+    rows.append({"stage": f"{job} {day}: whole run", "seconds": seconds, "rows": None})
+    return rows
+
+
+def stage_retrain() -> list[dict]:
+    """The Monday before the run date: train both rankers, then that day's pipeline."""
+    from datetime import timedelta
+
+    day = _run_date()
+    return _job_stage("retrain", day - timedelta(days=day.weekday()))
+
+
+def stage_daily_pipeline() -> list[dict]:
+    """The run date end to end: features, candidates, scoring, snapshot (and monitoring)."""
+    return _job_stage("daily_pipeline", _run_date())
 
 
 def _run_stage(name: str, env: dict) -> list[dict]:

@@ -57,6 +57,39 @@ def main() -> None:
         print("\nSimulated behaviours:")
         print(behaviour_table(con))
 
+    run_date = settings.history_end
+    monday = run_date - timedelta(days=run_date.weekday())
+    print(f"\n2. Retraining the ranker for Monday {monday} (job retrain: model, then that day's pipeline)")
+    run_job("retrain", partition_key=monday.isoformat())
+    print(f"3. Daily pipeline for {run_date} (job daily_pipeline: features, candidates, recommendations)")
+    run_job("daily_pipeline", partition_key=run_date.isoformat())
+    with connect(settings.warehouse, read_only=True) as con:
+        print("\nRanker versions:")
+        print(con.sql("select model_version, selected, train_rows, train_positives, round(validation_auc, 4) as auc, "
+                      "round(validation_log_loss, 4) as log_loss from model_versions order by day, kind").pl())
+        print_customer(con, run_date)
+    print(f"\nServing snapshot: {settings.serving}. Serve it with `make serve`, then:")
+    print(f"  curl 'http://127.0.0.1:8000/recommendations?customer_id=<id>&run_date={run_date}'")
+
+
+def print_customer(con, run_date) -> None:
+    """One customer's top offers for the run date, with what they bought before it."""
+    customer = con.execute(  # a regular shopper, so the offers can be read against their history
+        "select r.customer_id from recommendations r join customer_features f "
+        "on f.customer_id = r.customer_id and f.day = r.run_date "
+        "where r.run_date = ? and r.rank = 1 and f.frequency >= 3 order by r.customer_id limit 1",
+        [run_date]).fetchall()[0][0]
+    profile = con.sql("select segment, home_store_id, frequency, round(promo_affinity, 2) as promo_affinity, "
+                      "top_3_categories from customer_features where customer_id = ? and day = ?",
+                      params=[customer, run_date]).pl()
+    print(f"\nCustomer {customer} on {run_date}:")
+    print(profile)
+    print(con.sql(
+        "select r.rank, r.offer_id, p.name as product, p.category, o.discount_type, o.discount_value, "
+        "round(r.score, 4) as score, o.end_date as expires, r.strategy from recommendations r "
+        "join offers o using (offer_id) join products p using (product_id) "
+        "where r.run_date = ? and r.customer_id = ? order by r.rank", params=[run_date, customer]).pl())
+
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -66,7 +66,19 @@ _BRAND_STEMS = (
     "Ocean", "Farm", "Old", "Bright", "True", "Pure", "Urban", "Little", "Grand", "Red",
 )
 _BRAND_TAILS = ("hof", "field", "valley", "crest", "mill", "wood", "brook", "gate", "land", "well")
-SIZES = ("250g", "500g", "1kg", "1L", "2L", "6-pack", "Family Pack", "Bio", "Classic", "XL")
+# Pack sizes by how a subcategory is sold (by weight unless listed).
+SIZES = {
+    "weight": ("250g", "500g", "1kg", "2kg", "Bio 500g", "Family Pack", "Classic 400g", "XL 1.5kg", "Value 750g",
+               "Premium 300g"),
+    "volume": ("330ml", "500ml", "1L", "1.5L", "2L", "6 x 1.5L", "Bio 1L", "Family Pack", "Classic 750ml", "XL 3L"),
+    "count": ("6 pcs", "10 pcs", "12 pcs", "20 pcs", "30 pcs", "Family Pack", "Bio", "Classic", "XL", "Value Pack"),
+}
+SOLD_BY = {
+    **dict.fromkeys(("Whole Milk", "Mineral Water", "Juice", "Cola", "Iced Tea", "Red Wine", "Beer", "Prosecco",
+                     "Gin", "Olive Oil", "Detergent", "Dish Soap", "Shampoo", "Marinade", "Grill Sauce"), "volume"),
+    **dict.fromkeys(("Eggs", "Croissants", "Rolls", "Diapers", "Wipes", "Capsules", "Bin Bags", "Paper Towels",
+                     "Skewers", "Soap"), "count"),
+}
 CHANNELS = ("email", "app", "in-store")
 CHANNEL_SHARES = np.array([0.45, 0.35, 0.20])
 LOYALTY_TIERS = ("bronze", "silver", "gold")

@@ -44,6 +44,7 @@ from metro_assets.simulation.catalog import (
     SEGMENT_VISITS,
     SEGMENTS,
     SIZES,
+    SOLD_BY,
     category_brands,
 )
 
@@ -202,7 +203,9 @@ class _Catalogue:
         brand_names = np.array([category_brands(c) for c in range(k)])
         self.brand_name = brand_names[self.category, self.brand]
         self.subcategory = sub_names[self.category, sub]
-        size = np.array(SIZES)[rng.integers(0, len(SIZES), m)]
+        unit = pl.Series(self.subcategory).replace_strict(SOLD_BY, default="weight").to_numpy()
+        size_table = np.array([SIZES[u] for u in ("weight", "volume", "count")])
+        size = size_table[np.select([unit == "volume", unit == "count"], [1, 2], 0), rng.integers(0, 10, m)]
         self.name = (
             pl.DataFrame({"b": self.brand_name, "s": self.subcategory, "z": size})
             .select(pl.concat_str(["b", "s", "z"], separator=" "))
