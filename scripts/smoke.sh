@@ -15,7 +15,7 @@ echo "smoke: dagster job execute -j simulate --partition $first"
 "$BIN/python" - <<'PY'
 import os, duckdb
 con = duckdb.connect(os.environ["METRO_WAREHOUSE"], read_only=True)
-n = con.sql("select count(*) from orders").fetchone()[0]
+n = con.execute("select count(*) from orders").fetchall()[0][0]
 assert n > 0, "smoke: the simulate run wrote no orders"
 print(f"smoke: simulate wrote {n} orders")
 PY

@@ -166,7 +166,8 @@ class _Import:
             if bad:
                 examples = self.con.sql(f"select {raw} from src_{table} where {raw} is not null and {cast} is null "
                                         f"group by 1 order by min(rowid) limit {EXAMPLES}").fetchall()
-                problems.append(Problem(name, c.name, f"rows are not {KINDS[c.kind][1]}", bad, [r[0] for r in examples]))
+                problems.append(Problem(name, c.name, f"rows are not {KINDS[c.kind][1]}", bad,
+                                        [r[0] for r in examples]))
             if empty:
                 rows = self.con.sql(f"select rowid + 1 from src_{table} where {raw} is null order by rowid "
                                     f"limit {EXAMPLES}").fetchall()
@@ -272,8 +273,9 @@ class _Import:
             if rows:
                 problems.append(Problem(
                     self.files[table].name, column,
-                    f"rows fall outside the partitions {self.first_day}..{last} (METRO_START_DATE or the data's "
-                    "first event day, to 28 days after its last)", rows[0][1], [r[0] for r in rows]))
+                    f"rows fall outside the partitions {self.first_day}..{last} (they run from METRO_START_DATE or "
+                    "the first event day to 28 days after the last; reload the code location after changing the "
+                    "files)", rows[0][1], [r[0] for r in rows]))
         rows = self.con.sql(f"select product_id, count(*) over () from norm_products where base_price is null "
                             f"limit {EXAMPLES}").fetchall()
         if rows:

@@ -5,6 +5,8 @@ Examples
 >>> p = Problem("orders.csv", "customer_id", "rows are not a whole number", 2, ["abc", "x1"])
 >>> p.line()
 "orders.csv, column customer_id: 2 rows are not a whole number (e.g. 'abc', 'x1')"
+>>> Problem("orders.csv", "order_id", "ids appear more than once", 1, [7]).line()
+'orders.csv, column order_id: 1 id appears more than once (e.g. 7)'
 >>> str(ImportDataError("/data/acme", [p]))
 "import /data/acme: 1 problem; orders.csv, column customer_id: 2 rows are not a whole number (e.g. 'abc', 'x1')"
 """
@@ -33,9 +35,17 @@ class Problem:
 
     def line(self) -> str:
         where = self.file if self.column is None else f"{self.file}, column {self.column}"
-        what = f"{self.count:,} {self.issue}" if self.count else self.issue
+        issue = self.issue
+        if self.count == 1:  # "1 row is", not "1 rows are"
+            head = " ".join(issue.split(" ")[:2])
+            issue = issue.replace(head, _SINGULAR.get(head, head), 1)
+        what = f"{self.count:,} {issue}" if self.count else issue
         shown = ", ".join(repr(_plain(e)) for e in self.examples[:EXAMPLES])
         return f"{where}: {what}" + (f" (e.g. {shown})" if shown else "")
+
+
+_SINGULAR = {"rows are": "row is", "rows have": "row has", "rows refer": "row refers", "rows fall": "row falls",
+             "ids appear": "id appears", "offers end": "offer ends", "products have": "product has"}
 
 
 def _plain(value):

@@ -24,6 +24,7 @@ import polars as pl
 
 from metro_assets.importing.loading import ImportResult, load_import
 from metro_assets.resources import Settings
+from metro_assets.simulation.scenarios import scenario_shock
 from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
 
 
@@ -41,8 +42,13 @@ class RawBatch:
         return self.source != "simulation"
 
 
-def raw_batch(settings: Settings, start: date, end: date) -> RawBatch:
+def raw_batch(settings: Settings, start: date, end: date, partitions: tuple[date, date] | None = None) -> RawBatch:
     """The raw tables for [start, end) from ``settings.source``; an import is validated whole first.
+
+    ``partitions`` is the [first, end) day range of the asset's partitions
+    (default: the settings'): an import's rows must fall inside it. The raw
+    assets pass the range their definitions were loaded with, so rows of a
+    longer export than the code location knows are reported, not skipped.
 
     Raises
     ------
@@ -50,9 +56,11 @@ def raw_batch(settings: Settings, start: date, end: date) -> RawBatch:
         The import breaks the contract (nothing has been written).
     """
     if settings.import_dir is None:
-        tables = window(simulate(settings.scale, settings.seed, settings.start_date, end), start, end)
+        shock = scenario_shock(settings)  # METRO_SCENARIO (None: the ordinary world)
+        tables = window(simulate(settings.scale, settings.seed, settings.start_date, end, shock=shock), start, end)
         return RawBatch("simulation", {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)})
-    result = load_import(settings.import_dir, settings.start_date, settings.partitions_end, settings.drop_orphans)
+    first, last = partitions or (settings.start_date, settings.partitions_end)
+    result = load_import(settings.import_dir, first, last, settings.drop_orphans)
     tables = window(result.tables, start, end)
     tables.update({t: pl.DataFrame() for t in TRUTH_TABLES})  # no oracle for real data
     return RawBatch(settings.source, tables, _metadata(result), result.dropped_detail)

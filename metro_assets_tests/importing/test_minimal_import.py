@@ -72,8 +72,22 @@ def test_features_treat_unknown_segments_as_their_own(minimal_features):
     assert minimal_features["recency_days"].null_count() < minimal_features.height
 
 
-@pytest.mark.xfail(reason="features/sql/offer_features.sql clamps with greatest(), which skips NULL: "
-                          "an unknown depth becomes 0 (issue 7 wants NULL)", strict=False)
 def test_features_treat_unknown_depths_as_unknown(minimal_features):
     assert minimal_features["discount_depth"].null_count() == minimal_features.height
     assert minimal_features["margin_impact"].null_count() == minimal_features.height
+
+
+@pytest.mark.xfail(reason="metro_assets/serving.py refuses NULL discount_type/discount_value in the serving "
+                          "snapshot (SnapshotContractError), which issue 7 allows for offers without discounts",
+                   strict=False)
+def test_an_import_without_segments_or_discounts_runs_end_to_end(minimal_export, import_env):
+    definitions = pytest.importorskip("metro_assets.definitions")
+    from dagster import DagsterInstance
+
+    settings = import_env(minimal_export)
+    assert materialize_raw(settings).success
+    job = definitions.build_defs(settings).get_job_def("retrain")
+    result = job.execute_in_process(partition_key=settings.history_end.isoformat(),
+                                    instance=DagsterInstance.ephemeral(), raise_on_error=False)
+    assert result.success, [e.message for e in result.all_events if e.is_step_failure]
+    assert pl.read_parquet(settings.serving).height > 0

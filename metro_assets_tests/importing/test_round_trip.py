@@ -1,5 +1,7 @@
 """Simulate, export, import through the real raw assets: the same raw tables and features."""
 
+import shutil
+
 import duckdb
 import polars as pl
 import pytest
@@ -91,3 +93,24 @@ def test_a_csv_export_imports_to_identical_raw_tables(tiny_world_file, import_en
     settings = import_env(folder)
     assert materialize_raw(settings).success
     _assert_same_raw_tables(tiny_world_file, settings.warehouse)
+
+
+def test_the_imported_warehouse_gives_the_same_recommendations(tiny_world_file, imported, tmp_path, monkeypatch):
+    definitions = pytest.importorskip("metro_assets.definitions")
+    from dagster import DagsterInstance
+
+    shutil.copy(tiny_world_file, tmp_path / "simulated.duckdb")
+    recommendations = []
+    for path in (tmp_path / "simulated.duckdb", imported[0].warehouse):
+        monkeypatch.setenv("METRO_WAREHOUSE", str(path))
+        monkeypatch.setenv("METRO_SERVING", str(path.with_suffix(".parquet")))
+        job = definitions.build_defs(load_settings()).get_job_def("retrain")
+        result = job.execute_in_process(partition_key=HISTORY_END.isoformat(), instance=DagsterInstance.ephemeral(),
+                                        raise_on_error=False)
+        assert result.success, [e.message for e in result.all_events if e.is_failure]
+        con = duckdb.connect(str(path), read_only=True)
+        recommendations.append(con.sql("select customer_id, offer_id, rank, score from recommendations "
+                                       "where run_date = ? order by customer_id, rank", params=[HISTORY_END]).pl())
+        con.close()
+    assert recommendations[0].height > 0
+    assert_frame_equal(recommendations[1], recommendations[0], check_exact=False, rel_tol=1e-6)

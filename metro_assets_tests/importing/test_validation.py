@@ -108,8 +108,10 @@ def test_timestamps_outside_the_partitions_are_reported(editable_export):
     assert set(problems) == {("customers.parquet", "join_date"), ("orders.parquet", "order_timestamp"),
                              ("impressions.parquet", "shown_timestamp"), ("redemptions.parquet", "redeemed_timestamp")}
     assert problems[("customers.parquet", "join_date")].examples == [date(2031, 1, 1)]
+    orders = pl.read_parquet(editable_export / "orders.parquet")
     early = problems[("orders.parquet", "order_timestamp")]
-    assert early.examples[0] == datetime(2025, 8, 15, 7, 21, 16) and "2025-08-20..2025-10-23" in early.line()
+    assert early.count == orders.filter(pl.col("order_timestamp") < datetime(2025, 8, 20)).height
+    assert early.examples[0] == orders["order_timestamp"].min() and "2025-08-20..2025-10-23" in early.line()
 
 
 def test_a_broken_import_fails_the_run_in_one_line_and_writes_nothing(tiny_world_file, editable_export, import_env):
@@ -127,18 +129,31 @@ def test_a_broken_import_fails_the_run_in_one_line_and_writes_nothing(tiny_world
 
 
 def test_orphans_are_dropped_and_counted_when_allowed(tiny_world_file, editable_export, import_env):
-    rewrite(editable_export, "customers", lambda f: f.filter(pl.col("customer_id") != 1326))  # has order 1
+    gone = pl.read_parquet(editable_export / "orders.parquet")["customer_id"][0]  # a customer with orders
+    rewrite(editable_export, "customers", lambda f: f.filter(pl.col("customer_id") != gone))
     settings = import_env(editable_export, METRO_IMPORT_DROP_ORPHANS="true")
     assert settings.drop_orphans
     result = materialize_raw(settings)
     assert result.success
     meta = {m.asset_key.path[-1]: m.metadata for m in result.asset_materializations_for_node("raw_tables")}
     con = duckdb.connect(str(tiny_world_file), read_only=True)
-    lost = con.sql("select (select count(*) from orders where customer_id = 1326), "
-                   "(select count(*) from order_items join orders using (order_id) where customer_id = 1326)"
-                   ).fetchall()[0]
+    lost = con.sql("select (select count(*) from orders where customer_id = $c), (select count(*) from "
+                   "order_items join orders using (order_id) where customer_id = $c)", params={"c": gone}).fetchall()[0]
     con.close()
     assert lost[0] > 0
     assert (meta["orders"]["orphans_dropped"].value, meta["order_items"]["orphans_dropped"].value) == lost
     got = read_tables(settings.warehouse, ["orders"])["orders"]
-    assert got.filter(pl.col("customer_id") == 1326).height == 0
+    assert got.filter(pl.col("customer_id") == gone).height == 0
+
+
+def test_events_after_the_partitions_the_code_location_loaded_are_reported(editable_export, import_env):
+    settings = import_env(editable_export)  # the definitions load with the export's days
+    rewrite(editable_export, "orders",  # then the export grows past them
+            lambda f: f.with_columns(order_timestamp=pl.when(pl.col("order_id") == 7)
+                                     .then(datetime(2025, 12, 1, 9)).otherwise("order_timestamp")))
+    result = materialize_raw(settings)
+    assert not result.success
+    message = failure_message(result)
+    assert "column order_timestamp: 1 row falls outside the partitions 2025-08-15..2025-10-23" in message
+    assert "2025-12-01 09:00:00" in message
+    assert not settings.warehouse.exists()  # validated before the warehouse was opened

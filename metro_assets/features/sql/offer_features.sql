@@ -52,8 +52,10 @@ SELECT d.offer_id,
        d.category,
        d.brand,
        d.discount_type,
-       least(greatest(d.raw_depth, 0.0), 1.0) AS discount_depth,
-       d.base_price * d.margin * least(greatest(d.raw_depth, 0.0), 1.0) AS margin_impact,
+       -- greatest/least skip NULLs: an unknown depth must stay unknown, not become 0
+       CASE WHEN d.raw_depth IS NOT NULL THEN least(greatest(d.raw_depth, 0.0), 1.0) END AS discount_depth,
+       CASE WHEN d.raw_depth IS NOT NULL
+            THEN d.base_price * d.margin * least(greatest(d.raw_depth, 0.0), 1.0) END AS margin_impact,
        (d.end_date - d.day)::INTEGER AS days_until_expiry,
        (coalesce(rb.n, 0) + $prior_weight * g.rate) / (coalesce(ib.n, 0) + $prior_weight)
            AS historical_redemption_rate,
