@@ -5,7 +5,10 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test ui serve bench clean smoke
+UI_PORT ?= 3000
+CHROMIUM := /usr/bin/chromium
+
+.PHONY: demo test ui serve bench clean smoke browser
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,16 +25,24 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m metro_assets.demo
 
 ## make test: the whole suite at tiny scale with coverage, then a CLI smoke run
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=80
 	$(MAKE) --no-print-directory smoke
 
 smoke: $(STAMP)
 	BIN=$(BIN) sh scripts/smoke.sh
 
-## make ui: the Dagster web UI and daemon on http://127.0.0.1:3000
+# The UI test drives a real browser: Debian's chromium, installed once when missing (needs root).
+browser:
+	@test -x $(CHROMIUM) || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: the UI test needs chromium: run 'sudo apt-get install -y chromium'" >&2; exit 1; fi; \
+	  echo "make: installing chromium for the UI test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+
+## make ui: the Dagster web UI and daemon on http://127.0.0.1:3000 (UI_PORT=...); Ctrl-C stops both
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
-	$(BIN)/dagster dev -m metro_assets.definitions -h 127.0.0.1 -p 3000
+	$(BIN)/dagster dev -m metro_assets.definitions -h 127.0.0.1 -p $(UI_PORT)
 
 ## make serve: the recommendations API on http://127.0.0.1:8000 over the snapshot at METRO_SERVING
 serve: $(STAMP)

@@ -39,7 +39,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from api.fastpath import RecommendationsFastPath
+from api.fastpath import FastPath
 from api.models import BatchResponse, Health, Problem, RecommendationResponse, Unavailable
 from api.settings import ApiSettings, SettingError, load_api_settings
 from api.store import ServedDay, Snapshot, SnapshotStore
@@ -77,6 +77,11 @@ def _setup_logging() -> None:
 
 def _json(text: str, status_code: int = 200) -> Response:
     return Response(content=text.encode(), status_code=status_code, media_type="application/json")
+
+
+def _dumps(body: dict) -> bytes:
+    """JSON exactly as Starlette's JSONResponse renders it."""
+    return json.dumps(body, ensure_ascii=False, allow_nan=False, separators=(",", ":")).encode()
 
 
 def create_app(
@@ -135,8 +140,7 @@ def create_app(
         return f"run_date {run_date.isoformat()} is not served; served: {snapshot.describe_run_dates()}"
 
     def problem(status: int, detail: str) -> tuple[int, bytes]:
-        # The same bytes Starlette renders for HTTPException(status, detail).
-        return status, json.dumps({"detail": detail}, ensure_ascii=False, separators=(",", ":")).encode()
+        return status, _dumps({"detail": detail})  # the bytes Starlette renders for HTTPException(status, detail)
 
     def answer(customer_id: int, run_date: date | None, limit: int | None) -> tuple[int, bytes]:
         """Status and JSON body of ``GET /recommendations``: shared by the route and the fast path."""
@@ -173,10 +177,15 @@ def create_app(
         summary="The snapshot being served",
     )
     async def health() -> Response:
+        status, body = health_reply()
+        return Response(content=body, status_code=status, media_type="application/json")
+
+    def health_reply() -> tuple[int, bytes]:
+        """Status and JSON body of ``GET /health``: shared by the route and the fast path."""
         snapshot = store.current
         if snapshot is None:
             body = {"status": "unavailable", "detail": unavailable_detail(), "last_reload_error": store.last_error}
-            return JSONResponse(body, status_code=503)
+            return 503, _dumps(body)
         newest = snapshot.newest
         now = datetime.now(timezone.utc)
         published = snapshot.published_at
@@ -193,7 +202,7 @@ def create_app(
             "loaded_at": snapshot.loaded_at.isoformat(),
             "last_reload_error": store.last_error,
         }
-        return _json(json.dumps(body))
+        return 200, _dumps(body)
 
     @app.get(
         "/recommendations",
@@ -257,7 +266,7 @@ def create_app(
         return batch(customer_ids, run_date, limit)
 
     if settings.fast_path:
-        app.add_middleware(RecommendationsFastPath, answer=answer, max_id=MAX_ID, max_limit=MAX_LIMIT)
+        app.add_middleware(FastPath, answer=answer, health=health_reply, max_id=MAX_ID, max_limit=MAX_LIMIT)
     return app
 
 

@@ -22,8 +22,9 @@ class OfferRecommendation(BaseModel):
     offer_id: int
     product_id: int
     product_name: str
-    discount_type: str = Field(..., description="percentage, fixed_amount or bogo")
-    discount_value: float
+    discount_type: str | None = Field(..., description="percentage, fixed_amount or bogo; null when unknown")
+    discount_value: float | None = Field(..., description="percent off, money off, or free items per item "
+                                                          "bought; null when unknown")
     expiry_date: date = Field(..., description="Last day the offer is valid (the offer's end_date)")
     strategy: str = Field(..., description="Candidate strategy that proposed the offer")
     score: float = Field(..., ge=0, le=1, description="Model's predicted redemption probability")

@@ -10,9 +10,10 @@ What it does, in one run:
 3. drives it from a separate process with a bounded number of requests over
    ``--concurrency`` keep-alive connections (closed loop: each connection sends
    its next request when the previous answer arrived), for ``/health`` (the
-   ceiling), single lookups of random known customers, and batches of 100
-   (GET and POST); then the same single lookups with the fast path off
-   (``METRO_API_FAST_PATH=0``: every request through FastAPI's machinery);
+   ceiling), single lookups of random known customers, batches of 100 (GET and
+   POST), single lookups while a new snapshot of the same size is published
+   and swapped in; then ``/health`` and single lookups again with the fast path
+   off (``METRO_API_FAST_PATH=0``: every request through FastAPI's machinery);
 4. reports requests/s and p50/p95/p99/max latency, the CPU seconds the server
    and the client each used (a client near one CPU-second per second is
    saturated and the figures are a floor), and checks the targets.
@@ -44,6 +45,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -65,7 +67,8 @@ def _requests_for(scenario: str, ids: list[int], count: int, batch: int, seed: i
     if scenario == "health":
         return [b"GET /health HTTP/1.1\r\n" + host + b"\r\n"] * count
     if scenario == "single":
-        return [b"GET /recommendations?customer_id=%d HTTP/1.1\r\n%s\r\n" % (rng.choice(ids), host) for _ in range(count)]
+        line = b"GET /recommendations?customer_id=%d HTTP/1.1\r\n%s\r\n"
+        return [line % (rng.choice(ids), host) for _ in range(count)]
     out = []
     for _ in range(count):
         chosen = rng.sample(ids, batch)
@@ -75,8 +78,8 @@ def _requests_for(scenario: str, ids: list[int], count: int, batch: int, seed: i
         else:
             body = json.dumps(chosen).encode()
             out.append(
-                b"POST /recommendations/batch HTTP/1.1\r\n%sContent-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
-                % (host, len(body), body)
+                b"POST /recommendations/batch HTTP/1.1\r\n%sContent-Type: application/json\r\n"
+                b"Content-Length: %d\r\n\r\n%s" % (host, len(body), body)
             )
     return out
 
@@ -119,7 +122,7 @@ async def _drive(port: int, requests: list[bytes], concurrency: int) -> dict:
 
 
 def run_client(args: argparse.Namespace) -> None:
-    """Entry point of the client process: prints one JSON line of results."""
+    """Entry point of the client process: writes its results as JSON to ``args.result``."""
     try:
         import uvloop
 
@@ -134,7 +137,7 @@ def run_client(args: argparse.Namespace) -> None:
     result = asyncio.run(_drive(args.port, requests, args.concurrency))
     cpu_after = resource.getrusage(resource.RUSAGE_SELF)
     result["client_cpu_s"] = (cpu_after.ru_utime - cpu_before.ru_utime) + (cpu_after.ru_stime - cpu_before.ru_stime)
-    print(json.dumps(result))
+    Path(args.result).write_text(json.dumps(result))
 
 
 # ----------------------------------------------------------------------------------------------------------------
@@ -151,6 +154,11 @@ def _percentile(sorted_values: list[float], q: float) -> float:
 def _server_cpu(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / HZ  # utime + stime
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _free_port() -> int:
@@ -182,7 +190,10 @@ class Server:
                 raise SystemExit(f"api_load: the server did not start; see {log}")
             time.sleep(0.2)
         self.startup_s = time.perf_counter() - started
-        self.rss_mb = int(Path(f"/proc/{self.proc.pid}/status").read_text().split("VmRSS:")[1].split()[0]) / 1024
+
+    def memory_mb(self, field: str) -> float:
+        """``VmRSS`` (now) or ``VmHWM`` (peak) of the server, in MB."""
+        return int(Path(f"/proc/{self.proc.pid}/status").read_text().split(f"{field}:")[1].split()[0]) / 1024
 
     def stop(self) -> None:
         self.proc.terminate()
@@ -190,19 +201,68 @@ class Server:
         self.log.close()
 
 
-def python_run(server: Server, scenario: str, requests: int, concurrency: int, batch: int, ids_file: Path) -> dict:
-    """One scenario with the Python client in its own process."""
+class Publisher(threading.Thread):
+    """Publishes a new snapshot (same rows, new model_version) during a run and times the swap.
+
+    ``publish_s``: writing the file (write_snapshot); ``swap_s``: from the start until
+    ``/health`` reports the new model version (the server loaded and swapped it).
+    """
+
+    def __init__(self, snapshot: Path, port: int, delay: float, round_: int):
+        import polars as pl
+
+        from metro_assets.serving import read_snapshot
+
+        super().__init__(daemon=True)
+        self.snapshot, self.port, self.delay, self.version = snapshot, port, delay, f"bench-reload-{round_}"
+        self.publish_s = self.swap_s = None
+        self.finished_at = None
+        # Read before the run starts, so only the publication itself overlaps the measurement.
+        self.frame = read_snapshot(snapshot).with_columns(model_version=pl.lit(self.version))
+
+    def run(self) -> None:
+        import httpx
+
+        from metro_assets.serving import write_snapshot
+
+        frame = self.frame
+        time.sleep(self.delay)
+        started = time.perf_counter()
+        write_snapshot(frame, self.snapshot)
+        self.publish_s = time.perf_counter() - started
+        with httpx.Client(base_url=f"http://127.0.0.1:{self.port}", timeout=30) as client:
+            while client.get("/health").json()["model_version"] != self.version:
+                time.sleep(0.05)
+        self.swap_s = time.perf_counter() - started
+        self.finished_at = time.perf_counter()
+
+
+def python_run(
+    server: Server, scenario: str, requests: int, concurrency: int, batch: int, ids_file: Path,
+    publisher: Publisher | None = None,
+) -> dict:
+    """One scenario with the Python client in its own process (``publisher``: started alongside)."""
     cpu_before = _server_cpu(server.proc.pid)
-    done = subprocess.run(
+    if publisher:
+        publisher.start()
+    result = ids_file.with_name("client-result.json")
+    subprocess.run(
         [sys.executable, __file__, "client", "--port", str(server.port), "--scenario", scenario, "--requests",
-         str(requests), "--concurrency", str(concurrency), "--batch", str(batch), "--ids", str(ids_file)],
-        capture_output=True, text=True, check=True,
+         str(requests), "--concurrency", str(concurrency), "--batch", str(batch), "--ids", str(ids_file),
+         "--result", str(result)],
+        check=True,
     )
+    client_done = time.perf_counter()
+    if publisher:
+        publisher.join()
     server_cpu = _server_cpu(server.proc.pid) - cpu_before  # includes the client's warm-up requests
-    raw = json.loads(done.stdout.strip().splitlines()[-1])
+    raw = json.loads(result.read_text())
     ms = sorted(x / 1e6 for x in raw["latencies_ns"])
     ok = raw["statuses"].get("200", 0)
+    served = len(ms) + min(1000, requests)  # the client's warm-up requests are in the server's CPU time too
     return {
+        **_reload_fields(publisher, client_done),
+        "server_us_per_request": round(server_cpu / served * 1e6),
         "requests": len(ms), "ok": ok, "errors": len(ms) - ok + len(raw["errors"]),
         "rps": round(len(ms) / raw["wall_s"]), "wall_s": round(raw["wall_s"], 2),
         "p50_ms": round(_percentile(ms, 50), 2), "p95_ms": round(_percentile(ms, 95), 2),
@@ -239,7 +299,17 @@ end
 """
 
 
-def wrk_run(server: Server, scenario: str, seconds: int, concurrency: int, batch: int, ids_file: Path, workdir: Path) -> dict:
+def _reload_fields(publisher: Publisher | None, client_done: float) -> dict:
+    if publisher is None:
+        return {}
+    return {"reload_publish_s": round(publisher.publish_s, 2), "reload_swap_s": round(publisher.swap_s, 2),
+            "reload_within_run": publisher.finished_at <= client_done}
+
+
+def wrk_run(
+    server: Server, scenario: str, seconds: int, concurrency: int, batch: int, ids_file: Path, workdir: Path,
+    publisher: Publisher | None = None,
+) -> dict:
     """One scenario with wrk (one thread; duration-bounded) and the same random customers."""
     script = workdir / f"{scenario}.lua"
     script.write_text(WRK_LUA % {"scenario": scenario, "batch": batch, "ids": ids_file, "seed": 7})
@@ -247,20 +317,29 @@ def wrk_run(server: Server, scenario: str, seconds: int, concurrency: int, batch
     subprocess.run(["wrk", "-t1", f"-c{concurrency}", "-d2s", "-s", str(script), url], capture_output=True, check=True)
     cpu_before = _server_cpu(server.proc.pid)
     started = time.perf_counter()
+    children_before = _children_cpu()
+    if publisher:
+        publisher.start()
     done = subprocess.run(
-        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url], capture_output=True, text=True, check=True
+        ["wrk", "-t1", f"-c{concurrency}", f"-d{seconds}s", "-s", str(script), url],
+        capture_output=True, text=True, check=True,
     )
     wall = time.perf_counter() - started
+    if publisher:
+        publisher.join()
     server_cpu = _server_cpu(server.proc.pid) - cpu_before
+    wrk_cpu = _children_cpu() - children_before  # wrk has been waited for; the server has not
     line = next(x for x in done.stdout.splitlines() if x.startswith("WRK "))
     raw = json.loads(line[4:])
-    # wrk's own CPU is not reported; it is a small C event loop (see the server's CPU for the split).
     return {
-        "requests": raw["requests"], "ok": raw["requests"] - raw["non2xx"], "errors": raw["non2xx"] + raw["socket_errors"],
+        **_reload_fields(publisher, started + wall),
+        "server_us_per_request": round(server_cpu / raw["requests"] * 1e6),
+        "requests": raw["requests"], "ok": raw["requests"] - raw["non2xx"],
+        "errors": raw["non2xx"] + raw["socket_errors"],
         "rps": round(raw["requests"] / (raw["duration_us"] / 1e6)), "wall_s": round(wall, 2),
         "p50_ms": round(raw["p50_us"] / 1000, 2), "p95_ms": round(raw["p95_us"] / 1000, 2),
         "p99_ms": round(raw["p99_us"] / 1000, 2), "max_ms": round(raw["max_us"] / 1000, 2),
-        "server_cpu_s": round(server_cpu, 2), "client_cpu_s": None,
+        "server_cpu_s": round(server_cpu, 2), "client_cpu_s": round(wrk_cpu, 2),
     }
 
 
@@ -278,9 +357,14 @@ def bench_api(args: argparse.Namespace) -> dict:
     """Run every scenario; returns the report (also printed as a table)."""
     import polars as pl
 
+    load_before = os.getloadavg()
     workdir = Path(tempfile.mkdtemp(prefix="api_load_"))
-    snapshot = Path(args.snapshot) if args.snapshot else workdir / "serving.parquet"
-    info = {} if args.snapshot else build_snapshot(snapshot, args.customers, args.run_dates)
+    snapshot = workdir / "serving.parquet"  # a copy: the reload scenario rewrites it
+    if args.snapshot:
+        shutil.copy(args.snapshot, snapshot)
+        info = {"source": str(args.snapshot)}
+    else:
+        info = build_snapshot(snapshot, args.customers, args.run_dates)
     frame = pl.read_parquet(snapshot, columns=["run_date", "customer_id"])
     newest = frame.get_column("run_date").max()
     ids = frame.filter(pl.col("run_date") == newest).get_column("customer_id").unique().to_list()
@@ -292,35 +376,45 @@ def bench_api(args: argparse.Namespace) -> dict:
     if "wrk" in clients and not shutil.which("wrk"):
         print("api_load: wrk not installed (apt-get install wrk); Python client only", file=sys.stderr)
         clients.remove("wrk")
-    plan = [("health", True), ("single", True), ("batch_get", True), ("batch_post", True), ("single", False)]
+    plan = [("health", True), ("single", True), ("batch_get", True), ("batch_post", True),
+            ("single_reload", True), ("health", False), ("single", False)]
     results, servers = [], {}
     try:
         for fast_path in (True, False):
             server = Server(snapshot, fast_path, workdir / f"server-{fast_path}.log")
-            servers[fast_path] = {"startup_s": round(server.startup_s, 2), "rss_mb": round(server.rss_mb), "command": server.command}
+            servers[fast_path] = {"startup_s": round(server.startup_s, 2), "command": server.command}
             try:
                 for scenario, fp in plan:
                     if fp != fast_path:
                         continue
                     batch = args.batch if scenario.startswith("batch") else 1
+                    requests = scenario.removesuffix("_reload")  # same requests, plus a publication
                     for client in clients:
+                        publisher = None
+                        if scenario.endswith("_reload"):
+                            publisher = Publisher(snapshot, server.port, 1.0, len(results))
                         if client == "python":
                             n = args.requests if batch == 1 else args.batch_requests
-                            row = python_run(server, scenario, n, args.concurrency, batch, ids_file)
+                            n = 5 * n if publisher else n  # long enough to contain the reload
+                            row = python_run(server, requests, n, args.concurrency, batch, ids_file, publisher)
                         else:
-                            row = wrk_run(server, scenario, args.wrk_seconds, args.concurrency, batch, ids_file, workdir)
+                            row = wrk_run(server, requests, args.wrk_seconds, args.concurrency, batch, ids_file,
+                                          workdir, publisher)
                         row = {"client": client, "scenario": scenario, "fast_path": fast_path,
                                "concurrency": args.concurrency, "batch": batch, **row}
                         results.append(row)
                         print(_row_text(row), flush=True)
             finally:
+                # Steady state after the runs; the peak is the load of a snapshot (Polars' validation and join).
+                servers[fast_path].update(rss_mb=round(server.memory_mb("VmRSS")),
+                                          peak_rss_mb=round(server.memory_mb("VmHWM")))
                 server.stop()
     finally:
         if not args.keep:
             shutil.rmtree(workdir, ignore_errors=True)
     report = {
         "snapshot": info, "servers": servers, "results": results, "targets": TARGETS,
-        "verdict": _verdict(results), "machine": {"cpus": os.cpu_count(), "loadavg_after": os.getloadavg()},
+        "verdict": _verdict(results), "machine": {"cpus": os.cpu_count(), "loadavg_before": load_before, "loadavg_after": os.getloadavg()},
         "method": "closed loop over keep-alive connections on 127.0.0.1; one uvicorn worker; access log off",
     }
     return report
@@ -329,7 +423,8 @@ def bench_api(args: argparse.Namespace) -> dict:
 def _row_text(row: dict) -> str:
     mode = "fast path" if row["fast_path"] else "FastAPI only"
     return (f"{row['client']:6} {row['scenario']:10} {mode:12} c={row['concurrency']:<3} {row['rps']:>7} req/s  "
-            f"p50 {row['p50_ms']:6.2f}  p95 {row['p95_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  max {row['max_ms']:7.2f} ms  "
+            f"p50 {row['p50_ms']:6.2f}  p95 {row['p95_ms']:6.2f}  p99 {row['p99_ms']:6.2f}  "
+            f"max {row['max_ms']:7.2f} ms  "
             f"errors {row['errors']}  server cpu {row['server_cpu_s']} s  client cpu {row['client_cpu_s']} s")
 
 
@@ -347,17 +442,25 @@ def _verdict(results: list[dict]) -> dict:
             "single_vs_health_ok": single["rps"] >= TARGETS["single_vs_health"] * health["rps"],
             "no_errors": all(r["errors"] == 0 for r in rows.values()),
         }
+        plain_single, plain_health = rows.get(("single", False)), rows.get(("health", False))
+        if plain_single and plain_health:  # the same comparison with every request through FastAPI
+            verdict[client]["fastapi_only_single_vs_health"] = round(plain_single["rps"] / plain_health["rps"], 2)
+            verdict[client]["fastapi_only_single_p95_ok"] = plain_single["p95_ms"] < TARGETS["single_p95_ms"]
     return verdict
 
 
 def markdown(report: dict) -> str:
-    lines = ["| client | scenario | path | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server CPU s | client CPU s |",
-             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    lines = ["| client | scenario | path | req/s | p50 ms | p95 ms | p99 ms | max ms | errors | server CPU s "
+             "| server us/req | client CPU s |",
+             "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in report["results"]:
         name = r["scenario"] if r["batch"] == 1 else f"{r['scenario']} ({r['batch']} ids)"
+        if "reload_swap_s" in r:
+            name = (f"single, new snapshot published (written in {r['reload_publish_s']} s, served after "
+                    f"{r['reload_swap_s']} s{'' if r['reload_within_run'] else ', after the run ended'})")
         lines.append(f"| {r['client']} | {name} | {'fast path' if r['fast_path'] else 'FastAPI only'} | {r['rps']} | "
                      f"{r['p50_ms']} | {r['p95_ms']} | {r['p99_ms']} | {r['max_ms']} | {r['errors']} | "
-                     f"{r['server_cpu_s']} | {r['client_cpu_s'] if r['client_cpu_s'] is not None else '-'} |")
+                     f"{r['server_cpu_s']} | {r['server_us_per_request']} | {r['client_cpu_s']} |")
     return "\n".join(lines)
 
 
@@ -369,6 +472,7 @@ def main(argv: list[str] | None = None) -> None:
             parser.add_argument(name, type=int, required=True)
         parser.add_argument("--scenario", required=True)
         parser.add_argument("--ids", required=True)
+        parser.add_argument("--result", required=True)
         parser.add_argument("--seed", type=int, default=11)
         run_client(parser.parse_args(argv[1:]))
         return

@@ -44,6 +44,9 @@ from pathlib import Path
 
 import polars as pl
 
+#: Imported offers may have no known discount (docs/IMPORT.md): served as null.
+NULLABLE = frozenset({"discount_type", "discount_value"})
+
 SNAPSHOT_COLUMNS: dict[str, pl.DataType] = {
     "run_date": pl.Date(),
     "customer_id": pl.Int64(),
@@ -83,7 +86,7 @@ def validate(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` as a snapshot: its contract columns in order, cast and sorted by ``run_date, customer_id, rank``.
 
     Checks, in order: every column of :data:`SNAPSHOT_COLUMNS` present and
-    castable (other columns are dropped), no nulls, ``rank >= 1``, ``score`` in
+    castable (other columns are dropped), no nulls (but an unknown discount), ``rank >= 1``, ``score`` in
     [0, 1], ``discount_value`` finite, ``(run_date, customer_id, rank)`` and
     ``(run_date, customer_id, offer_id)`` unique, one ``model_version`` per run date.
 
@@ -111,7 +114,7 @@ def validate(frame: pl.DataFrame) -> pl.DataFrame:
         frame = frame.sort(SORT_KEY)
     nulls = frame.null_count().row(0, named=True)
     for column, count in nulls.items():
-        if count:
+        if count and column not in NULLABLE:
             raise SnapshotContractError(f"serving snapshot: column {column!r} has {count} null value(s)")
     bad = frame.filter(
         (pl.col("rank") < 1) | ~pl.col("score").is_between(0.0, 1.0) | ~pl.col("discount_value").is_finite()

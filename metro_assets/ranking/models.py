@@ -23,6 +23,7 @@ True
 from __future__ import annotations
 
 import json
+import warnings
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -78,7 +79,9 @@ def train_lightgbm(X: np.ndarray, y: np.ndarray, features: list[str], sampling_r
 
 def train_logistic_regression(X: np.ndarray, y: np.ndarray, features: list[str], sampling_rate: float) -> StoredModel:
     """Standardised logistic regression; missing values become the median plus a missing flag."""
-    medians = np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0)
+    with warnings.catch_warnings():  # an all-missing column (e.g. no discounts imported) has no median
+        warnings.simplefilter("ignore", RuntimeWarning)
+        medians = np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0)
     medians = np.where(np.isfinite(medians), medians, 0.0)
     Z = _lr_design(X, medians)
     mean, scale = Z.mean(axis=0), Z.std(axis=0)

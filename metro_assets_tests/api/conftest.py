@@ -73,7 +73,7 @@ def serve_api() -> Iterator[Callable[..., ApiServer]]:
     servers = []
 
     def serve(path: Path, reload_seconds: float = 0.1, max_batch: int = 1000, fast_path: bool = True) -> ApiServer:
-        settings = ApiSettings(serving=Path(path), max_batch=max_batch, reload_seconds=reload_seconds, fast_path=fast_path)
+        settings = ApiSettings(Path(path), max_batch=max_batch, reload_seconds=reload_seconds, fast_path=fast_path)
         servers.append(start_server(settings))
         return servers[-1]
 

@@ -63,7 +63,8 @@ class Hammer:
                 try:
                     if kind < 0.6:
                         customer = rng.choice(self.customer_ids)
-                        self._record(f"single {customer}", client.get("/recommendations", params={"customer_id": customer}))
+                        response = client.get("/recommendations", params={"customer_id": customer})
+                        self._record(f"single {customer}", response)
                     elif kind < 0.8:
                         ids = rng.sample(self.customer_ids, 20)
                         self._record("batch GET", client.get("/recommendations/batch", params={"customer_ids": ids}))

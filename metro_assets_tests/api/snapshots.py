@@ -28,7 +28,8 @@ FIRST_RUN_DATE = date(2026, 2, 10)
 STRATEGIES = ["repeat_purchase", "category_affinity", "popular_in_segment", "new_to_customer", "exploration"]
 DISCOUNT_TYPES = ["percentage", "fixed_amount", "bogo"]
 # Names with quotes, backslashes and non-ASCII text: the API builds JSON by hand and must escape them.
-NAMES = ['Bio Vollmilch 3,5% 1L', 'Crème fraîche "Extra" 200g', "Brot\\Korn 500g", "Äpfel Elstar 1kg", "Olive oil 750ml"]
+NAMES = ["Bio Vollmilch 3,5% 1L", 'Crème fraîche "Extra" 200g', "Brot\\Korn 500g", "Äpfel Elstar 1kg",
+         "Olive oil 750ml"]
 
 
 def customer_ids(customers: int) -> np.ndarray:

@@ -5,7 +5,6 @@ import threading
 import time
 from datetime import date, timedelta
 
-import httpx
 import pytest
 
 from metro_assets.serving import write_snapshot
@@ -33,14 +32,19 @@ def one_snapshot(body: dict) -> str | None:
     return None
 
 
-def wait_for(predicate, timeout=10.0):
+def wait_for(predicate, fetch=lambda: True, timeout=10.0):
+    """Poll ``fetch()`` until ``predicate(value)`` holds; returns that value."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        value = predicate()
-        if value:
+        value = fetch()
+        if predicate(value):
             return value
         time.sleep(0.05)
     raise AssertionError("condition not met in time")
+
+
+def reload_error(client) -> str:
+    return client.get("/health").json()["last_reload_error"] or ""
 
 
 def test_a_new_snapshot_is_served_without_restart(serve_api, tmp_path):
@@ -52,7 +56,10 @@ def test_a_new_snapshot_is_served_without_restart(serve_api, tmp_path):
 
         write_snapshot(generation(2), path)
 
-        second = wait_for(lambda: (b := client.get("/recommendations", params={"customer_id": 1}).json())["model_version"] == "m2" and b)
+        second = wait_for(
+            lambda body: body["model_version"] == "m2",
+            lambda: client.get("/recommendations", params={"customer_id": 1}).json(),
+        )
         health = client.get("/health").json()
 
     assert second["run_date"] == "2026-02-13" and one_snapshot(second) is None
@@ -68,7 +75,7 @@ def test_a_snapshot_published_after_startup_ends_the_503s(serve_api, tmp_path):
 
         write_snapshot(generation(1), path)
 
-        wait_for(lambda: client.get("/health").status_code == 200)
+        wait_for(lambda status: status == 200, lambda: client.get("/health").status_code)
         assert client.get("/recommendations", params={"customer_id": 3}).status_code == 200
 
 
@@ -79,21 +86,21 @@ def test_a_broken_new_file_keeps_the_last_good_snapshot_and_is_reported(serve_ap
     junk.write_bytes(b"PAR1 this is not parquet")
     os.replace(junk, path)  # someone copies a bad file over the snapshot
     with api.client() as client:
-        health = wait_for(lambda: (h := client.get("/health").json())["last_reload_error"] and h)
-        assert "not a readable Parquet file" in health["last_reload_error"] and str(path) in health["last_reload_error"]
+        error = wait_for(bool, lambda: reload_error(client))
+        assert "not a readable Parquet file" in error and str(path) in error
         assert client.get("/recommendations", params={"customer_id": 1}).json()["model_version"] == "m1"
 
         bad = generation(2).drop("score").with_columns(score=None)
         bad.write_parquet(path)  # right file format, broken contract (null scores)
-        health = wait_for(lambda: "column 'score' has" in ((h := client.get("/health").json())["last_reload_error"] or "") and h)
-        assert health["model_version"] == "m1"
+        wait_for(lambda error: "column 'score' has" in error, lambda: reload_error(client))
+        assert client.get("/health").json()["model_version"] == "m1"
 
         os.unlink(path)
-        health = wait_for(lambda: "no longer exists" in ((h := client.get("/health").json())["last_reload_error"] or "") and h)
+        wait_for(lambda error: "no longer exists" in error, lambda: reload_error(client))
         assert client.get("/recommendations", params={"customer_id": 1}).status_code == 200
 
         write_snapshot(generation(3), path)
-        health = wait_for(lambda: (h := client.get("/health").json())["model_version"] == "m3" and h)
+        health = wait_for(lambda h: h["model_version"] == "m3", lambda: client.get("/health").json())
         assert health["last_reload_error"] is None
 
 
@@ -106,16 +113,17 @@ def test_hammering_while_snapshots_are_replaced_gives_no_error_and_no_mixed_resp
     store = api.app.state.store
     published = []
 
-    def publisher():
+    def publisher(hammer: Hammer):
         for i in range(1, 13):
             g = i % 3
             write_snapshot(generations[g], path)
             published.append(g)
-            wait_for(lambda: store.current.newest.model_version == f"m{g}", timeout=20)  # let clients see it
-            time.sleep(0.05)
+            wait_for(lambda version: version == f"m{g}", lambda: store.current.newest.model_version, timeout=20)
+            served = hammer.requests
+            wait_for(lambda n: n >= served + 20, lambda: hammer.requests, timeout=20)  # clients see generation g
 
     with Hammer(api.url, customer_ids(300).tolist(), check=one_snapshot, threads=4) as hammer:
-        writer = threading.Thread(target=publisher)
+        writer = threading.Thread(target=publisher, args=(hammer,))
         writer.start()
         writer.join(timeout=120)
 
@@ -124,4 +132,4 @@ def test_hammering_while_snapshots_are_replaced_gives_no_error_and_no_mixed_resp
     assert store.reloads == 13
     seen = {body["model_version"] for body in hammer.bodies}
     assert seen == {"m0", "m1", "m2"}, seen
-    assert hammer.requests > 100
+    assert hammer.requests >= 12 * 20

@@ -77,9 +77,6 @@ def test_features_treat_unknown_depths_as_unknown(minimal_features):
     assert minimal_features["margin_impact"].null_count() == minimal_features.height
 
 
-@pytest.mark.xfail(reason="metro_assets/serving.py refuses NULL discount_type/discount_value in the serving "
-                          "snapshot (SnapshotContractError), which issue 7 allows for offers without discounts",
-                   strict=False)
 def test_an_import_without_segments_or_discounts_runs_end_to_end(minimal_export, import_env):
     definitions = pytest.importorskip("metro_assets.definitions")
     from dagster import DagsterInstance
