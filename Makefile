@@ -8,7 +8,7 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 UI_PORT ?= 3000
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: demo test ui serve bench clean smoke browser
+.PHONY: demo test ui serve bench clean smoke browser docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 ## make serve: the recommendations API on http://127.0.0.1:8000 over the snapshot at METRO_SERVING
 serve: $(STAMP)
 	$(BIN)/uvicorn api.app:app --host 127.0.0.1 --port 8000
+
+## make docs: regenerate docs/DATA_MODEL.md from metro_assets/schema.sql (a test fails when they differ)
+docs: $(STAMP)
+	$(BIN)/python -m metro_assets.docs_data_model
 
 ## make bench: default-scale benchmark into benchmarks/results/
 bench: $(STAMP)

@@ -1,36 +1,44 @@
 """The code location: every asset, check, job, schedule and sensor, and the resources."""
 
-from dagster import AssetSelection, Definitions, define_asset_job
+from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, in_process_executor
 
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.features.assets import build_feature_assets
+from metro_assets.monitoring.assets import build_monitoring_assets
+from metro_assets.monitoring.sensors import drift_retrain
 from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
 from metro_assets.resources import SettingError, Settings, load_settings, warehouse_resource
 from metro_assets.simulation.assets import build_raw_assets
 
 # The daily pipeline's asset groups, upstream first: add a stage by adding its group.
-DAILY_PIPELINE_GROUPS = ["features", "candidates", "recommendations"]
+DAILY_PIPELINE_GROUPS = ["features", "candidates", "recommendations", "monitoring"]
 
 
 def build_defs(settings: Settings) -> Definitions:
     """All definitions for these settings (partitions follow the start date and scale)."""
     raw_tables = build_raw_assets(settings)
+    # One retry for a step that failed for a passing reason (a locked warehouse, a transient I/O error);
+    # user errors (bad settings or data) fail at once: they raise Failure(allow_retries=False).
+    retry = RetryPolicy(max_retries=1, delay=settings.ops.retry_delay)
     simulate_job = define_asset_job(
         "simulate",
         selection=AssetSelection.assets(raw_tables),
         description="Simulate (or import) the retailer's raw tables for a day or a range of days, in one run.",
+        op_retry_policy=retry,
     )
     daily_pipeline_job = define_asset_job(
         "daily_pipeline",
         selection=AssetSelection.groups(*DAILY_PIPELINE_GROUPS),
         description="Everything computed for a day from the warehouse: features, candidates, recommendations "
                     "and the serving snapshot (one run per day).",
+        op_retry_policy=retry,
     )
     retrain_job = define_asset_job(
         "retrain",
         selection=AssetSelection.groups("model", *DAILY_PIPELINE_GROUPS),
         description="Train the ranker for a day (both models, the better serves), then run that day's pipeline.",
+        op_retry_policy=retry,
     )
     return Definitions(
         assets=[
@@ -38,10 +46,15 @@ def build_defs(settings: Settings) -> Definitions:
             *build_feature_assets(settings),
             *build_candidate_assets(settings),
             *build_ranking_assets(settings),
+            *build_monitoring_assets(settings),
         ],
         jobs=[simulate_job, daily_pipeline_job, retrain_job],
         schedules=[build_weekly_retrain(settings)],
+        sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},
+        # One process per run (DESIGN.md): the steps share the one writer anyway (pool "warehouse"),
+        # and a process per step would re-import the code location for each (~3 s).
+        executor=in_process_executor,
     )
 
 

@@ -15,11 +15,17 @@ Examples
 from __future__ import annotations
 
 import os
+import re
+import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from pathlib import Path
 
+import duckdb
+from dagster import Failure
 from dagster_duckdb import DuckDBResource
+from pydantic import Field
 
 
 class SettingError(ValueError):
@@ -166,6 +172,40 @@ def load_scenario_settings() -> ScenarioSettings:
 
 
 @dataclass(frozen=True)
+class OperationsSettings:
+    """How runs behave under the daemon (docs/OPERATIONS.md)."""
+
+    lock_timeout: float = 100.0       # METRO_WAREHOUSE_LOCK_TIMEOUT: seconds a step waits for a warehouse another process holds
+    retry_delay: float = 30.0         # METRO_RETRY_DELAY: seconds before a failed step's one automatic retry
+    retrain_cron: str = "0 4 * * 1"   # METRO_RETRAIN_CRON: when the weekly_retrain schedule fires (UTC)
+
+
+def _seconds(name: str, default: float, low: float) -> float:
+    text = _env(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a number of seconds") from None
+    if not low <= value <= 86_400:
+        raise SettingError(f"{name}={text} must be between {low:g} and 86400 seconds")
+    return value
+
+
+def load_operations_settings() -> OperationsSettings:
+    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY`` and ``METRO_RETRAIN_CRON`` settings."""
+    from dagster._utils.schedules import is_valid_cron_string  # the parser the scheduler itself uses
+
+    cron = _env("METRO_RETRAIN_CRON", "0 4 * * 1")
+    if not is_valid_cron_string(cron):
+        raise SettingError(f"METRO_RETRAIN_CRON={cron!r} is not a cron schedule like '0 4 * * 1'")
+    return OperationsSettings(
+        lock_timeout=_seconds("METRO_WAREHOUSE_LOCK_TIMEOUT", 100.0, low=0.1),
+        retry_delay=_seconds("METRO_RETRY_DELAY", 30.0, low=0.0),
+        retrain_cron=cron,
+    )
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, validated. Build with :func:`load_settings`."""
 
@@ -181,6 +221,7 @@ class Settings:
     import_end: date | None = None  # imports: the day after the last event (the history follows the data)
     drift: DriftSettings = field(default_factory=DriftSettings)
     scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
+    ops: OperationsSettings = field(default_factory=OperationsSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -257,6 +298,7 @@ def load_settings() -> Settings:
         import_end=import_end,
         drift=load_drift_settings(),
         scenario=load_scenario_settings(),
+        ops=load_operations_settings(),
     )
 
 
@@ -306,7 +348,67 @@ def check_writable(path: Path, setting: str) -> None:
         raise SettingError(f"{setting}={path} is not writable")
 
 
-def warehouse_resource(settings: Settings | None = None) -> DuckDBResource:
-    """The warehouse as Dagster's DuckDB resource (it retries a locked file for ~100 s)."""
+class WarehouseLocked(Failure):
+    """Another process holds the warehouse file; the step fails (and may be retried) with one clear line."""
+
+
+def open_warehouse(database: str, lock_timeout: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Connect read-write, waiting up to ``lock_timeout`` seconds while another process holds the file.
+
+    DuckDB allows one writing process per file. Only a lock conflict is waited
+    for; any other error is raised at once.
+
+    Raises
+    ------
+    WarehouseLocked
+        Still locked after ``lock_timeout`` seconds; names the file and the process holding it.
+    """
+    deadline = time.monotonic() + lock_timeout
+    pause = 0.1
+    while True:
+        try:
+            return duckdb.connect(database, read_only=False, config=config or {})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                held = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(exc))
+                holder = held.group(1) if held else "another process"
+                raise WarehouseLocked(
+                    description=f"METRO_WAREHOUSE={database} is locked by {holder}; still locked after "
+                                f"{lock_timeout:g} s (METRO_WAREHOUSE_LOCK_TIMEOUT). Stop that process, then "
+                                "re-execute this run from failure.",
+                    metadata={"warehouse": database, "held_by": holder, "waited_seconds": lock_timeout},
+                    allow_retries=True,
+                ) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
+
+
+class WarehouseResource(DuckDBResource):
+    """Dagster's DuckDB resource with a bounded, configurable wait on a locked file.
+
+    ``DuckDBResource`` retries a locked file for about 100 s and then fails
+    with DuckDB's raw error; this one waits ``lock_timeout`` seconds and fails
+    with :class:`WarehouseLocked`, which the jobs' retry policy retries once.
+    """
+
+    lock_timeout: float = Field(
+        default=100.0,
+        description="Seconds a step waits for a warehouse file another process holds (METRO_WAREHOUSE_LOCK_TIMEOUT).",
+    )
+
+    @contextmanager
+    def get_connection(self):
+        con = open_warehouse(self.database, self.lock_timeout, {"custom_user_agent": "dagster", **self.connection_config})
+        try:
+            yield con
+        finally:
+            con.close()
+
+
+def warehouse_resource(settings: Settings | None = None) -> WarehouseResource:
+    """The warehouse as a DuckDB resource that waits ``METRO_WAREHOUSE_LOCK_TIMEOUT`` for a locked file."""
     settings = settings or load_settings()
-    return DuckDBResource(database=str(settings.warehouse))
+    return WarehouseResource(database=str(settings.warehouse), lock_timeout=settings.ops.lock_timeout)

@@ -124,7 +124,10 @@ CREATE TABLE IF NOT EXISTS customer_features (
     category_entropy DOUBLE,           -- Shannon entropy (nats) of line shares by category, 90 days
     top_3_categories VARCHAR,          -- comma-separated, most lines first
     avg_discount_depth_used DOUBLE,    -- mean discount share of the promo lines, 90 days
-    days_since_join INTEGER
+    days_since_join INTEGER,
+    promo_affinity_all DOUBLE,         -- share of all regular lines before D bought on promo (no 90-day cut)
+    promo_log_odds DOUBLE,             -- ln((promo lines + 0.5) / (other lines + 0.5)), all regular lines
+    redemption_rate DOUBLE             -- (redemptions + 0.5) / (impressions + 10) before D
 );
 
 CREATE TABLE IF NOT EXISTS offer_features (
@@ -151,7 +154,12 @@ CREATE TABLE IF NOT EXISTS interaction_features (
     category_affinity_score DOUBLE,
     discount_depth_vs_usual DOUBLE,
     price_sensitivity_match DOUBLE,
-    brand_affinity DOUBLE
+    brand_affinity DOUBLE,
+    category_line_share DOUBLE,        -- (regular lines in the category + 0.5) / (all regular lines + 10), all history
+    log_category_line_share DOUBLE,
+    brand_line_share DOUBLE,           -- the offer's brand among the category's regular lines, all history
+    days_since_regular_purchase_in_category DOUBLE, -- as above, orders no redemption created
+    depth_promo_match DOUBLE           -- discount depth x the customer's all-history promo share
 );
 
 -- Candidates (metro_assets/candidates): the offers worth ranking for each
@@ -197,5 +205,34 @@ CREATE TABLE IF NOT EXISTS recommendations (
     rank INTEGER NOT NULL,             -- 1 = best
     strategy VARCHAR NOT NULL,         -- the candidate strategy that retrieved the offer
     model_version VARCHAR NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.
+-- Offline evaluation of a run date once its label window [run_date, run_date + 7)
+-- is in the warehouse: one row per (policy, metric). Policies: model (what
+-- served), lightgbm, logistic_regression, random, popularity,
+-- segment_popularity, oracle. A metric that is undefined (e.g. no oracle for
+-- imported data) has no row.
+CREATE TABLE IF NOT EXISTS offline_evaluation (
+    run_date DATE NOT NULL,
+    policy VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,           -- ndcg_at_10, ..., expected_redemptions_at_10, ..., customers_evaluated
+    value DOUBLE NOT NULL,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- PSI of the monitored features and of the served scores on a run date against
+-- the training baseline of the model version that served it.
+CREATE TABLE IF NOT EXISTS drift_report (
+    run_date DATE NOT NULL,
+    feature VARCHAR NOT NULL,          -- recency_days, ..., discount_depth, or score (the served top-k scores)
+    psi DOUBLE NOT NULL,
+    verdict VARCHAR NOT NULL,          -- stable (< METRO_PSI_MODERATE) | moderate | major (>= METRO_PSI_MAJOR)
+    baseline_rows INTEGER NOT NULL,
+    current_rows INTEGER NOT NULL,
+    model_version VARCHAR NOT NULL,    -- the version that served the run date
+    baseline_day DATE NOT NULL,        -- its training day: the baseline is the state as of that day
+    alert BOOLEAN NOT NULL,            -- the run date's alert (the same on each of its rows)
     created_at TIMESTAMP DEFAULT current_timestamp
 );

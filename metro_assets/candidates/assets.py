@@ -49,6 +49,7 @@ def build_candidate_assets(settings: Settings) -> list:
                     for k, v in metadata.items()}
         metadata["strategy_shares"] = MetadataValue.json(last["strategy_shares"])
         metadata["window"] = f"{start}..{end}"
+        metadata["dagster/row_count"] = sum(int(s["pairs"] or 0) for s in summaries.values())  # the UI's row count
         if len(summaries) > 1:
             metadata["per_day"] = MetadataValue.json({d.isoformat(): s for d, s in summaries.items()})
         yield MaterializeResult(metadata=metadata)

@@ -51,6 +51,9 @@ CUSTOMER_NUMERIC = [
     "category_entropy",
     "avg_discount_depth_used",
     "days_since_join",
+    "promo_affinity_all",
+    "promo_log_odds",
+    "redemption_rate",
 ]
 OFFER_NUMERIC = [
     "discount_depth",
@@ -67,6 +70,11 @@ INTERACTION_NUMERIC = [
     "discount_depth_vs_usual",
     "price_sensitivity_match",
     "brand_affinity",
+    "category_line_share",
+    "log_category_line_share",
+    "brand_line_share",
+    "days_since_regular_purchase_in_category",
+    "depth_promo_match",
 ]
 ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
 

@@ -125,6 +125,7 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
         versions[kind] = other_version
 
     randoms = []
+    pool = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
     for s in range(random_seeds):
         rng = np.random.default_rng([seed, day.toordinal(), s])
         randoms.append(rank_top_k(pool.with_columns(score=pl.Series(rng.random(pool.height))), k))

@@ -68,6 +68,7 @@ def build_ranking_assets(settings: Settings):
         context.log.info(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
+                "dagster/row_count": len(trained),  # model_versions rows: one per model kind
                 "model_version": f"{day}-{chosen.stored.kind}",
                 "selection": reason,
                 "validation": MetadataValue.md(metrics),
@@ -123,6 +124,7 @@ def build_ranking_assets(settings: Settings):
                          f"snapshot {path} ({snapshot.height} rows)")
         yield MaterializeResult(
             metadata={
+                "dagster/row_count": top.height,  # the UI's standard row count
                 "model_version": version,
                 "pairs_scored": scored.height,
                 "customers": customers,

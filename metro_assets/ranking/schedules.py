@@ -16,10 +16,10 @@ def retrain_day(tick_day, settings: Settings):
 def build_weekly_retrain(settings: Settings):
     @schedule(
         name="weekly_retrain",
-        cron_schedule="0 4 * * 1",  # Mondays, before the day's pipeline
+        cron_schedule=settings.ops.retrain_cron,  # METRO_RETRAIN_CRON, default Mondays 04:00 before the day's pipeline
         job_name="retrain",
         execution_timezone="UTC",
-        description="Retrain the ranker every Monday, then rescore that day.",
+        description=f"Retrain the ranker ({settings.ops.retrain_cron} UTC; default Mondays), then rescore that day.",
     )
     def weekly_retrain(context: ScheduleEvaluationContext):
         day = retrain_day(context.scheduled_execution_time.date(), settings)

@@ -57,7 +57,9 @@ def build_raw_assets(settings: Settings):
         start, end = partition_window(context)
         check_writable(current.warehouse, "METRO_WAREHOUSE")
         try:
-            batch = raw_batch(current, start, end)
+            known = context.assets_def.partitions_def  # the days the code location was loaded with
+            days = (known.start.date(), known.end.date() if known.end else current.partitions_end)
+            batch = raw_batch(current, start, end, days)
         except DataError as exc:  # the summary becomes the failure; the full report goes to the log
             context.log.error(f"import report:\n{exc.report}" if hasattr(exc, "report") else str(exc))
             raise
@@ -78,6 +80,7 @@ def build_raw_assets(settings: Settings):
             yield MaterializeResult(
                 asset_key=table,
                 metadata={
+                    "dagster/row_count": written[table],  # the UI's standard row count
                     "rows_written": written[table],
                     "rows_in_table": totals[table],
                     "window": f"{start}..{end}",

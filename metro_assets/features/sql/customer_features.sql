@@ -14,6 +14,26 @@ ord AS (  -- the requested customers' orders, all history before the last reques
     FROM orders o
     WHERE o.customer_id IN (SELECT customer_id FROM req) AND o.day < (SELECT hi FROM bounds)
 ),
+regular_lines AS (  -- all order lines before the last requested day that no redemption created
+    SELECT o.customer_id, o.day, i.is_promo
+    FROM ord o JOIN order_items i ON i.order_id = o.order_id
+    WHERE o.order_id NOT IN (SELECT order_id FROM redemptions)
+),
+history AS (  -- the whole history before D, not 90 days: a steadier read of promo sensitivity
+    SELECT r.customer_id, r.day, count(*) AS lines, count(*) FILTER (WHERE l.is_promo) AS promo_lines
+    FROM req r JOIN regular_lines l ON l.customer_id = r.customer_id AND l.day < r.day
+    GROUP BY ALL
+),
+shown_before AS (
+    SELECT r.customer_id, r.day, count(*) AS n
+    FROM req r JOIN impressions x ON x.customer_id = r.customer_id AND x.day < r.day
+    GROUP BY ALL
+),
+redeemed_before AS (
+    SELECT r.customer_id, r.day, count(*) AS n
+    FROM req r JOIN redemptions x ON x.customer_id = r.customer_id AND x.day < r.day
+    GROUP BY ALL
+),
 last_order AS (
     SELECT r.customer_id, r.day, max(o.day) AS last_day
     FROM req r JOIN ord o ON o.customer_id = r.customer_id AND o.day < r.day
@@ -70,10 +90,19 @@ SELECT r.customer_id,
        cs.category_entropy,
        cs.top_3_categories,
        ls.avg_discount_depth_used::DOUBLE AS avg_discount_depth_used,
-       (r.day - c.join_date)::INTEGER AS days_since_join
+       (r.day - c.join_date)::INTEGER AS days_since_join,
+       h.promo_lines / nullif(h.lines, 0) AS promo_affinity_all,
+       -- log-odds of a promo line, smoothed by half a line each way (0 without history)
+       ln((coalesce(h.promo_lines, 0) + 0.5) / (coalesce(h.lines, 0) - coalesce(h.promo_lines, 0) + 0.5))
+           AS promo_log_odds,
+       -- offers redeemed per offer shown before D, smoothed toward 5% with 10 pseudo-impressions
+       (coalesce(rb.n, 0) + 0.5) / (coalesce(sb.n, 0) + 10.0) AS redemption_rate
 FROM req r
 LEFT JOIN customers c ON c.customer_id = r.customer_id
 LEFT JOIN last_order lo ON lo.customer_id = r.customer_id AND lo.day = r.day
 LEFT JOIN orders_90 o ON o.customer_id = r.customer_id AND o.day = r.day
 LEFT JOIN line_stats ls ON ls.customer_id = r.customer_id AND ls.day = r.day
 LEFT JOIN category_stats cs ON cs.customer_id = r.customer_id AND cs.day = r.day
+LEFT JOIN history h ON h.customer_id = r.customer_id AND h.day = r.day
+LEFT JOIN shown_before sb ON sb.customer_id = r.customer_id AND sb.day = r.day
+LEFT JOIN redeemed_before rb ON rb.customer_id = r.customer_id AND rb.day = r.day

@@ -21,6 +21,7 @@ offer_facts AS (
 ),
 lines AS (  -- the requested customers' order lines, all history before the last requested day
     SELECT o.customer_id, o.day, i.order_id, i.product_id, p.category, p.brand, i.is_promo,
+           o.order_id NOT IN (SELECT order_id FROM redemptions) AS regular,
            least(greatest(i.discount_amount / nullif(i.quantity * i.unit_price, 0), 0), 1) AS depth_used
     FROM orders o
     JOIN order_items i ON i.order_id = o.order_id
@@ -45,6 +46,20 @@ brand_90 AS (
     JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.day >= cd.day - 90
     GROUP BY ALL
 ),
+category_all AS (  -- whole history before D, regular lines only (no offer-made orders)
+    SELECT cd.customer_id, cd.day, l.category, count(*) AS lines, count(*) FILTER (WHERE l.is_promo) AS promo_lines,
+           max(l.day) AS last_day
+    FROM customer_days cd JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.regular
+    GROUP BY ALL
+),
+customer_all AS (
+    SELECT customer_id, day, sum(lines) AS lines, sum(promo_lines) AS promo_lines FROM category_all GROUP BY ALL
+),
+brand_all AS (
+    SELECT cd.customer_id, cd.day, l.category, l.brand, count(*) AS lines
+    FROM customer_days cd JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.regular
+    GROUP BY ALL
+),
 customer_90 AS (
     SELECT cd.customer_id, cd.day,
            count(DISTINCT l.order_id) AS orders_90,
@@ -64,7 +79,14 @@ SELECT r.customer_id,
            AS category_affinity_score,
        f.discount_depth - c.avg_discount_depth_used AS discount_depth_vs_usual,
        c.promo_affinity * f.discount_depth AS price_sensitivity_match,
-       CASE WHEN ch.lines_90 > 0 THEN coalesce(b.lines_90, 0) / ch.lines_90 END AS brand_affinity
+       CASE WHEN ch.lines_90 > 0 THEN coalesce(b.lines_90, 0) / ch.lines_90 END AS brand_affinity,
+       -- the category's share of all the customer's lines, smoothed toward 1/20 with 10 pseudo-lines
+       (coalesce(ca.lines, 0) + 0.5) / (coalesce(cu.lines, 0) + 10.0) AS category_line_share,
+       ln((coalesce(ca.lines, 0) + 0.5) / (coalesce(cu.lines, 0) + 10.0)) AS log_category_line_share,
+       coalesce(ba.lines, 0) / nullif(ca.lines, 0) AS brand_line_share,
+       (r.day - ca.last_day)::DOUBLE AS days_since_regular_purchase_in_category,
+       -- discount depth x the customer's all-history promo share (customer_features.promo_affinity_all)
+       f.discount_depth * (cu.promo_lines / nullif(cu.lines, 0)) AS depth_promo_match
 FROM req r
 LEFT JOIN offer_facts f ON f.offer_id = r.offer_id
 LEFT JOIN first_bought fb ON fb.customer_id = r.customer_id AND fb.product_id = f.product_id
@@ -73,3 +95,7 @@ LEFT JOIN category_history ch
 LEFT JOIN brand_90 b
        ON b.customer_id = r.customer_id AND b.day = r.day AND b.category = f.category AND b.brand = f.brand
 LEFT JOIN customer_90 c ON c.customer_id = r.customer_id AND c.day = r.day
+LEFT JOIN category_all ca ON ca.customer_id = r.customer_id AND ca.day = r.day AND ca.category = f.category
+LEFT JOIN customer_all cu ON cu.customer_id = r.customer_id AND cu.day = r.day
+LEFT JOIN brand_all ba
+       ON ba.customer_id = r.customer_id AND ba.day = r.day AND ba.category = f.category AND ba.brand = f.brand

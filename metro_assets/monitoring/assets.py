@@ -1,0 +1,167 @@
+"""The monitoring assets: `drift_report` and `offline_evaluation` (thin wrappers, one partition = a run date).
+
+Both run in ``daily_pipeline`` after the recommendations. ``offline_evaluation``
+needs the week after its run date: for the newest day that week is not in the
+warehouse yet, so it records nothing and says so (the run still succeeds);
+materialize it again for that day once the week has been loaded.
+"""
+
+from dataclasses import asdict
+
+from dagster import (
+    AssetDep,
+    AssetExecutionContext,
+    AssetKey,
+    MaterializeResult,
+    MetadataValue,
+    TimeWindowPartitionMapping,
+    asset,
+)
+from dagster_duckdb import DuckDBResource
+
+from metro_assets.checking import check_results, check_specs, evaluate_checks
+from metro_assets.features.assets import days
+from metro_assets.glue import partition_window, user_errors
+from metro_assets.monitoring import drift, evaluation
+from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS
+from metro_assets.partitions import daily_partitions
+from metro_assets.resources import Settings, load_settings
+from metro_assets.simulation.scenarios import scenario_shock
+from metro_assets.warehouse import ensure_schema
+
+OWNERS = ["team:data-science"]
+HISTORY_ROWS = 14  # run dates shown in the evaluation's history table
+
+
+def _history(con, upto) -> str:
+    """The served model's key figures over the newest recorded run dates, as Markdown."""
+    rows = con.sql(
+        """SELECT run_date,
+                  max(value) FILTER (WHERE policy = 'model' AND metric = 'ndcg_at_10') AS ndcg,
+                  max(value) FILTER (WHERE policy = 'random' AND metric = 'ndcg_at_10') AS random_ndcg,
+                  max(value) FILTER (WHERE policy = 'model' AND metric = 'oracle_share_at_10') AS share,
+                  max(value) FILTER (WHERE policy = 'model' AND metric = 'customers_evaluated') AS customers
+           FROM offline_evaluation WHERE run_date <= $upto GROUP BY run_date ORDER BY run_date DESC LIMIT $n""",
+        params={"upto": upto, "n": HISTORY_ROWS},
+    ).fetchall()
+    fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
+    lines = ["| run date | model NDCG@10 | random NDCG@10 | model oracle share | customers evaluated |",
+             "|---|---|---|---|---|"]
+    lines += [f"| {d} | {fmt(a, '.4f')} | {fmt(b, '.4f')} | {fmt(c, '.3f')} | {fmt(n, ',.0f')} |"
+              for d, a, b, c, n in sorted(rows)]
+    return "\n".join(lines)
+
+
+def build_monitoring_assets(settings: Settings) -> list:
+    """``drift_report`` and ``offline_evaluation`` for these settings."""
+    partitions = daily_partitions(settings)
+    common = dict(partitions_def=partitions, group_name="monitoring", owners=OWNERS, pool="warehouse")
+
+    @asset(
+        name="drift_report",
+        description="PSI of recency, frequency, monetary, promo affinity, basket size, discount depth and the "
+                    "served scores on D against the training baseline of the model version that served D "
+                    "(the state as of its training day). Alerts when 3+ features reach 0.25 or the score PSI "
+                    "passes 0.25 (METRO_PSI_* settings); the drift sensor then requests a retrain.",
+        kinds={"duckdb", "numpy"},
+        # the served model reaches it through recommendations (ranker_model partitions exist on retrain days only)
+        deps=[AssetKey("recommendations"), AssetKey("customer_features"), AssetKey("offer_features"),
+              AssetKey("candidate_pool")],
+        check_specs=check_specs(DRIFT_CHECKS),
+        **common,
+    )
+    @user_errors
+    def drift_report(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        thresholds = drift.DriftThresholds(**asdict(current.drift))
+        start, end = partition_window(context)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            reports = [drift.drift_report(con, d, thresholds, current.ranker.top_k) for d in days(start, end)]
+            written = sum(drift.write_drift_report(con, r) for r in reports)
+            outcomes = evaluate_checks(con, DRIFT_CHECKS, start, end)
+        last = reports[-1]
+        alert_days = [r.run_date.isoformat() for r in reports if r.alert]
+        for r in reports:
+            log = context.log.warning if r.alert else context.log.info
+            log(f"drift {r.run_date} vs {r.baseline_day} ({r.model_version}): {r.reason}")
+            for note in r.notes:
+                context.log.warning(note)
+        yield MaterializeResult(
+            metadata={
+                "alert": bool(alert_days),
+                "alert_days": MetadataValue.json(alert_days),
+                "reason": last.reason,
+                "psi": MetadataValue.md(drift.markdown_table(last)),
+                "model_version": last.model_version,
+                "baseline_day": last.baseline_day.isoformat(),
+                "rows_written": written,
+                "window": f"{start}..{end}",
+                **{f"psi_{r['feature']}": float(r["psi"]) for r in last.rows.iter_rows(named=True)},
+                **({"notes": "\n".join(last.notes)} if last.notes else {}),
+            }
+        )
+        yield from check_results(outcomes)
+
+    @asset(
+        name="offline_evaluation",
+        description="NDCG/MRR/precision/recall/redemption rate at 10 of D's recommendations against the "
+                    "redemptions of [D, D+7), beside random, popularity, segment-popularity and the other model "
+                    "kind on the same pools, and the oracle's expected, incremental redemptions, discount cost, "
+                    "ROI and margin impact. Records nothing until the week after D is in the warehouse.",
+        kinds={"duckdb", "polars"},
+        deps=[
+            AssetKey("recommendations"),
+            AssetKey("candidate_pool"),
+            AssetKey("customers"),
+            # the label window [D, D + 7): this week's redemptions (and orders)
+            AssetDep("redemptions", partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True)),
+            AssetDep("orders", partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True)),
+        ],
+        check_specs=check_specs(EVALUATION_CHECKS),
+        **common,
+    )
+    @user_errors
+    def offline_evaluation(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        start, end = partition_window(context)
+        shock = scenario_shock(current)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            results = []
+            for d in days(start, end):
+                ev = evaluation.evaluate(con, d, seed=current.seed, shock=shock)
+                evaluation.write_evaluation(con, ev)
+                results.append(ev)
+            outcomes = evaluate_checks(con, EVALUATION_CHECKS, start, end)
+            history = _history(con, end)
+        last = results[-1]
+        for ev in results:
+            for note in ev.notes:
+                context.log.warning(f"offline_evaluation {ev.run_date}: {note}")
+        recorded = [ev for ev in results if ev.complete]
+        metadata = {
+            "recorded": bool(recorded),
+            "label_window": f"{last.label_start}..{last.label_end} (exclusive)",
+            "window": f"{start}..{end}",
+            "rows_written": sum(ev.rows.height for ev in recorded),
+            "evaluation": MetadataValue.md(evaluation.markdown_table(last.rows)),
+            "history": MetadataValue.md(history),
+        }
+        if last.notes:
+            metadata["notes"] = "\n".join(last.notes)
+        if last.complete:
+            wide = {(r["policy"], r["metric"]): r["value"] for r in last.rows.iter_rows(named=True)}
+            # numeric entries: the UI plots them across partitions (the evaluation's history plot)
+            for policy in evaluation.POLICIES:
+                for metric in ("ndcg_at_10", "oracle_share_at_10"):
+                    if (policy, metric) in wide:
+                        metadata[f"{policy}_{metric}"] = float(wide[(policy, metric)])
+            metadata["customers_evaluated"] = int(wide.get(("model", "customers_evaluated"), 0))
+            metadata["model_version"] = last.versions.get("model", "")
+        yield MaterializeResult(metadata=metadata)
+        yield from check_results(outcomes)
+
+    return [drift_report, offline_evaluation]
