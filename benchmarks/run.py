@@ -93,7 +93,7 @@ def _job_stage(job: str, day) -> list[dict]:
         meta = {}
         for event in result.get_asset_materialization_events():
             if event.step_key == stats.step_key:
-                meta = {k: v.value for k, v in event.asset_materialization().metadata.items()
+                meta = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()
                         if k in ("rows_written", "rows", "pairs", "pairs_scored", "recommendations", "train_rows")}
         rows.append({"stage": f"{job} {day}: {stats.step_key}", "seconds": stats.end_time - stats.start_time,
                      "rows": meta.get("pairs_scored") or meta.get("rows_written") or meta.get("rows")

@@ -39,7 +39,6 @@ import polars as pl
 
 from metro_assets.features.compute import customer_features, offer_features
 from metro_assets.features.daily import DAILY_REQUESTS
-from metro_assets.glue import DataError
 from metro_assets.monitoring import psi as psi_
 from metro_assets.monitoring.metrics import rank_top_k
 from metro_assets.ranking.scoring import score_pool, selected_model
@@ -73,7 +72,8 @@ class DriftReport:
 
 
 def decide(values: dict[str, float], thresholds: DriftThresholds) -> tuple[bool, str]:
-    """The alert rule: ``alert_features`` or more features at or over ``major``, or the score PSI over ``score_alert``."""
+    """The alert rule: ``alert_features`` or more features at or over ``major``, or the score
+    PSI over ``score_alert``."""
     major = [(f, v) for f, v in values.items() if f != SCORE and v >= thresholds.major]
     reasons = []
     if len(major) >= thresholds.alert_features:

@@ -85,11 +85,14 @@ class Evaluation:
 
 
 def label_window(con: duckdb.DuckDBPyConnection, day: date) -> tuple[date, date, bool]:
-    """[day, day + 7) and whether the warehouse holds all 7 of its days (orders on each)."""
+    """[day, day + 7) and whether the warehouse holds it: orders dated on or after its last day.
+
+    The newest order day tells how far the raw data has been loaded; a day
+    without orders inside the window (a closed store) does not make it incomplete.
+    """
     end = day + timedelta(days=LABEL_DAYS)
-    held = con.sql("SELECT count(DISTINCT day) FROM orders WHERE day >= $s AND day < $e",
-                   params={"s": day, "e": end}).fetchall()[0][0]
-    return day, end, held == LABEL_DAYS
+    newest = con.sql("SELECT max(day) FROM orders").fetchall()[0][0]
+    return day, end, newest is not None and newest >= end - timedelta(days=1)
 
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, **params) -> pl.DataFrame:

@@ -1,9 +1,11 @@
 """Helpers for the monitoring tests: run the pipeline's plain functions for a tiny day."""
 
+import shutil
 from datetime import date, timedelta
 
 import duckdb
 import polars as pl
+import pytest
 
 from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.features.daily import write_features
@@ -11,6 +13,11 @@ from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.resources import CandidateLimits
 from metro_assets.warehouse import replace_partitions
+from metro_assets_tests.conftest import HISTORY_END
+
+TRAIN_DAY = HISTORY_END - timedelta(days=11)  # 2025-09-15
+DAY = HISTORY_END - timedelta(days=9)         # 2025-09-17: its label week ends 2025-09-23, inside the history
+LATE = HISTORY_END - timedelta(days=3)        # 2025-09-23: its label week runs past the history
 
 
 def train(con: duckdb.DuckDBPyConnection, day: date) -> None:
@@ -29,3 +36,15 @@ def run_day(con: duckdb.DuckDBPyConnection, day: date) -> None:
     version, model = selected_model(con, day)
     top = top_k(score_pool(con, day, model), 10).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
     replace_partitions(con, {"recommendations": top}, day, day + timedelta(days=1), column="run_date")
+
+
+@pytest.fixture(scope="session")
+def evaluated_file(tiny_world_file, tmp_path_factory):
+    """The tiny history with a model for TRAIN_DAY and the pipeline run for DAY and LATE (read-only template)."""
+    path = tmp_path_factory.mktemp("evaluation") / "warehouse.duckdb"
+    shutil.copy(tiny_world_file, path)
+    with duckdb.connect(str(path)) as con:
+        train(con, TRAIN_DAY)
+        run_day(con, DAY)
+        run_day(con, LATE)
+    return path
