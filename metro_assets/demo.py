@@ -12,6 +12,7 @@ from datetime import timedelta
 import polars as pl
 from dagster import DagsterInstance
 
+from metro_assets.monitoring.evaluation import wide_table
 from metro_assets.resources import SettingError, load_settings
 from metro_assets.simulation.report import behaviour_table, table_summary
 from metro_assets.simulation.world import RAW_TABLES
@@ -58,10 +59,19 @@ def main() -> None:
         print(behaviour_table(con))
 
     run_date = settings.history_end
+    graded = run_date - timedelta(days=7)  # the newest day whose label week is in the warehouse
+    graded_monday = graded - timedelta(days=graded.weekday())
+    print(f"\n2. Grading {graded}: retrain for Monday {graded_monday}, then daily_pipeline for {graded} "
+          "(its week of redemptions is known, so offline_evaluation runs)")
+    run_job("retrain", partition_key=graded_monday.isoformat())
+    run_job("daily_pipeline", partition_key=graded.isoformat())
+    with connect(settings.warehouse, read_only=True) as con:
+        print(f"\nOffline evaluation of {graded} (docs/EVALUATION.md):")
+        print(wide_table(con.sql("select * from offline_evaluation where run_date = ?", params=[graded]).pl()))
     monday = run_date - timedelta(days=run_date.weekday())
-    print(f"\n2. Retraining the ranker for Monday {monday} (job retrain: model, then that day's pipeline)")
+    print(f"\n3. Retraining the ranker for Monday {monday} (job retrain: model, then that day's pipeline)")
     run_job("retrain", partition_key=monday.isoformat())
-    print(f"3. Daily pipeline for {run_date} (job daily_pipeline: features, candidates, recommendations)")
+    print(f"4. Daily pipeline for {run_date} (job daily_pipeline: features, candidates, recommendations)")
     run_job("daily_pipeline", partition_key=run_date.isoformat())
     with connect(settings.warehouse, read_only=True) as con:
         print("\nRanker versions:")
