@@ -48,3 +48,13 @@ def evaluated_file(tiny_world_file, tmp_path_factory):
         run_day(con, DAY)
         run_day(con, LATE)
     return path
+
+
+@pytest.fixture
+def con(evaluated_file, tmp_path):
+    """A private, writable copy of the evaluated tiny warehouse."""
+    copy = tmp_path / "warehouse.duckdb"
+    shutil.copy(evaluated_file, copy)
+    con = duckdb.connect(str(copy))
+    yield con
+    con.close()

@@ -1,23 +1,12 @@
 """The drift report on a tiny world: its baseline, the score baseline's fallbacks, the alert rule, rewrites."""
 
-import shutil
 from datetime import timedelta
 
-import duckdb
 import pytest
 
 from metro_assets.glue import DataError
 from metro_assets.monitoring.drift import MONITORED, DriftThresholds, decide, drift_report, write_drift_report
 from metro_assets_tests.monitoring.conftest import DAY, TRAIN_DAY, run_day
-
-
-@pytest.fixture
-def con(evaluated_file, tmp_path):
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(evaluated_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
 
 
 def test_a_day_is_measured_against_its_models_training_day(con):

@@ -22,15 +22,6 @@ from metro_assets.monitoring.metrics import RANKING_METRICS
 from metro_assets_tests.monitoring.conftest import DAY, LATE
 
 
-@pytest.fixture
-def con(evaluated_file, tmp_path):
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(evaluated_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
-
-
 @pytest.fixture(scope="module")
 def result(evaluated_file):
     with duckdb.connect(str(evaluated_file), read_only=True) as con:
