@@ -9,10 +9,17 @@ The steps, in order (a step's problems stop the import before the next):
 1. files: each table has ``<table>.parquet`` or ``<table>.csv``;
 2. columns and types: required columns exist and hold a value; every value
    casts to its type (ids whole numbers, dates and timestamps parse);
+   the files every other table refers to (customers, products, orders,
+   order_items) have rows;
 3. keys: no id appears twice; offers do not end before they start;
 4. references: every id refers to a known row (orphans are fatal, or dropped
-   and counted with ``drop_orphans``, a parent's before its children's);
-5. days: every row falls inside the partitions [first_day, end).
+   and counted with ``drop_orphans``, a parent's before its children's; an
+   order whose lines were all dropped is dropped too);
+5. days and rules: every row falls inside the partitions [first_day, end), no
+   event is dated after ``last_day``, and the normalised tables obey every rule
+   of :mod:`metro_assets.simulation.rules`, the same SQL the raw assets'
+   blocking checks run after writing: an import they would reject is refused
+   here, before anything is written.
 
 Examples
 --------
@@ -45,6 +52,7 @@ import polars as pl
 from metro_assets.importing import reading
 from metro_assets.importing.contract import CONTRACT, KINDS, REFERENCES, TABLES, Column
 from metro_assets.importing.report import EXAMPLES, ImportDataError, Problem
+from metro_assets.simulation.rules import RAW_RULES, violations
 from metro_assets.warehouse import read_sql
 
 SQL_PACKAGE = "metro_assets.importing"
@@ -55,6 +63,11 @@ DAY_SOURCE = {"customers": "join_date", "offers": "start_date", "orders": "order
               "impressions": "shown_timestamp", "redemptions": "redeemed_timestamp"}
 # Dimension rows from before the history belong to its first day; events must not predate it.
 EVENTS = ("orders", "impressions", "redemptions")
+# Tables every other one refers to: a file with a header and no rows is reported as such,
+# not as thousands of orphans.
+NOT_EMPTY = ("customers", "products", "orders", "order_items")
+# The setting that lets an import drop orphans, named in the orphan problems.
+DROP_ORPHANS = "METRO_IMPORT_DROP_ORPHANS"
 
 
 @dataclass
@@ -70,7 +83,8 @@ class ImportResult:
     files: dict[str, str] = field(default_factory=dict)
 
 
-def load_import(directory: str | Path, first_day: date, end: date, drop_orphans: bool = False) -> ImportResult:
+def load_import(directory: str | Path, first_day: date, end: date, drop_orphans: bool = False,
+                last_day: date | None = None) -> ImportResult:
     """Validate and normalise the import in ``directory`` for the partitions [first_day, end).
 
     Parameters
@@ -82,6 +96,9 @@ def load_import(directory: str | Path, first_day: date, end: date, drop_orphans:
         customers and offers belong to ``first_day``.
     drop_orphans : bool
         Drop rows that refer to unknown ids (counted in the result) instead of failing.
+    last_day : date, optional
+        No event (order, impression, redemption, customer joining) may be dated after it
+        (``METRO_IMPORT_LAST_DAY``, default today): a year typed wrong is reported, not imported.
 
     Raises
     ------
@@ -91,15 +108,16 @@ def load_import(directory: str | Path, first_day: date, end: date, drop_orphans:
     directory = Path(directory)
     con = reading.connect()
     try:
-        return _Import(con, directory, first_day, end, drop_orphans).run()
+        return _Import(con, directory, first_day, end, drop_orphans, last_day).run()
     finally:
         con.close()
 
 
 class _Import:
-    def __init__(self, con, directory: Path, first_day: date, end: date, drop_orphans: bool):
+    def __init__(self, con, directory: Path, first_day: date, end: date, drop_orphans: bool,
+                 last_day: date | None = None):
         self.con, self.directory = con, directory
-        self.first_day, self.end, self.drop_orphans = first_day, end, drop_orphans
+        self.first_day, self.end, self.drop_orphans, self.last_day = first_day, end, drop_orphans, last_day
         self.files: dict[str, Path] = {}
 
     def fail_if(self, problems: list[Problem]) -> None:
@@ -115,6 +133,7 @@ class _Import:
             if found is not None and not read_problems:
                 columns[table] = found
                 problems += self.check_values(table, columns[table])
+                problems += self.check_rows(table)
         self.fail_if(problems)
         for table in TABLES:
             self.cast(table, columns[table])
@@ -125,6 +144,7 @@ class _Import:
         result.dropped, result.dropped_detail = self.resolve_orphans()
         self.normalise()
         self.fail_if(self.check_days())
+        self.fail_if(self.check_rules())
         result.tables = {t: self.con.sql(f"select * from norm_{t}").pl() for t in TABLES}
         result.unknown_segments = result.tables["customers"].filter(pl.col("segment") == "unknown").height
         result.unknown_depth_offers = result.tables["offers"].filter(pl.col("discount_type").is_null()).height
@@ -174,6 +194,13 @@ class _Import:
                 problems.append(Problem(name, c.name, "rows have no value (a required column)", empty,
                                         [f"row {r[0]}" for r in rows]))
         return problems
+
+    def check_rows(self, table: str) -> list[Problem]:
+        """A file the others refer to holds only a header: say so (not that every reference is an orphan)."""
+        if table not in NOT_EMPTY or self.con.sql(f"select count(*) from src_{table}").fetchall()[0][0]:
+            return []
+        return [Problem(self.files[table].name, None, "has no rows (only a header): "
+                                                      f"every other table refers to its {table}")]
 
     def cast(self, table: str, columns: dict) -> None:
         """``typed_<table>``: every contract column in its type (absent optional ones NULL), and ``_row``."""
@@ -230,6 +257,7 @@ class _Import:
     def resolve_orphans(self) -> tuple[dict[str, int], list[str]]:
         """Report rows that refer to unknown ids, or drop them (parents first, so drops cascade)."""
         problems, dropped, detail = [], {t: 0 for t in TABLES}, []
+        self.con.execute("create temp table emptied_orders (order_id bigint)")
         for ref in REFERENCES:
             child, parent = f"typed_{ref.table}", f"typed_{ref.parent}"
             orphan = (f"not exists (select 1 from {parent} p where p.{ref.parent_column} = {child}.{ref.column})")
@@ -241,15 +269,38 @@ class _Import:
                 issue = "rows refer to no known order (order_id unknown, or none that day to derive it from)"
             else:
                 issue = f"rows refer to a {ref.parent_column} not in {self.files[ref.parent].name}"
+            if not self.drop_orphans:
+                issue += f" (set {DROP_ORPHANS}=true to drop such rows)"
             problem = Problem(self.files[ref.table].name, ref.column, issue, rows[0][1], [r[0] for r in rows])
             if self.drop_orphans:
+                if ref.table == "order_items":  # remember the orders that lose lines
+                    self.con.execute(f"insert into emptied_orders select distinct order_id from {child} where {orphan}")
                 self.con.execute(f"delete from {child} where {orphan}")
                 dropped[ref.table] += rows[0][1]
                 detail.append(f"dropped: {problem.line()}")
+                if (ref.table, ref.column) == ("order_items", "product_id"):
+                    self.drop_emptied_orders(dropped, detail)
             else:
                 problems.append(problem)
         self.fail_if(problems)
         return dropped, detail
+
+    def drop_emptied_orders(self, dropped: dict[str, int], detail: list[str]) -> None:
+        """Drop the orders whose every line was dropped as an orphan (their total would be 0).
+
+        Orders delivered without lines are left alone: the rules report them.
+        Runs before the redemptions' order references, so their redemptions go too.
+        """
+        empty = ("order_id in (select order_id from emptied_orders) and not exists "
+                 "(select 1 from typed_order_items i where i.order_id = typed_orders.order_id)")
+        rows = self.con.sql(f"select order_id, count(*) over () from typed_orders where {empty} "
+                            f"order by _row limit {EXAMPLES}").fetchall()
+        if rows:
+            self.con.execute(f"delete from typed_orders where {empty}")
+            dropped["orders"] += rows[0][1]
+            problem = Problem(self.files["orders"].name, "order_id", "orders lost every line to dropped orphans",
+                              rows[0][1], [r[0] for r in rows])
+            detail.append(f"dropped: {problem.line()}")
 
     # -- step 5: the warehouse's shape and the partitions ----------------------------------
 
@@ -263,7 +314,7 @@ class _Import:
 
     def check_days(self) -> list[Problem]:
         last = self.end - timedelta(days=1)
-        problems = []
+        problems = self.check_future()
         for table, column in DAY_SOURCE.items():
             early = "day < $first_day or " if table in EVENTS else ""
             rows = self.con.sql(f"select {column}, count(*) over () from norm_{table} where {early}day >= $end "
@@ -283,6 +334,38 @@ class _Import:
                                     "products have no base_price and no sales to derive it from",
                                     rows[0][1], [r[0] for r in rows]))
         return problems
+
+
+    def check_future(self) -> list[Problem]:
+        """Events dated after ``last_day`` (an order in 2035): a typo, not history to stretch the partitions to."""
+        if self.last_day is None:
+            return []
+        problems = []
+        for table, column in DAY_SOURCE.items():
+            if table == "offers":  # offers are announced ahead: their start may be after the last event
+                continue
+            rows = self.con.sql(f"select {column}, count(*) over () from norm_{table} where {column}::date > $last "
+                                f"order by {column} desc limit {EXAMPLES}", params={"last": self.last_day}).fetchall()
+            if rows:
+                problems.append(Problem(self.files[table].name, column,
+                                        f"rows are dated after {self.last_day} (METRO_IMPORT_LAST_DAY, default "
+                                        "today): correct the dates or raise the setting", rows[0][1],
+                                        [r[0] for r in rows]))
+        return problems
+
+    def check_rules(self) -> list[Problem]:
+        """The raw tables' blocking checks, run over the normalised import (the same SQL, before writing)."""
+        for table in TABLES:
+            self.con.execute(f"create or replace temp view {table} as select * from norm_{table}")
+        found = violations(self.con, RAW_RULES, date(1, 1, 1), date(9999, 12, 31))
+        return [Problem(self.files[v.rule.table].name, v.rule.column,
+                        f"rows break the rule '{v.rule.description}' (check {v.rule.name})", v.count,
+                        [f"{v.rule.shows} {_shown(e)}" for e in v.examples[:EXAMPLES]])
+                for v in found]
+
+
+def _shown(value) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 def _expressions(source: tuple[str, str], column: Column) -> tuple[str, str]:

@@ -44,7 +44,7 @@ class Problem:
         return f"{where}: {what}" + (f" (e.g. {shown})" if shown else "")
 
 
-_SINGULAR = {"rows are": "row is", "rows have": "row has", "rows refer": "row refers", "rows fall": "row falls",
+_SINGULAR = {"rows are": "row is", "rows break": "row breaks", "orders lost": "order lost", "rows have": "row has", "rows refer": "row refers", "rows fall": "row falls",
              "ids appear": "id appears", "offers end": "offer ends", "products have": "product has"}
 
 
