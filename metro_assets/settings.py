@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 import re
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 from metro_assets.errors import SettingError
@@ -239,6 +239,7 @@ class Settings:
     source: str = "simulation"      # METRO_SOURCE: "simulation" or "parquet:<folder>"
     drop_orphans: bool = False      # METRO_IMPORT_DROP_ORPHANS
     import_end: date | None = None  # imports: the day after the last event (the history follows the data)
+    import_last_day: date | None = None  # METRO_IMPORT_LAST_DAY: no imported event after it (default: today, UTC)
     drift: DriftSettings = field(default_factory=DriftSettings)
     scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
     ops: OperationsSettings = field(default_factory=OperationsSettings)
@@ -270,8 +271,18 @@ class Settings:
 
 
 def _env(name: str, default: str) -> str:
+    """The variable's value, or ``default`` when it is unset.
+
+    A variable set to an empty value (``METRO_SCALE=``) is an error, not the
+    default: it is usually a shell variable that was meant to hold something.
+    """
     value = os.environ.get(name)
-    return default if value is None or value.strip() == "" else value.strip()
+    if value is None:
+        return default
+    if value.strip() == "":
+        shown = f" ({default})" if default else ""
+        raise SettingError(f"{name} is set but empty: give it a value, or unset it for the default{shown}")
+    return value.strip()
 
 
 def load_settings() -> Settings:
@@ -301,10 +312,11 @@ def load_settings() -> Settings:
         raise SettingError(f"METRO_START_DATE={start_text} is outside 2000-01-01..2100-01-01")
     source = _env("METRO_SOURCE", "simulation")
     drop_orphans = _flag("METRO_IMPORT_DROP_ORPHANS", False)
-    import_end = None
+    import_end = import_last_day = None
     if source != "simulation":
-        explicit = bool(os.environ.get("METRO_START_DATE", "").strip())
-        start, import_end = _import_span(source, start, explicit_start=explicit)
+        import_last_day = _import_last_day()
+        explicit = "METRO_START_DATE" in os.environ
+        start, import_end = _import_span(source, start, explicit_start=explicit, last_day=import_last_day)
     return Settings(
         warehouse=Path(_env("METRO_WAREHOUSE", "data/warehouse.duckdb")),
         serving=Path(_env("METRO_SERVING", "data/serving.parquet")),
@@ -316,6 +328,7 @@ def load_settings() -> Settings:
         source=source,
         drop_orphans=drop_orphans,
         import_end=import_end,
+        import_last_day=import_last_day,
         drift=load_drift_settings(),
         scenario=load_scenario_settings(),
         ops=load_operations_settings(),
@@ -329,9 +342,23 @@ def _flag(name: str, default: bool) -> bool:
     return text in ("true", "1", "yes")
 
 
-def _import_span(source: str, start: date, explicit_start: bool) -> tuple[date, date | None]:
+def _import_last_day() -> date:
+    """``METRO_IMPORT_LAST_DAY``: the newest day an imported event may have (default: today, UTC)."""
+    text = _env("METRO_IMPORT_LAST_DAY", "")
+    if not text:
+        return datetime.now(timezone.utc).date()
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SettingError(f"METRO_IMPORT_LAST_DAY={text!r} is not a date like 2026-02-10") from None
+
+
+def _import_span(source: str, start: date, explicit_start: bool,
+                 last_day: date | None = None) -> tuple[date, date | None]:
     """An import's partitions: from METRO_START_DATE if set, else its first event day, to its last.
 
+    An event after ``last_day`` (an order typed as 2035) does not stretch the
+    partitions: they stop at ``last_day`` and the validation reports the row.
     Reads only the event timestamp columns (see ``importing.reading.event_span``).
     When the files cannot tell (missing or unreadable), the defaults stay and
     the raw assets' validation reports what is wrong.
@@ -347,6 +374,8 @@ def _import_span(source: str, start: date, explicit_start: bool) -> tuple[date, 
     if span is None:
         return start, None
     first, last = span
+    if last_day is not None:
+        last = min(last, last_day)
     if not explicit_start:
         if not date(2000, 1, 1) <= first <= date(2100, 1, 1):
             raise SettingError(f"METRO_SOURCE={source}: the first event day {first} is outside "

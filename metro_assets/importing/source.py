@@ -60,7 +60,7 @@ def raw_batch(settings: Settings, start: date, end: date, partitions: tuple[date
         tables = window(simulate(settings.scale, settings.seed, settings.start_date, end, shock=shock), start, end)
         return RawBatch("simulation", {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)})
     first, last = partitions or (settings.start_date, settings.partitions_end)
-    result = load_import(settings.import_dir, first, last, settings.drop_orphans)
+    result = load_import(settings.import_dir, first, last, settings.drop_orphans, settings.import_last_day)
     tables = window(result.tables, start, end)
     tables.update({t: pl.DataFrame() for t in TRUTH_TABLES})  # no oracle for real data
     return RawBatch(settings.source, tables, _metadata(result), result.dropped_detail)
