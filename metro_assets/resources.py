@@ -8,7 +8,7 @@ from dagster import Failure
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from metro_assets.errors import WarehouseLockedError
+from metro_assets.errors import SettingError, WarehouseLockedError
 from metro_assets.settings import Settings
 from metro_assets.warehouse import open_warehouse
 
@@ -41,6 +41,8 @@ class WarehouseResource(DuckDBResource):
                 metadata={"warehouse": exc.database, "held_by": exc.holder, "waited_seconds": exc.waited},
                 allow_retries=True,
             ) from None
+        except SettingError as exc:  # e.g. not a DuckDB file: retrying cannot help
+            raise Failure(description=str(exc), allow_retries=False) from None
         try:
             yield con
         finally:

@@ -55,6 +55,51 @@ def read_sql(package: str, name: str) -> str:
     return (folder / "sql" / f"{name}.sql").read_text()
 
 
+CATALOG = "warehouse"  # the name a warehouse file whose stem is a schema name is attached under
+
+
+def _schemas() -> set[str]:
+    """The schemas ``schema.sql`` creates besides ``main`` (today: ``sim``)."""
+    return set(re.findall(r"CREATE SCHEMA IF NOT EXISTS (\w+)", schema_sql(), flags=re.IGNORECASE))
+
+
+def _open(database: str | Path, read_only: bool, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Connect to the warehouse file, whatever it is called.
+
+    ``duckdb.connect(path)`` names the catalog after the file's stem, so a file
+    called ``sim.duckdb`` clashes with the ``sim`` schema ("Ambiguous reference
+    to catalog or schema sim"; ``main``, ``system`` and ``temp`` DuckDB renames
+    itself). Such a file is attached to an in-memory database under the fixed
+    name ``warehouse`` instead (same file lock; one open connection per process
+    to it at a time, as ATTACH allows). Every other name connects directly, so
+    connections within one process share the database as DuckDB's cache does.
+
+    Raises
+    ------
+    SettingError
+        The file exists but is not a DuckDB database (or one this DuckDB cannot read): one line, not retried.
+    """
+    try:
+        if Path(database).stem.lower() not in _schemas():
+            return duckdb.connect(str(database), read_only=read_only, config=config or {})
+        con = duckdb.connect(":memory:", config=config or {})
+        literal = "'" + str(database).replace("'", "''") + "'"
+        try:
+            con.execute(f"ATTACH {literal} AS {CATALOG}{' (READ_ONLY)' if read_only else ''}")
+            con.execute(f"USE {CATALOG}")
+        except BaseException:
+            con.close()
+            raise
+        return con
+    except duckdb.Error as exc:
+        text = str(exc)
+        if "not a valid DuckDB database file" in text or "serializ" in text.lower():
+            reason = text.strip().splitlines()[0][:200]
+            raise SettingError(f"METRO_WAREHOUSE={database} is not a DuckDB warehouse file ({reason}): "
+                               "point METRO_WAREHOUSE at a warehouse or at a new file") from None
+        raise
+
+
 def open_warehouse(database: str, lock_timeout: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
     """Connect read-write, waiting up to ``lock_timeout`` seconds while another process holds the file.
 
@@ -70,7 +115,7 @@ def open_warehouse(database: str, lock_timeout: float, config: dict | None = Non
     pause = 0.1
     while True:
         try:
-            return duckdb.connect(database, read_only=False, config=config or {})
+            return _open(database, read_only=False, config=config)
         except duckdb.IOException as exc:
             if "lock" not in str(exc).lower():
                 raise
@@ -95,7 +140,7 @@ def connect(database: str | Path, read_only: bool = False) -> Iterator[duckdb.Du
         check_writable(path, "METRO_WAREHOUSE")
     elif not path.exists():
         raise SettingError(f"METRO_WAREHOUSE={path} does not exist: materialize the simulation first")
-    con = duckdb.connect(str(path), read_only=read_only)
+    con = _open(path, read_only=read_only)
     try:
         if not read_only:
             ensure_schema(con)
