@@ -1,6 +1,6 @@
 """The code location: every asset, check, job, schedule and sensor, and the resources."""
 
-from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job
 
 from metro_assets.assets import settings_tags
 from metro_assets.candidates.assets import build_candidate_assets
@@ -11,6 +11,7 @@ from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
 from metro_assets.errors import SettingError
 from metro_assets.resources import warehouse_resource
+from metro_assets.runs import warehouse_executor
 from metro_assets.settings import Settings, load_settings
 from metro_assets.simulation.assets import build_raw_assets
 
@@ -61,7 +62,7 @@ def build_defs(settings: Settings) -> Definitions:
         resources={"warehouse": warehouse_resource(settings)},
         # One process per run (DESIGN.md): the steps share the one writer anyway (pool "warehouse"),
         # and a process per step would re-import the code location for each (~3 s).
-        executor=in_process_executor,
+        executor=warehouse_executor,  # in-process, and frees the pool slots of runs that died (runs.py)
     )
 
 

@@ -19,8 +19,10 @@ import urllib.request
 from html.parser import HTMLParser
 from pathlib import Path
 
+from metro_assets_tests.ops.tools import tool
+
 ROOT = Path(__file__).resolve().parents[2]
-DAGSTER = ROOT / ".venv" / "bin" / "dagster"
+DAGSTER = tool("dagster")  # of the environment running the tests, not a fixed .venv
 CHROMIUM = Path("/usr/bin/chromium")
 LOCATION = "metro_assets.definitions"  # the code location's name under `dagster dev -m`
 REPOSITORY = "__repository__"
