@@ -1,6 +1,6 @@
 """The code's structure: no import cycles, and no Dagster below the asset layer.
 
-The asset layer is ``definitions.py``, ``resources.py``, ``partitions.py``,
+The asset layer is ``definitions.py``, ``resources.py``, ``partitions.py``, ``runs.py`` (the executor),
 ``assets.py`` and each stage's ``assets.py``/``checks.py``/``sensors.py``/
 ``schedules.py``/``automation.py``. Everything else (the domain logic, the
 settings, the errors, the warehouse helpers, the API) must import without
@@ -16,7 +16,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("metro_assets", "api")
-LAYER = {"definitions", "resources", "partitions", "assets", "checks", "sensors", "schedules", "automation", "demo"}
+LAYER = {"definitions", "resources", "partitions", "runs", "assets", "checks", "sensors", "schedules", "automation", "demo"}
 
 
 def modules() -> dict[str, Path]:
