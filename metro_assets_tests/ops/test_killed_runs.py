@@ -60,7 +60,7 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
-def test_a_killed_run_frees_the_pool_and_a_waiting_run_explains_itself(tmp_path, capsys):
+def test_a_killed_run_frees_the_pool_and_a_waiting_run_explains_itself(tmp_path):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the project's instance: the pool, limit 1
@@ -83,18 +83,21 @@ def test_a_killed_run_frees_the_pool_and_a_waiting_run_explains_itself(tmp_path,
             assert f"held by run {holder.run_id}" in line and " since 20" in line and FREE_COMMAND in line
             cpu, wall = _cpu_seconds(second.pid), time.monotonic()
             time.sleep(2)
-            assert (_cpu_seconds(second.pid) - cpu) / (time.monotonic() - wall) < 0.3  # no busy loop
+            assert (_cpu_seconds(second.pid) - cpu) / (time.monotonic() - wall) < 0.15  # no busy loop
             second.send_signal(signal.SIGTERM)
             second.wait(timeout=15)
             assert second.returncode != 0
             assert [h.run_id for h in holders(instance)] == [holder.run_id]  # its pending claim went with it
 
-            # the holder dies mid-partition; the next run finds it dead, fails it and frees its slot
+            # a third run waits too; the holder dies mid-partition: the waiting run finds it dead,
+            # fails it, frees its slot and writes the partition the killed run was writing
+            third = _simulate(env, START.isoformat(), tmp_path / "third.log")
+            _until(lambda: "waits for the warehouse pool" in (tmp_path / "third.log").read_text(),
+                   60, "the third run logs its wait")
             os.killpg(first.pid, signal.SIGKILL)
             first.wait(timeout=30)
             locker.stdin.close()
             wait_line(locker, "released")
-            third = _simulate(env, START.isoformat(), tmp_path / "third.log")  # the killed partition, again
             third.wait(timeout=90)
             output = (tmp_path / "third.log").read_text()
             assert third.returncode == 0, output[-3000:]
