@@ -256,30 +256,60 @@ def warehouse_executor(init_context) -> WarehouseExecutor:
 # -- the instance's event log -----------------------------------------------------------------------
 
 class QuickSqliteEventLogStorage(SqliteEventLogStorage):
-    """Dagster's SQLite event log without an fsync per event (``PRAGMA synchronous=OFF``).
+    """Dagster's SQLite event log without an fsync per event, and with its connections kept open.
 
     A single-run backfill of the raw tables over 180 days records ~2,600
-    events; SQLite's default makes each one two fsyncs (commit, and the
-    checkpoint when the connection closes), which was most of a CLI run's time
-    (docs/OPERATIONS.md, *What a day costs*). Without them a killed process
-    loses nothing (the OS has the pages); an OS crash or power cut can lose
-    or damage the newest run history, never the warehouse.
+    events. Dagster's SQLite event log opens a new connection for each write
+    (index and run shard), and SQLite's default makes each commit, and the
+    checkpoint when the connection closes, an fsync: that was most of a CLI
+    run's time (docs/OPERATIONS.md, *What a day costs*). Here the pragma is
+    ``synchronous=OFF`` and each shard's engine (a small connection pool) is
+    kept for the process. A killed process loses nothing (the OS has the
+    pages); an OS crash or power cut can lose or damage the newest run
+    history, never the warehouse.
     """
+
+    KEPT = 8  # shards whose engines stay open (the index and the newest runs)
+
+    def __init__(self, base_dir: str, inst_data=None):
+        super().__init__(base_dir, inst_data=inst_data)
+        self._engines: dict[str, object] = {}
+
+    def _engine(self, shard: str):
+        engine = self._engines.pop(shard, None)
+        if engine is None:
+            engine = create_engine(self.conn_string_for_shard(shard), pool_size=1, max_overflow=4,
+                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
+            sqlalchemy_event.listen(engine, "connect", _no_fsync)
+            while len(self._engines) >= self.KEPT:  # the oldest shard's connections go
+                self._engines.pop(next(iter(self._engines))).dispose()
+        self._engines[shard] = engine  # most recently used last
+        return engine
 
     @contextmanager
     def _connect(self, shard: str) -> Iterator:
-        # SqliteEventLogStorage._connect, plus the pragma on each new DBAPI connection
+        # SqliteEventLogStorage._connect, with a kept engine and the pragma on each new connection
         with self._db_lock:
-            engine = create_engine(self.conn_string_for_shard(shard), poolclass=NullPool,
-                                   connect_args={"timeout": SQLITE_BUSY_TIMEOUT_SECONDS})
-            sqlalchemy_event.listen(engine, "connect", _no_fsync)
+            engine = self._engine(shard)
             if shard not in self._initialized_dbs:
                 self._initdb(engine)
                 self._initialized_dbs.add(shard)
             with engine.connect() as conn:
                 with conn.begin():
                     yield conn
+
+    def _close_engines(self) -> None:
+        for engine in self._engines.values():
             engine.dispose()
+        self._engines.clear()
+
+    def wipe(self) -> None:
+        self._close_engines()  # the shard files are deleted: no connection may outlive them
+        super().wipe()
+
+    def dispose(self) -> None:
+        self._close_engines()
+        super().dispose()
 
 
 def _no_fsync(dbapi_connection, _record) -> None:

@@ -60,10 +60,11 @@ def _kill(process: subprocess.Popen) -> None:
     process.wait(timeout=30)
 
 
-def test_a_killed_run_frees_the_pool_and_a_waiting_run_explains_itself(tmp_path):
+def test_a_killed_run_frees_the_pool_and_a_waiting_run_explains_itself(tmp_path, monkeypatch):
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(ROOT / "dagster.yaml", home / "dagster.yaml")  # the project's instance: the pool, limit 1
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # its storage lives under $DAGSTER_HOME
     env = _env(tmp_path, home)
     locker = start_locker(tmp_path / "warehouse.duckdb")
     first = second = third = None
