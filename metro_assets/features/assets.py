@@ -57,7 +57,7 @@ def build_feature_assets(settings: Settings) -> list:
         name="customer_features",
         description="Per customer known before D: RFM over 90 days, promo affinity, basket size, category "
         "entropy and top categories, usual discount depth, days since joining (events before D only).",
-        deps=[AssetKey("customers"), AssetKey("orders"), AssetKey("order_items"), AssetKey("products")],
+        deps=[AssetKey(t) for t in ("customers", "orders", "order_items", "products", "impressions", "redemptions")],
         check_specs=check_specs(CUSTOMER_CHECKS),
         **common,
     )
@@ -81,8 +81,7 @@ def build_feature_assets(settings: Settings) -> list:
         name="interaction_features",
         description="Per candidate pair of D: bought the product before, days since the last purchase in the "
         "category, category and brand affinity, discount depth vs the customer's usual, price sensitivity match.",
-        deps=[AssetKey("candidate_pool"), AssetKey("orders"), AssetKey("order_items"), AssetKey("products"),
-              AssetKey("offers")],
+        deps=[AssetKey(t) for t in ("candidate_pool", "orders", "order_items", "products", "offers", "redemptions")],
         check_specs=check_specs(INTERACTION_CHECKS),
         **common,
     )

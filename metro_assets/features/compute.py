@@ -158,11 +158,6 @@ def offer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     return _frame(con, feature_sql("offer_features", _relation(requests)))
 
 
-def interaction_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
-    """Pair features for each distinct (customer_id, offer_id, day) of ``requests``."""
-    return _frame(con, feature_sql("interaction_features", _relation(requests)))
-
-
 def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: tuple[str, ...] = (),
                 flags: bool = False) -> str:
     """The model matrix: ``requests`` joined with the three feature relations, encoded.
@@ -250,7 +245,7 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
     return _frame(con, stored_matrix_sql(requests, carry), {"day": day})
 
 
-def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool = False) -> pl.DataFrame:
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
     """All numeric model features for (customer_id, offer_id, day) requests, point in time.
 
     Parameters
@@ -260,9 +255,6 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool 
     requests : str
         A table or view with columns ``customer_id``, ``offer_id`` and ``day``
         (any number of days: each request sees only events before its day).
-    float32 : bool, default False
-        Return the features as Float32: a third less memory for the millions
-        of pairs of a day's pool (LightGBM bins features anyway).
 
     Returns
     -------
@@ -281,11 +273,4 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool 
     >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
     True
     """
-    sql = feature_matrix_sql(requests)
-    if float32:
-        sql = (
-            "SELECT customer_id, offer_id, day, "
-            + ", ".join(f"{c}::FLOAT AS {c}" for c in MODEL_FEATURES)
-            + f" FROM ({sql}) matrix"
-        )
-    return _frame(con, sql)
+    return _frame(con, feature_matrix_sql(requests))

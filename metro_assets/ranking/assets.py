@@ -22,8 +22,7 @@ from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.resources import Settings, load_settings
-from metro_assets.serving import write_snapshot
-from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
+from metro_assets.warehouse import ensure_schema, replace_partitions
 
 RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
 
@@ -85,10 +84,10 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="recommendations",
-        description="Each customer's top offers for the day: the candidate pool scored by the newest model "
-                    "trained on or before it. Publishes the serving snapshot the API reads.",
+        description="Each customer's top offers for the day: the day's candidate pool, with its features read "
+                    "from the day's feature tables, scored by the newest model trained on or before it.",
         group_name="recommendations",
-        kinds={"duckdb", "parquet"},
+        kinds={"duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[
@@ -116,12 +115,8 @@ def build_ranking_assets(settings: Settings):
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
             outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
-            snapshot = con.sql(read_sql("metro_assets.ranking", "serving_snapshot"),
-                               params={"run_dates": current.ranker.serving_days}).pl()
-        path = write_snapshot(snapshot, current.serving)
         customers = top["customer_id"].n_unique()
-        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}; "
-                         f"snapshot {path} ({snapshot.height} rows)")
+        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": top.height,  # the UI's standard row count
@@ -134,8 +129,6 @@ def build_ranking_assets(settings: Settings):
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
                         .write_json())),
-                "serving_snapshot": str(path),
-                "snapshot_rows": snapshot.height,
             }
         )
         yield from check_results(outcomes)

@@ -1,0 +1,52 @@
+"""The ``serving_snapshot`` asset: a thin Dagster wrapper around :mod:`metro_assets.serving.publish`."""
+
+from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster_duckdb import DuckDBResource
+
+from metro_assets.glue import partition_window, user_errors
+from metro_assets.partitions import daily_partitions
+from metro_assets.resources import Settings, load_settings
+from metro_assets.serving.publish import SNAPSHOT_INPUTS, publish_snapshot
+from metro_assets.warehouse import ensure_schema
+
+
+def build_serving_assets(settings: Settings) -> list:
+    """``serving_snapshot`` for these settings."""
+
+    @asset(
+        name="serving_snapshot",
+        description="The Parquet file the API serves (METRO_SERVING): the newest METRO_SERVING_DAYS run dates of "
+                    "recommendations with their offer and product fields, replaced atomically. Each "
+                    "materialization publishes the whole file, so a failed publish is made good by the next run.",
+        group_name="serving",
+        kinds={"parquet", "duckdb"},
+        owners=["team:data-science"],
+        partitions_def=daily_partitions(settings),
+        deps=[AssetKey(t) for t in SNAPSHOT_INPUTS],
+        pool="warehouse",
+    )
+    @user_errors
+    def serving_snapshot(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = load_settings()
+        start, end = partition_window(context)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            published = publish_snapshot(con, current.serving, current.ranker.serving_days)
+        context.log.info(f"serving snapshot {published.path}: {published.rows:,} rows, run dates "
+                         f"{', '.join(map(str, published.run_dates)) or 'none'}")
+        newest = published.newest
+        return MaterializeResult(
+            metadata={
+                "dagster/row_count": published.rows,
+                "file": published.path.name,
+                "path": MetadataValue.path(str(published.path)),
+                "bytes": published.bytes,
+                "run_date": newest.isoformat() if newest else "none",
+                "model_version": published.model_versions[newest] if newest else "none",
+                "run_dates": MetadataValue.json([d.isoformat() for d in published.run_dates]),
+                "model_versions": MetadataValue.json({d.isoformat(): v for d, v in published.model_versions.items()}),
+                "window": f"{start}..{end}",
+            }
+        )
+
+    return [serving_snapshot]
