@@ -22,8 +22,8 @@ from datetime import date
 import duckdb
 import polars as pl
 
+from metro_assets.errors import DataError
 from metro_assets.features.compute import FEATURE_TABLES, MODEL_FEATURES, stored_matrix
-from metro_assets.glue import DataError
 from metro_assets.ranking import models
 from metro_assets.ranking.training import as_matrix
 

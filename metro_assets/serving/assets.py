@@ -3,10 +3,10 @@
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.glue import partition_window, user_errors
-from metro_assets.partitions import daily_partitions
-from metro_assets.resources import Settings, load_settings
+from metro_assets.assets import user_errors
+from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.serving.publish import SNAPSHOT_INPUTS, publish_snapshot
+from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
 
 
@@ -27,7 +27,7 @@ def build_serving_assets(settings: Settings) -> list:
     )
     @user_errors
     def serving_snapshot(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         start, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)

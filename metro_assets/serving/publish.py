@@ -27,8 +27,8 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from metro_assets.resources import check_writable
 from metro_assets.serving.snapshot import write_snapshot
+from metro_assets.settings import check_writable
 from metro_assets.warehouse import read_sql
 
 #: The tables the snapshot query reads.

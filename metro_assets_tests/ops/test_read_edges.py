@@ -16,7 +16,7 @@ import pytest
 from dagster import DagsterInstance, materialize
 
 from metro_assets.definitions import build_defs
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets_tests.conftest import HISTORY_END
 from metro_assets_tests.ops import reads
 
