@@ -27,7 +27,7 @@ from metro_assets.features.compute import FEATURE_TABLES, MODEL_FEATURES, stored
 from metro_assets.ranking import models
 from metro_assets.ranking.training import as_matrix
 
-PAIRS_PER_BATCH = 2_000_000  # bounds memory: features of one batch at a time
+PAIRS_PER_BATCH = 1_000_000  # bounds memory: one batch's features and the model's temporaries at a time
 
 #: The tables :func:`score_pool` reads for day D (and ``model_versions`` through :func:`selected_model`).
 SCORING_INPUTS = ("candidate_pool", *FEATURE_TABLES)
@@ -95,8 +95,13 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
                 f"from candidate_pool where day = ? and customer_id % {batches} = {b}", [day])
             frame = stored_matrix(con, "scoring_requests", day, carry=("strategy",))
             _check_features(frame, day)
-            scores = loaded.predict(as_matrix(frame, model.features if model.features else MODEL_FEATURES))
-            out.append(frame.select("customer_id", "offer_id", "strategy").with_columns(score=pl.Series(scores)))
+            # a fixed row order: the model's arithmetic (BLAS blocks) may round a row differently by position
+            frame = frame.sort("customer_id", "offer_id")
+            X = as_matrix(frame, model.features if model.features else MODEL_FEATURES)
+            keys = frame.select("customer_id", "offer_id", "strategy")
+            del frame  # not held while the model runs: prediction's temporaries are the step's memory peak
+            out.append(keys.with_columns(score=pl.Series(loaded.predict(X))))
+            del X
     finally:
         con.execute("drop table if exists scoring_requests")
     return pl.concat(out) if out else pl.DataFrame(
