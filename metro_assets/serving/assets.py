@@ -1,9 +1,9 @@
 """The ``serving_snapshot`` asset: a thin Dagster wrapper around :mod:`metro_assets.serving.publish`."""
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import user_errors
+from metro_assets.assets import materializations, user_errors
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.serving.publish import SNAPSHOT_INPUTS, publish_snapshot
 from metro_assets.settings import Settings
@@ -23,7 +23,7 @@ def build_serving_assets(settings: Settings) -> list:
         owners=["team:data-science"],
         partitions_def=daily_partitions(settings),
         deps=[AssetKey(t) for t in SNAPSHOT_INPUTS],
-        pool="warehouse",
+        pool=settings.ops.pool,
     )
     @user_errors
     def serving_snapshot(context: AssetExecutionContext, warehouse: DuckDBResource):
@@ -35,9 +35,10 @@ def build_serving_assets(settings: Settings) -> list:
         context.log.info(f"serving snapshot {published.path}: {published.rows:,} rows, run dates "
                          f"{', '.join(map(str, published.run_dates)) or 'none'}")
         newest = published.newest
-        return MaterializeResult(
-            metadata={
-                "dagster/row_count": published.rows,
+        # one file for the whole run: its rows are the row count of each partition the run covers
+        yield from materializations(
+            context, settings, {start: published.rows},
+            {
                 "file": published.path.name,
                 "path": MetadataValue.path(str(published.path)),
                 "bytes": published.bytes,
@@ -46,7 +47,7 @@ def build_serving_assets(settings: Settings) -> list:
                 "run_dates": MetadataValue.json([d.isoformat() for d in published.run_dates]),
                 "model_versions": MetadataValue.json({d.isoformat(): v for d, v in published.model_versions.items()}),
                 "window": f"{start}..{end}",
-            }
+            },
         )
 
     return [serving_snapshot]
