@@ -1,13 +1,33 @@
 """The ``serving_snapshot`` asset: a thin Dagster wrapper around :mod:`metro_assets.serving.publish`."""
 
-from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MetadataValue, TableColumn, TableSchema, asset
 from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import materializations, user_errors
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.serving.publish import SNAPSHOT_INPUTS, publish_snapshot
+from metro_assets.serving.snapshot import SNAPSHOT_COLUMNS
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
+
+
+#: What each column of the file holds (the file's contract is :data:`SNAPSHOT_COLUMNS`).
+COLUMN_NOTES = {
+    "run_date": "the day the offers are for",
+    "customer_id": "the customer",
+    "rank": "1 = best",
+    "offer_id": "the offer",
+    "product_id": "the offer's product",
+    "product_name": "the product's name",
+    "discount_type": "percentage | fixed_amount | bogo (null if unknown)",
+    "discount_value": "the discount, in the unit of its type (null if unknown)",
+    "score": "predicted P(redemption within 7 days)",
+    "expiry_date": "the offer's last day",
+    "strategy": "the candidate strategy that retrieved the offer",
+    "model_version": "the model that scored the run date",
+}
+COLUMN_SCHEMA = TableSchema(columns=[TableColumn(name, str(dtype), description=COLUMN_NOTES[name])
+                                     for name, dtype in SNAPSHOT_COLUMNS.items()])
 
 
 def build_serving_assets(settings: Settings) -> list:
@@ -23,6 +43,7 @@ def build_serving_assets(settings: Settings) -> list:
         owners=["team:data-science"],
         partitions_def=daily_partitions(settings),
         deps=[AssetKey(t) for t in SNAPSHOT_INPUTS],
+        metadata={"dagster/column_schema": COLUMN_SCHEMA},  # a file, not a table: the file's columns
         pool=settings.ops.pool,
     )
     @user_errors
