@@ -34,12 +34,15 @@ from datetime import date, datetime, timezone
 from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.fastpath import FastPath
+from api.inputs import JsonInt, QueryDate, QueryInt, StrictJsonRoute
 from api.models import BatchResponse, Health, Problem, RecommendationResponse, Unavailable
 from api.settings import ApiSettings, SettingError, load_api_settings
 from api.store import ServedDay, Snapshot, SnapshotStore
@@ -47,13 +50,15 @@ from api.store import ServedDay, Snapshot, SnapshotStore
 MAX_ID = 2**63 - 1  # ids are BIGINT in the snapshot
 MAX_LIMIT = 100
 
-CustomerId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Strict forms (api/inputs.py): canonical decimal ids and limits, ISO dates, JSON integers in bodies.
+CustomerId = Annotated[QueryInt, Field(ge=1, le=MAX_ID)]
+BodyCustomerId = Annotated[JsonInt, Field(ge=1, le=MAX_ID)]
 RunDate = Annotated[
-    date | None,
+    QueryDate | None,
     Query(description="Run date (YYYY-MM-DD); default: the newest run date served, not today's date"),
 ]
 Limit = Annotated[
-    int | None,
+    QueryInt | None,
     Query(ge=1, le=MAX_LIMIT, description="At most this many offers per customer (best first); default: all served"),
 ]
 
@@ -170,6 +175,15 @@ def create_app(
             return JSONResponse({"detail": detail}, status_code=422)
         return await http_exception_handler(request, exc)
 
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's handler, but a body that is not JSON says why in "msg" (e.g. "NaN is not a JSON number").
+        errors = jsonable_encoder(exc.errors())
+        for error in errors:
+            if error.get("type") == "json_invalid" and isinstance(error.get("ctx"), dict) and "error" in error["ctx"]:
+                error["msg"] = f"Body is not valid JSON: {error['ctx']['error']}"
+        return JSONResponse({"detail": errors}, status_code=422)
+
     @app.get(
         "/health",
         response_model=Health,
@@ -211,7 +225,7 @@ def create_app(
         summary="A customer's ranked offers",
     )
     async def recommendations(
-        customer_id: Annotated[int, Query(ge=1, le=MAX_ID, description="Customer id")],
+        customer_id: Annotated[QueryInt, Query(ge=1, le=MAX_ID, description="Customer id")],
         run_date: RunDate = None,
         limit: Limit = None,
     ) -> Response:
@@ -249,21 +263,26 @@ def create_app(
     ) -> Response:
         return batch(customer_ids, run_date, limit)
 
-    @app.post(
-        "/recommendations/batch",
-        response_model=BatchResponse,
-        responses={**errors, 413: {"model": Problem, "description": "Body too large"}},
-        summary="Offers for many customers (ids as a JSON list in the body)",
-        max_body_size=64 * settings.max_batch + 4096,  # room for pretty-printed ids; refuses abuse early
-    )
     async def recommendations_batch_post(
         customer_ids: Annotated[
-            list[CustomerId], Body(min_length=1, max_length=settings.max_batch, description=batch_ids)
+            list[BodyCustomerId], Body(min_length=1, max_length=settings.max_batch, description=batch_ids)
         ],
         run_date: RunDate = None,
         limit: Limit = None,
     ) -> Response:
         return batch(customer_ids, run_date, limit)
+
+    # The one route with a JSON body parses it strictly (no NaN, Infinity or 1e400): see api/inputs.py.
+    app.router.add_api_route(
+        "/recommendations/batch",
+        recommendations_batch_post,
+        methods=["POST"],
+        response_model=BatchResponse,
+        responses={**errors, 413: {"model": Problem, "description": "Body too large"}},
+        summary="Offers for many customers (ids as a JSON list in the body)",
+        max_body_size=64 * settings.max_batch + 4096,  # room for pretty-printed ids; refuses abuse early
+        route_class_override=StrictJsonRoute,
+    )
 
     if settings.fast_path:
         app.add_middleware(FastPath, answer=answer, health=health_reply, max_id=MAX_ID, max_limit=MAX_LIMIT)
