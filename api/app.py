@@ -42,7 +42,7 @@ from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.fastpath import FastPath
-from api.inputs import JsonInt, QueryDate, QueryInt, StrictJsonRoute
+from api.inputs import QueryDate, StrictJsonRoute, json_int, query_int
 from api.models import BatchResponse, Health, Problem, RecommendationResponse, Unavailable
 from api.settings import ApiSettings, SettingError, load_api_settings
 from api.store import ServedDay, Snapshot, SnapshotStore
@@ -50,16 +50,16 @@ from api.store import ServedDay, Snapshot, SnapshotStore
 MAX_ID = 2**63 - 1  # ids are BIGINT in the snapshot
 MAX_LIMIT = 100
 
-# Strict forms (api/inputs.py): canonical decimal ids and limits, ISO dates, JSON integers in bodies.
-CustomerId = Annotated[QueryInt, Field(ge=1, le=MAX_ID)]
-BodyCustomerId = Annotated[JsonInt, Field(ge=1, le=MAX_ID)]
+# Strict forms (api/inputs.py): canonical decimal ids and limits, ISO dates, whole JSON numbers in bodies.
+CustomerId = query_int(1, MAX_ID)
+BodyCustomerId = json_int(1, MAX_ID)
 RunDate = Annotated[
     QueryDate | None,
     Query(description="Run date (YYYY-MM-DD); default: the newest run date served, not today's date"),
 ]
 Limit = Annotated[
-    QueryInt | None,
-    Query(ge=1, le=MAX_LIMIT, description="At most this many offers per customer (best first); default: all served"),
+    query_int(1, MAX_LIMIT) | None,
+    Query(description="At most this many offers per customer (best first); default: all served"),
 ]
 
 DESCRIPTION = """Personalized offers for Metro customers, precomputed by the daily pipeline.
@@ -225,7 +225,7 @@ def create_app(
         summary="A customer's ranked offers",
     )
     async def recommendations(
-        customer_id: Annotated[QueryInt, Query(ge=1, le=MAX_ID, description="Customer id")],
+        customer_id: Annotated[CustomerId, Query(description="Customer id")],
         run_date: RunDate = None,
         limit: Limit = None,
     ) -> Response:

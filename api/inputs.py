@@ -1,10 +1,11 @@
 """Strict input types: what the API accepts as an id, a limit, a date and a JSON body.
 
 Pydantic's lax mode would take ``customer_id=+5``, ``1_000`` or `` 5 `` as 5,
-a unix time as a ``run_date``, and ``true`` or ``"5"`` or ``5.0`` as an id in
-a JSON body. Here an id or limit in the query string is canonical decimal
+a unix time as a ``run_date``, and ``true`` or ``"5"`` as an id in a JSON
+body. Here an id or limit in the query string is canonical decimal
 (``-?(0|[1-9][0-9]*)``: the range checks then name the bound), a date is
-``YYYY-MM-DD``, and a JSON body holds JSON integers only. JSON has no NaN or
+``YYYY-MM-DD``, and an id in a JSON body is a JSON number without a fraction
+(``42``, or ``42.0``, which JSON Schema's ``integer`` in the OpenAPI contract includes). JSON has no NaN or
 Infinity and no number beyond a double's range, so :class:`StrictJsonRoute`
 refuses ``NaN``, ``Infinity`` and ``1e400`` as invalid JSON (422) instead of
 letting Python's ``json`` turn them into floats the error response could not
@@ -14,14 +15,14 @@ even render (the 500 of issue 13). These are the forms the fast path
 Examples
 --------
 >>> from pydantic import TypeAdapter
->>> TypeAdapter(QueryInt).validate_python("42")
+>>> TypeAdapter(query_int(1, 100)).validate_python("42")
 42
->>> TypeAdapter(QueryInt).validate_python("+5")
-Traceback (most recent call last):
-...
-pydantic_core._pydantic_core.ValidationError: 1 validation error for function-before[...]
-  Input should be a whole number in plain decimal digits, like 42 [type=int_parsing, input_value='+5', input_type=str]
-...
+>>> from pydantic import ValidationError
+>>> try:
+...     TypeAdapter(query_int(1, 100)).validate_python("+5")
+... except ValidationError as exc:
+...     print(exc.errors()[0]["msg"])
+Input should be a whole number in plain decimal digits, like 42
 """
 
 from __future__ import annotations
@@ -35,7 +36,7 @@ from typing import Annotated, Any
 
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
-from pydantic import BeforeValidator, Strict
+from pydantic import BeforeValidator, Field
 from pydantic_core import PydanticCustomError
 
 _DECIMAL = re.compile(r"-?(0|[1-9][0-9]*)")
@@ -54,14 +55,27 @@ def _iso_date(value: Any) -> Any:
     return value
 
 
-QueryInt = Annotated[int, BeforeValidator(_canonical_int)]
-"""An integer from the query string: canonical decimal text only."""
+def query_int(ge: int, le: int):
+    """An integer from the query string in ``[ge, le]``: canonical decimal text only.
+
+    The bounds sit inside, before the text check, so the OpenAPI schema keeps its minimum and maximum.
+    """
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_canonical_int)]
 
 QueryDate = Annotated[date, BeforeValidator(_iso_date)]
 """A date from the query string: ``YYYY-MM-DD`` only (no unix times, no datetimes)."""
 
-JsonInt = Annotated[int, Strict()]
-"""An integer in a JSON body: a JSON integer only (not true, "5" or 5.0)."""
+def _json_int(value: Any) -> Any:
+    if isinstance(value, (bool, str)):
+        raise PydanticCustomError("int_type", "Input should be a JSON number that is a whole number, like 42")
+    if isinstance(value, float) and value.is_integer():
+        return int(value)  # JSON Schema's "integer" includes 42.0, and the OpenAPI schema is the contract
+    return value
+
+
+def json_int(ge: int, le: int):
+    """An integer in ``[ge, le]`` in a JSON body: a JSON number without a fraction (not true, "5" or 1.5)."""
+    return Annotated[int, Field(ge=ge, le=le), BeforeValidator(_json_int)]
 
 
 class _NotJson(ValueError):
