@@ -8,7 +8,9 @@ swaps it in without a restart.
 Endpoints
 ---------
 ``GET /health``
-    The snapshot served (run dates, model version, rows, age); 503 before one exists.
+    The snapshot served (run dates, model version, rows, age) and ``ok`` or ``degraded``
+    with the reasons (a failed reload, a snapshot behind the committed recommendations);
+    503 before one exists.
 ``GET /recommendations?customer_id=&run_date=&limit=``
     A customer's ranked offers; ``run_date`` defaults to the newest run date served.
 ``GET /recommendations/batch?customer_ids=1&customer_ids=2`` and ``POST`` with a JSON list
@@ -128,7 +130,8 @@ def create_app(
     app.state.store = store
 
     def unavailable_detail() -> str:
-        detail = f"no serving snapshot loaded yet (METRO_SERVING={settings.serving})"
+        # The file's name, never its folder: clients learn nothing about the server's paths.
+        detail = f"no serving snapshot loaded yet (METRO_SERVING file {settings.serving.name})"
         return f"{detail}: {store.last_error}" if store.last_error else detail
 
     def served_day(snapshot: Snapshot | None, run_date: date | None) -> ServedDay:
@@ -203,9 +206,20 @@ def create_app(
         newest = snapshot.newest
         now = datetime.now(timezone.utc)
         published = snapshot.published_at
+        committed = store.committed
+        reasons = []
+        if store.last_error:
+            reasons.append(f"the last reload failed: {store.last_error}")
+        if committed is not None and committed > newest.run_date:
+            reasons.append(
+                f"the snapshot lags the pipeline: recommendations are committed through {committed.isoformat()} "
+                f"but the snapshot serves through {newest.run_date.isoformat()} (not published yet, or publishing failed)"
+            )
+        if store.marker_error:
+            reasons.append(f"cannot tell whether the snapshot is current: {store.marker_error}")
         body = {
-            "status": "ok",
-            "snapshot": str(snapshot.path),
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "run_dates": [d.isoformat() for d in snapshot.run_dates],
             "newest_run_date": newest.run_date.isoformat(),
             "model_version": newest.model_version,
@@ -215,8 +229,9 @@ def create_app(
             "age_seconds": round((now - published).total_seconds(), 3) if published else None,
             "loaded_at": snapshot.loaded_at.isoformat(),
             "last_reload_error": store.last_error,
+            "committed_run_date": committed.isoformat() if committed else None,
         }
-        return 200, _dumps(body)
+        return 200, _dumps(body)  # degraded still serves: a balancer must not drop every replica at once
 
     @app.get(
         "/recommendations",
