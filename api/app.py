@@ -43,6 +43,7 @@ from fastapi.responses import JSONResponse, Response
 from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.docs import add_docs
 from api.fastpath import FastPath
 from api.inputs import QueryDate, StrictJsonRoute, json_int, query_int
 from api.models import BatchResponse, Health, Problem, RecommendationResponse, Unavailable
@@ -125,7 +126,10 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves both pages with local assets: FastAPI's load them from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.settings = settings
     app.state.store = store
 

@@ -304,3 +304,20 @@ def test_without_a_snapshot_everything_is_503_and_says_which_file(serve_api, tmp
     assert detail.endswith("(METRO_SERVING file missing.parquet)") and str(tmp_path) not in health.text
     assert single.status_code == batch.status_code == 503
     assert "no serving snapshot loaded yet" in single.json()["detail"]
+
+
+def test_docs_pages_load_their_assets_from_this_server_not_a_cdn(api):
+    """/docs and /redoc work on a machine without internet: every script, style and icon is local."""
+    import re
+
+    with api.client() as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+            refs = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+            assert refs and not [r for r in refs if "://" in r or r.startswith("//")], refs
+            for ref in (r for r in refs if r.startswith("/docs-assets/")):
+                asset = client.get(ref)
+                assert asset.status_code == 200 and len(asset.content) > 1000, ref
+        assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+        assert client.get("/openapi.json").json()["openapi"].startswith("3.1")  # Swagger UI 5 renders 3.1
