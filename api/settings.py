@@ -43,8 +43,6 @@ from pathlib import Path
 from metro_assets.errors import SettingError  # one error family for pipeline and API
 
 
-
-
 @dataclass(frozen=True)
 class ApiSettings:
     """Validated API settings; build with :func:`load_api_settings`."""
