@@ -40,7 +40,6 @@ from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from api.docs import add_docs
@@ -170,8 +169,12 @@ def create_app(
             return problem(404, f"customer {customer_id} has no recommendations on {day.run_date.isoformat()}")
         return 200, body.encode()
 
-    # 400 never comes from the API itself: uvicorn refuses a request head over 80 KB before routing.
-    unparsable = {400: {"description": "The HTTP server could not parse the request (e.g. a head over 80 KB)"}}
+    # These never come from the API itself but from the server before routing (api/server.py).
+    unparsable = {
+        400: {"description": "The HTTP server could not parse the request"},
+        408: {"description": "The request did not arrive whole within METRO_API_READ_TIMEOUT_SECONDS"},
+        431: {"description": "The request head is over METRO_API_MAX_HEADER_KB"},
+    }
     errors = {**unparsable, 404: {"model": Problem}, 503: {"model": Problem}}
 
     @app.exception_handler(StarletteHTTPException)
