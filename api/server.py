@@ -25,7 +25,8 @@ the protocol level, three limits read from :mod:`api.settings`:
   progress does the newcomer get ``503``. One HTTP/1.1 connection runs one
   request at a time, so this also bounds concurrent requests.
 
-The checks cost a counter and a timer per request, nothing per byte.
+The checks cost a clock read and a counter per request (the read-timeout timer is armed
+lazily, about once per connection and timeout, not per request), nothing per byte.
 Running ``uvicorn api.app:app`` directly still works but without these
 guards; docs/API.md says so.
 """
@@ -76,17 +77,22 @@ class GuardedHttpTools(HttpToolsProtocol):
     max_connections = 1000
 
     # Per connection: bytes received while the current request head is incomplete, whether a head
-    # is being read, the pending read deadline, and when the client last sent something (a global
-    # counter, not the clock: uvloop's clock is cached per loop pass, so it would tie whole batches).
+    # is being read, since when (loop time) the server waits on the client for a request (None: it
+    # has one whole), the pending timer, and when the client last sent something (a global counter,
+    # not the clock: uvloop's clock is cached per loop pass, so it would tie whole batches).
+    # The timer is lazy: armed when a wait starts and none is pending, never cancelled per request;
+    # when it fires it re-arms for what is left of the current wait. So a keep-alive connection
+    # costs one clock read per request and one timer per read timeout, not a timer per request.
     _head_bytes = 0
     _in_head = True
-    _deadline: asyncio.TimerHandle | None = None
+    _since: float | None = None
+    _timer: asyncio.TimerHandle | None = None
     _last_active = 0
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
         self._last_active = next(_activity)
-        self._arm()  # a connection must start sending a request within the read timeout
+        self._wait()  # a connection must start sending a request within the read timeout
         if len(self.connections) > self.max_connections:
             self._make_room()
 
@@ -98,8 +104,8 @@ class GuardedHttpTools(HttpToolsProtocol):
         # uvicorn's data_received, plus the guards: a refused request must not also get uvicorn's 400.
         self._unset_keepalive_if_required()
         self._last_active = next(_activity)
-        if self._deadline is None:
-            self._arm()  # bytes after a response (even bare CRLFs) start the next request's clock
+        if self._since is None:
+            self._wait()  # bytes after a whole request (even bare CRLFs) start the next request's clock
         if self._in_head:
             self._head_bytes += len(data)  # a whole socket read: may include the previous body's tail
         try:
@@ -127,8 +133,8 @@ class GuardedHttpTools(HttpToolsProtocol):
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:
-            self._arm()  # a pipelined request that began in the same read as the previous one
+        if self._since is None:
+            self._wait()  # a pipelined request that began in the same read as the previous one
 
     def on_headers_complete(self) -> None:
         self._in_head = False
@@ -145,25 +151,33 @@ class GuardedHttpTools(HttpToolsProtocol):
         return 16 + len(self.url) + sum(len(name) + len(value) + 4 for name, value in self.headers)
 
     def on_message_complete(self) -> None:
-        self._disarm()  # the whole request is in: the app's time is not the client's
+        self._since = None  # the whole request is in: the app's time is not the client's
         self._in_head = True  # what comes next is the next request's head
         super().on_message_complete()
 
     # Guards
-    def _arm(self) -> None:
-        self._deadline = self.loop.call_later(self.read_timeout, self._timed_out)
+    def _wait(self) -> None:
+        """Start the read timeout: the client owes a whole request within ``read_timeout`` from now."""
+        self._since = self.loop.time()
+        if self._timer is None:
+            self._timer = self.loop.call_later(self.read_timeout, self._timed_out)
 
     def _disarm(self) -> None:
-        if self._deadline is not None:
-            self._deadline.cancel()
-            self._deadline = None
+        self._since = None
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
 
     def _timed_out(self) -> None:
-        self._deadline = None
-        if self.transport.is_closing():
-            return
-        if not self._waiting_on_client():
-            self._arm()  # a request is being answered: a pipelined one behind it waits its turn
+        self._timer = None
+        if self._since is None or self.transport.is_closing():
+            return  # no request owed now: the next byte starts a new wait (and a timer)
+        left = self._since + self.read_timeout - self.loop.time()
+        if left > 0.001:
+            self._timer = self.loop.call_later(left, self._timed_out)  # a later wait than the one armed for
+        elif not self._waiting_on_client():
+            self._since = self.loop.time()  # a request is being answered: a pipelined one behind it waits
+            self._timer = self.loop.call_later(self.read_timeout, self._timed_out)
         elif self._in_head and self._head_bytes == 0:
             self.transport.close()  # never sent a request: nothing to answer
         else:

@@ -151,3 +151,25 @@ def test_idle_connections_past_the_limit_make_room_for_new_clients(serve_api, mo
         for sock in flood:
             sock.close()
 
+
+
+def test_a_keep_alive_client_outliving_the_read_timeout_is_not_cut_off(guarded):
+    """Requests every 0.3 s on one connection for ~2.5 read timeouts: each is whole in time, none is refused."""
+    replies = []
+    with socket.create_connection(address(guarded), timeout=5) as sock:
+        sock.settimeout(5)
+        for _ in range(8):
+            sock.sendall(b"GET /health HTTP/1.1\r\nHost: t\r\n\r\n")
+            head = b""
+            while b"\r\n\r\n" not in head:
+                chunk = sock.recv(65536)
+                assert chunk, "the server closed a healthy keep-alive connection"
+                head += chunk
+            length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                              if line.lower().startswith(b"content-length")))
+            body = head.split(b"\r\n\r\n", 1)[1]
+            while len(body) < length:
+                body += sock.recv(65536)
+            replies.append(head.split(b" ", 2)[1])
+            time.sleep(0.3)
+    assert replies == [b"200"] * 8
