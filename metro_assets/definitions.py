@@ -71,7 +71,7 @@ def build_defs(settings: Settings) -> Definitions:
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},
-        # One process per run (DESIGN.md): the steps share the one writer anyway (pool "warehouse"),
+        # One process per run (docs/ARCHITECTURE.md): the steps share the one writer anyway (pool "warehouse"),
         # and a process per step would re-import the code location for each (~3 s).
         executor=in_process_executor,
     )

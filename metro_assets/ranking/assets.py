@@ -20,7 +20,7 @@ from metro_assets.checking import evaluate_checks
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
-from metro_assets.ranking.training import model_rows, train_rankers, training_set
+from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema, replace_partitions
 
@@ -54,8 +54,10 @@ def build_ranking_assets(settings: Settings):
         day, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            ts = training_set(con, day, current.ranker.train_weeks, current.ranker.negatives_per_positive,
-                              current.seed)
+            r = current.ranker
+            rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
+                              r.train_label)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
             trained, reason = train_rankers(ts)
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
@@ -64,12 +66,14 @@ def build_ranking_assets(settings: Settings):
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
             f"| {'yes' if m.selected else ''} |" for m in trained)
-        context.log.info(f"ranker for {day}: {reason}")
+        (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": len(trained),  # model_versions rows: one per model kind
                 "model_version": f"{day}-{chosen.stored.kind}",
                 "selection": reason,
+                **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
+                "train_label": ts.label,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,
