@@ -21,6 +21,7 @@ from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
+from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema, replace_partitions
 
@@ -119,6 +120,10 @@ def build_ranking_assets(settings: Settings):
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
             outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
+            try:  # the API compares it with the snapshot serving_snapshot publishes next
+                mark_committed(con, current.serving)
+            except OSError as exc:
+                context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
         customers = top["customer_id"].n_unique()
         context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}")
         yield MaterializeResult(

@@ -17,10 +17,13 @@ from metro_assets.serving.snapshot import (
     SORT_KEY,
     SnapshotContractError,
     SnapshotFile,
+    committed_marker_path,
     file_identity,
+    read_committed_marker,
     read_snapshot,
     read_snapshot_file,
     validate,
+    write_committed_marker,
     write_snapshot,
 )
 
@@ -31,9 +34,12 @@ __all__ = [
     "SORT_KEY",
     "SnapshotContractError",
     "SnapshotFile",
+    "committed_marker_path",
     "file_identity",
+    "read_committed_marker",
     "read_snapshot",
     "read_snapshot_file",
     "validate",
+    "write_committed_marker",
     "write_snapshot",
 ]

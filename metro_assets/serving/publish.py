@@ -27,7 +27,7 @@ from pathlib import Path
 import duckdb
 import polars as pl
 
-from metro_assets.serving.snapshot import write_snapshot
+from metro_assets.serving.snapshot import write_committed_marker, write_snapshot
 from metro_assets.settings import check_writable
 from metro_assets.warehouse import read_sql
 
@@ -49,6 +49,25 @@ class Publication:
     def newest(self) -> date | None:
         """The newest run date served, or None for an empty snapshot."""
         return self.run_dates[-1] if self.run_dates else None
+
+
+def mark_committed(con: duckdb.DuckDBPyConnection, path: Path) -> date | None:
+    """Write the committed marker next to the snapshot: the newest run date in ``recommendations``.
+
+    Called by ``recommendations`` right after its transaction commits, before
+    ``serving_snapshot`` publishes: until a snapshot with that run date is
+    published the API's ``/health`` says ``degraded`` (docs/API.md). Returns
+    the run date marked, or None when there are no recommendations yet.
+
+    Raises
+    ------
+    OSError
+        The marker cannot be written (the caller logs it: the publish will fail naming the setting).
+    """
+    newest = con.sql("SELECT max(run_date) FROM recommendations").fetchall()[0][0]
+    if newest is not None:
+        write_committed_marker(path, newest)
+    return newest
 
 
 def snapshot_frame(con: duckdb.DuckDBPyConnection, run_dates: int) -> pl.DataFrame:
