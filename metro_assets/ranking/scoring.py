@@ -29,8 +29,6 @@ from metro_assets.ranking.training import as_matrix
 
 PAIRS_PER_BATCH = 1_000_000  # bounds memory: one batch's features and the model's temporaries at a time
 
-#: The tables :func:`score_pool` reads for day D (and ``model_versions`` through :func:`selected_model`).
-SCORING_INPUTS = ("candidate_pool", *FEATURE_TABLES)
 
 
 def selected_model(con: duckdb.DuckDBPyConnection, day: date, kind: str | None = None) -> tuple[str, models.StoredModel]:
