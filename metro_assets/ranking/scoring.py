@@ -30,7 +30,6 @@ from metro_assets.ranking.training import as_matrix
 PAIRS_PER_BATCH = 1_000_000  # bounds memory: one batch's features and the model's temporaries at a time
 
 
-
 def selected_model(con: duckdb.DuckDBPyConnection, day: date, kind: str | None = None) -> tuple[str, models.StoredModel]:
     """The newest model trained on or before ``day`` (the selected one, or the given kind)."""
     rows = con.execute(
