@@ -56,7 +56,7 @@ from sqlalchemy import event as sqlalchemy_event
 from sqlalchemy.pool import NullPool
 from dagster._utils.interrupts import check_captured_interrupt
 
-POOL = "warehouse"
+POOL = "warehouse"  # the default of METRO_WAREHOUSE_POOL
 WORKER_TAG = "metro/worker"  # "<host>:<pid>:<process start ticks>" of the process executing the run
 LOG_EVERY = 30.0             # seconds between "still waiting" lines
 CHECK_EVERY = 5.0            # seconds between looks at whether the holders are still alive
@@ -197,7 +197,7 @@ class WatchfulConcurrencyContext(InstanceConcurrencyContext):
         held = "; ".join(f"run {h.run_id} ({h.worker or 'unknown process'}, step {', '.join(h.steps)})"
                          for h in others) or "no other run (the slot is being handed over)"
         started = datetime.fromtimestamp(since, timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        return (f"Step {step_key} waits for the {pool} pool (limit 1) since {started} ({now - since:.0f} s); "
+        return (f"Step {step_key} waits for the {pool} pool since {started} ({now - since:.0f} s); "
                 f"held by {held}. If that run is dead and was not freed, run: {FREE_COMMAND} "
                 f"(see docs/OPERATIONS.md).")
 
@@ -340,7 +340,8 @@ def main(argv: list[str] | None = None) -> int:
                                      description="Free the warehouse pool slots of runs that died holding them.")
     commands = parser.add_subparsers(dest="command", required=True)
     free = commands.add_parser("free-pool", help="fail dead runs holding the pool and free their slots")
-    free.add_argument("pool", nargs="?", default=POOL)
+    free.add_argument("pool", nargs="?", default=os.environ.get("METRO_WAREHOUSE_POOL", "").strip() or POOL,
+                      help="the pool (default: METRO_WAREHOUSE_POOL, else warehouse)")
     free.add_argument("--all", action="store_true",
                       help="free every slot of the pool, also of runs that look alive (e.g. on another host)")
     args = parser.parse_args(argv)
