@@ -70,8 +70,19 @@ def ui(tmp_path_factory):
 
 
 def instance_of(ui) -> DagsterInstance:
-    """The same instance the webserver and daemon use (read from this process)."""
-    return DagsterInstance.from_ref(InstanceRef.from_dir(str(ui.home)))
+    """The same instance the webserver and daemon use (read from this process).
+
+    dagster.yaml puts the storage under ``$DAGSTER_HOME``, read when the instance is built.
+    """
+    previous = os.environ.get("DAGSTER_HOME")
+    os.environ["DAGSTER_HOME"] = str(ui.home)
+    try:
+        return DagsterInstance.from_ref(InstanceRef.from_dir(str(ui.home)))
+    finally:
+        if previous is None:
+            del os.environ["DAGSTER_HOME"]
+        else:
+            os.environ["DAGSTER_HOME"] = previous
 
 
 def daily_pipeline_entities():
