@@ -534,21 +534,26 @@ def _scope_strings(ids: np.ndarray, mask: np.ndarray, scoped: np.ndarray, labels
     return out.sort("row")["label"]
 
 
-def _holdout(scale: Scale, seed: int, n_blocks: int, share: float) -> np.ndarray:
-    """(blocks, customers): is the customer in the holdout during each 4-week block."""
+def _holdout(scale: Scale, seed: int, pop: _Population, n_blocks: int, share: float) -> np.ndarray:
+    """(blocks, customers): is the customer in the holdout during each 4-week block.
+
+    Only customers who have joined by a block's first day are drawn (and
+    listed in experiment_assignments); later joiners are treated until the next block.
+    """
     out = np.zeros((max(n_blocks, 1), scale.customers), dtype=bool)
     for b in range(n_blocks):  # a loop over 4-week blocks, not rows
-        out[b] = _rng(seed, _HOLDOUT, b).random(scale.customers) < share
+        joined = pop.join_offset <= b * HOLDOUT_BLOCK_DAYS
+        out[b] = (_rng(seed, _HOLDOUT, b).random(scale.customers) < share) & joined
     return out
 
 
 def _assignments(pop: _Population, holdout: np.ndarray, n_days: int, start: date) -> pl.DataFrame:
-    """experiment_assignments: every customer who has joined by a block's end, per 4-week block."""
+    """experiment_assignments: every customer who has joined by a block's first day, per 4-week block."""
     origin = np.datetime64(start, "D")
     parts = []
     for b in range(-(-n_days // HOLDOUT_BLOCK_DAYS)):  # a loop over blocks, not rows
         first, last = b * HOLDOUT_BLOCK_DAYS, (b + 1) * HOLDOUT_BLOCK_DAYS - 1
-        c = np.flatnonzero(pop.join_offset <= last)
+        c = np.flatnonzero(pop.join_offset <= first)
         parts.append(pl.DataFrame({
             "customer_id": pop.customer_id[c],
             "arm": np.where(holdout[b, c], "holdout", "treatment"),
@@ -836,7 +841,9 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
             key, qty = key[order], qty[order]
         rpos = np.searchsorted(key, rc * m + rp)
         kind = offers["kind"][ro]
-        qty[rpos] = np.maximum(qty[rpos], np.where((kind == 2) | (offers["depth"][ro] >= 0.3), 2, 1))
+        # a promoted purchase stocks up: a unit more than usual (bogo: the free ones)
+        typical = np.round(eq[rc]).astype(np.int64)
+        qty[rpos] = np.maximum(qty[rpos], typical) + np.where(kind == 2, offers["value"][ro], 1).astype(np.int64)
         done = np.isin(pend["c"] * len(used) + pend["offer"], rc * len(used) + ro)
         keep = ~done & (pend["until"] > t) & ~(pend["persuaded"] & (pend["pday"] <= t))
         pend = {kk: vv[keep] for kk, vv in pend.items()}
@@ -909,7 +916,7 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
     tastes = _Tastes(scale, seed, pop, cat)
     offers = _offers(scale, seed, cat, n_days)
     n_blocks = -(-n_days // HOLDOUT_BLOCK_DAYS)
-    holdout = _holdout(scale, seed, n_blocks, holdout_share)
+    holdout = _holdout(scale, seed, pop, n_blocks, holdout_share)
     imp = _impressions(scale, seed, pop, cat, tastes, offers, n_days, holdout, exploration)
     cal = _Calendar(start, n_days, shock)
     day_orders, day_lines, day_reds, truth = _history(scale, seed, pop, cat, tastes, offers, imp, cal, start, n_days)
