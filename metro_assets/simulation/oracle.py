@@ -14,7 +14,8 @@ World v2, for one (customer, offer) pair on day D:
   a chance that rises as the household stock runs out (``stock_pressure`` of
   the days of stock left); any product can also be picked by the trip's
   exploratory lines (Poisson with a Gamma-distributed mean, so a visit misses
-  the product with probability ``(1 + lines * line_prob / shape) ** -shape``).
+  the product with probability ``(1 + lines * line_prob / shape) ** -shape``;
+  for a regular product these picks are thinned by the same stock pressure).
 * **persuasion** (``p_persuade``): the chance the offer itself makes the
   customer buy, a logit of discount depth (below the customer's own depth
   threshold it barely counts), promo sensitivity (stronger near month end),
@@ -104,6 +105,8 @@ def visit_miss(line_prob: np.ndarray, lines: np.ndarray) -> np.ndarray:
 def buy_at_visit(due_in: np.ndarray, line_prob: np.ndarray, topup: np.ndarray, lines: np.ndarray) -> np.ndarray:
     """Chance a visit buys the product; arrays broadcast to (pairs, days)."""
     q = stock_pressure(due_in)
+    # a household with stock of a regular product rarely picks it on impulse either
+    line_prob = line_prob * np.where(np.isnan(due_in), 1.0, q)
     miss_top = (1.0 - H_TOPUP * q) * visit_miss(line_prob, TOPUP_LINES)
     miss_big = (1.0 - H_BIG * q) * visit_miss(line_prob, lines)
     return 1.0 - (topup * miss_top + (1.0 - topup) * miss_big)
