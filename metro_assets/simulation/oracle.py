@@ -146,8 +146,8 @@ def persuasion_probability(depth, depth_threshold, affinity, promo_sensitivity, 
     sens = np.asarray(promo_sensitivity, dtype=float)
     felt = np.where(depth >= depth_threshold, depth, 0.25 * depth)  # a per-customer depth threshold
     logit = (
-        -2.8
-        + 3.2 * felt * (0.4 + sens)
+        -3.1
+        + 5.0 * felt * (0.4 + sens)
         + 0.75 * np.log(np.maximum(affinity, 0.02))
         + 1.0 * sens * (1.0 + 0.8 * np.asarray(month_end, dtype=float))
         + response_shift
@@ -157,6 +157,13 @@ def persuasion_probability(depth, depth_threshold, affinity, promo_sensitivity, 
         + shock
     )
     return 1.0 / (1.0 + np.exp(-logit))
+
+
+def popular_share(brand_match: np.ndarray, brand_loyalty: np.ndarray, share_in_category: np.ndarray,
+                  share_in_brand: np.ndarray) -> np.ndarray:
+    """Chance a popularity pick in the category is this product: loyal picks stay with the favourite brand."""
+    return ((1.0 - brand_loyalty) * share_in_category
+            + brand_loyalty * np.where(brand_match, share_in_brand, 0.0))
 
 
 def affinity(line_prob_today: np.ndarray) -> np.ndarray:

@@ -229,7 +229,7 @@ class _Population:
         self.customer_id = np.arange(1, n + 1, dtype=np.int64)
         # the chance a line is bought on an in-store promotion
         self.promo_line = np.clip(0.2 + 0.7 * self.promo_sensitivity, 0.0, 0.9)
-        self.promo_line = np.where(self.promo_only, 0.85, self.promo_line)
+        self.promo_line = np.where(self.promo_only, 0.85, np.where(self.discount_blind, 0.02, self.promo_line))
         # expected gross spend of a trip (for a sleeping dog's lost trips)
         self.trip_spend = 4.0 * (1 + self.extra_units) * (
             self.topup * oracle.TOPUP_LINES + (1 - self.topup) * self.basket_mean + 0.5 * self.regulars / 4)
@@ -696,7 +696,11 @@ class _Calendar:
 
 
 def line_probability(pi_own: np.ndarray, weight: np.ndarray, share: np.ndarray) -> np.ndarray:
-    """Chance an exploratory line is a product: its category's chance x (own set or popularity)."""
+    """Chance an exploratory line is a product: its category's chance x (own set or popularity).
+
+    ``share`` is the product's chance among popularity picks (brand loyalty included,
+    :func:`metro_assets.simulation.oracle.popular_share`).
+    """
     return pi_own * ((1.0 - oracle.NOVELTY) * weight[:, None] + oracle.NOVELTY * share[:, None])
 
 
@@ -717,14 +721,19 @@ def _impression_truth(pop: _Population, cat: _Catalogue, tastes: _Tastes, offers
     pi = lambda kk, owner: weights[owner, kk][:, None] * cal.categories[day][:, kk].T / z[owner]  # noqa: E731
     row, found = tastes.lookup(c, p)
     own = np.where(found, tastes.weight[row], 0.0)
-    line = line_probability(pi(k, inv), own, cat.share_in_category[p])
+    share = oracle.popular_share(pop.favourite_brand[c, k] == cat.brand[p], pop.brand_loyalty[c],
+                                 cat.share_in_category[p], cat.share_in_brand[p])
+    line = line_probability(pi(k, inv), own, share)
     # complements: anchors of the product bring it along
     a_owner, a_idx = _expand(cat.anchor_start[p], cat.anchor_end[p])
     if len(a_owner):
         anchor = cat.anchor_of[a_idx]
         arow, afound = tastes.lookup(c[a_owner], anchor)
-        a_line = line_probability(pi(cat.category[anchor], inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0),
-                                  cat.share_in_category[anchor])
+        ak = cat.category[anchor]
+        a_share = oracle.popular_share(pop.favourite_brand[c[a_owner], ak] == cat.brand[anchor],
+                                       pop.brand_loyalty[c[a_owner]], cat.share_in_category[anchor],
+                                       cat.share_in_brand[anchor])
+        a_line = line_probability(pi(ak, inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0), a_share)
         line += oracle.COMPLEMENT * np.vstack([np.bincount(a_owner, weights=a_line[:, j], minlength=len(c))
                                                for j in range(oracle.WEEK)]).T
     due = np.where(found, tastes.due[row] - t, np.nan)
@@ -818,7 +827,9 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
         category = (rng.random(len(lc))[:, None] * cw[lo, -1:] > cw[lo]).sum(axis=1)
         u = rng.random(len(lc))
         novel = rng.random(len(lc)) < oracle.NOVELTY
-        ep = np.where(novel, cat.sample(category, None, u), tastes.sample(lc, category, u))
+        loyal = rng.random(len(lc)) < pop.brand_loyalty[lc]
+        popular = np.where(loyal, cat.sample(category, pop.favourite_brand[lc, category], u), cat.sample(category, None, u))
+        ep = np.where(novel, popular, tastes.sample(lc, category, u))
         partner = cat.partner[ep]
         comp = (partner >= 0) & (rng.random(len(lc)) < oracle.COMPLEMENT)
         # 3c. impulse picks of a regular product are thinned by its stock (a full cupboard buys none)
