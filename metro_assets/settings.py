@@ -91,15 +91,37 @@ class RankerSettings:
     negatives_per_positive: int = 4  # METRO_NEGATIVES_PER_POSITIVE: negative sampling in training
     top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
     serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
+    max_train_weeks: int = 52        # METRO_TRAIN_MAX_WEEKS: how far the window may grow for enough positives
+    min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES: positives the training part should hold
+    min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES: positives validation should hold
+    train_label: str = "redemption"  # METRO_TRAIN_LABEL: redemption | product_purchase
+
+
+TRAIN_LABELS = ("redemption", "product_purchase")
 
 
 def load_ranker_settings() -> RankerSettings:
-    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_SERVING_DAYS`` settings."""
+    """The ranker's settings: ``METRO_TRAIN_WEEKS``, ``METRO_TRAIN_MAX_WEEKS``, ``METRO_MIN_TRAIN_POSITIVES``,
+    ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``, ``METRO_NEGATIVES_PER_POSITIVE``,
+    ``METRO_TOP_K``, ``METRO_SERVING_DAYS``."""
+    weeks = _limit("METRO_TRAIN_WEEKS", 8)
+    if weeks < 3:  # one week validates, the rest trains, and labels close a week before the day
+        raise SettingError(f"METRO_TRAIN_WEEKS={weeks} must be at least 3")
+    max_weeks = _limit("METRO_TRAIN_MAX_WEEKS", max(52, weeks))
+    if max_weeks < weeks:
+        raise SettingError(f"METRO_TRAIN_MAX_WEEKS={max_weeks} must be at least METRO_TRAIN_WEEKS={weeks}")
+    label = _env("METRO_TRAIN_LABEL", "redemption").lower()
+    if label not in TRAIN_LABELS:
+        raise SettingError(f"METRO_TRAIN_LABEL={label!r} is not one of {', '.join(TRAIN_LABELS)}")
     return RankerSettings(
-        train_weeks=_limit("METRO_TRAIN_WEEKS", 8),
+        train_weeks=weeks,
         negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
         top_k=_limit("METRO_TOP_K", 10),
         serving_days=_limit("METRO_SERVING_DAYS", 7),
+        max_train_weeks=max_weeks,
+        min_train_positives=_limit("METRO_MIN_TRAIN_POSITIVES", 500),
+        min_validation_positives=_limit("METRO_MIN_VALIDATION_POSITIVES", 50),
+        train_label=label,
     )
 
 
@@ -193,6 +215,7 @@ class OperationsSettings:
     lock_timeout: float = 100.0       # METRO_WAREHOUSE_LOCK_TIMEOUT: seconds a step waits for a warehouse another process holds
     retry_delay: float = 30.0         # METRO_RETRY_DELAY: seconds before a failed step's one automatic retry
     retrain_cron: str = "0 4 * * 1"   # METRO_RETRAIN_CRON: when the weekly_retrain schedule fires (UTC)
+    pool: str = "warehouse"           # METRO_WAREHOUSE_POOL: the Dagster pool every warehouse-writing step joins
 
 
 def _seconds(name: str, default: float, low: float) -> float:
@@ -238,7 +261,7 @@ def is_valid_cron(text: str) -> bool:
 
 
 def load_operations_settings() -> OperationsSettings:
-    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY`` and ``METRO_RETRAIN_CRON`` settings."""
+    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY``, ``METRO_RETRAIN_CRON``, ``METRO_WAREHOUSE_POOL`` settings."""
     cron = _env("METRO_RETRAIN_CRON", "0 4 * * 1")
     if not is_valid_cron(cron):
         raise SettingError(f"METRO_RETRAIN_CRON={cron!r} is not a cron schedule like '0 4 * * 1'")
@@ -246,7 +269,14 @@ def load_operations_settings() -> OperationsSettings:
         lock_timeout=_seconds("METRO_WAREHOUSE_LOCK_TIMEOUT", 100.0, low=0.1),
         retry_delay=_seconds("METRO_RETRY_DELAY", 30.0, low=0.0),
         retrain_cron=cron,
+        pool=_pool_name(_env("METRO_WAREHOUSE_POOL", "warehouse")),
     )
+
+
+def _pool_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_\-/.]{1,64}", name):
+        raise SettingError(f"METRO_WAREHOUSE_POOL={name!r} must be 1-64 letters, digits or _-/.")
+    return name
 
 
 @dataclass(frozen=True)

@@ -15,17 +15,14 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs
-
+from metro_assets.assets import check_results, check_specs, user_errors
 from metro_assets.checking import evaluate_checks
-from metro_assets.assets import user_errors
-from metro_assets.partitions import partition_window
-from metro_assets.partitions import daily_partitions
+from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
-from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.settings import Settings
+from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.serving import write_snapshot
+from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
 
 RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
@@ -48,8 +45,8 @@ def build_ranking_assets(settings: Settings):
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[AssetKey(t) for t in RAW_INPUTS],
-        check_specs=check_specs(MODEL_CHECKS),
-        pool="warehouse",
+        check_specs=check_specs(MODEL_CHECKS, partitions),
+        pool=settings.ops.pool,
         retry_policy=RetryPolicy(max_retries=1, delay=settings.ops.retry_delay),  # METRO_RETRY_DELAY
     )
     @user_errors
@@ -58,8 +55,10 @@ def build_ranking_assets(settings: Settings):
         day, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            ts = training_set(con, day, current.ranker.train_weeks, current.ranker.negatives_per_positive,
-                              current.seed)
+            r = current.ranker
+            rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
+                              r.train_label)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
             trained, reason = train_rankers(ts)
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
@@ -68,12 +67,14 @@ def build_ranking_assets(settings: Settings):
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
             f"| {'yes' if m.selected else ''} |" for m in trained)
-        context.log.info(f"ranker for {day}: {reason}")
+        (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": len(trained),  # model_versions rows: one per model kind
                 "model_version": f"{day}-{chosen.stored.kind}",
                 "selection": reason,
+                **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
+                "train_label": ts.label,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,
@@ -103,8 +104,8 @@ def build_ranking_assets(settings: Settings):
             AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
                                                                                    allow_nonexistent_upstream_partitions=True)),
         ],
-        check_specs=check_specs(RECOMMENDATION_CHECKS),
-        pool="warehouse",
+        check_specs=check_specs(RECOMMENDATION_CHECKS, partitions),
+        pool=settings.ops.pool,
     )
     @user_errors
     def recommendations(context: AssetExecutionContext, warehouse: DuckDBResource):

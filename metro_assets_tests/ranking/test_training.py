@@ -117,3 +117,34 @@ def test_stored_models_predict_the_same_after_a_round_trip():
         stored = train(X, y, ["a", "b", "c"], sampling_rate=0.5)
         again = models.StoredModel(stored.kind, stored.blob, stored.features, stored.sampling_rate, {})
         assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
+
+
+def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
+    from metro_assets.ranking.training import WindowRule
+
+    # keep about one redemption in 8: a sparser log, as a real retailer's looks next to the simulation
+    con.execute("delete from redemptions where hash(redemption_id) % 8 <> 0")
+    usual = training_set(con, DAY, weeks=4)
+    rule = WindowRule(weeks=4, max_weeks=6, min_train_positives=10_000, min_validation_positives=10_000)
+    grown = training_set(con, DAY, rule)
+    assert grown.window.start < usual.window.start  # it reached back as far as it was allowed
+    assert grown.window.start == DAY - timedelta(weeks=6)
+    assert grown.validation.height > usual.validation.height  # validation took more weeks
+    assert any("METRO_MIN_TRAIN_POSITIVES" in n for n in grown.notes)
+    trained, reason = train_rankers(grown)
+    assert "WARNING" in reason and "METRO_MIN_TRAIN_POSITIVES=10000" in reason
+    # plentiful data keeps the usual window exactly
+    plenty = WindowRule(weeks=4, max_weeks=6, min_train_positives=1, min_validation_positives=1)
+    assert training_set(con, DAY, plenty).window == usual.window
+
+
+def test_the_purchase_label_is_denser_than_redemptions(con):
+    from metro_assets.ranking.training import WindowRule
+
+    redeemed = training_set(con, DAY, WindowRule(weeks=4, max_weeks=4, min_train_positives=0,
+                                                 min_validation_positives=0))
+    bought = training_set(con, DAY, WindowRule(weeks=4, max_weeks=4, min_train_positives=0,
+                                               min_validation_positives=0, label="product_purchase"))
+    assert bought.validation["label"].sum() > redeemed.validation["label"].sum()
+    trained, reason = train_rankers(bought)
+    assert "trained on label product_purchase" in reason
