@@ -51,7 +51,8 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
             f"from candidate_pool where day = ? and customer_id % {batches} = {b}", [day])
         frame = feature_matrix(con, "scoring_requests")
         strategy = con.sql("select customer_id, offer_id, strategy from scoring_requests").pl()
-        frame = frame.join(strategy, on=["customer_id", "offer_id"], how="left")
+        # a fixed row order: BLAS sums can differ in the last bit with a row's position in the matrix
+        frame = frame.join(strategy, on=["customer_id", "offer_id"], how="left").sort("customer_id", "offer_id")
         scores = loaded.predict(as_matrix(frame, model.features if model.features else MODEL_FEATURES))
         out.append(frame.select("customer_id", "offer_id", "strategy").with_columns(score=pl.Series(scores)))
     con.execute("drop table if exists scoring_requests")
