@@ -21,9 +21,9 @@ from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
-from metro_assets.serving import write_snapshot
+from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
-from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
+from metro_assets.warehouse import ensure_schema, replace_partitions
 
 RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
 
@@ -89,10 +89,10 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="recommendations",
-        description="Each customer's top offers for the day: the candidate pool scored by the newest model "
-                    "trained on or before it. Publishes the serving snapshot the API reads.",
+        description="Each customer's top offers for the day: the day's candidate pool, with its features read "
+                    "from the day's feature tables, scored by the newest model trained on or before it.",
         group_name="recommendations",
-        kinds={"duckdb", "parquet"},
+        kinds={"duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[
@@ -120,12 +120,12 @@ def build_ranking_assets(settings: Settings):
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
             outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
-            snapshot = con.sql(read_sql("metro_assets.ranking", "serving_snapshot"),
-                               params={"run_dates": current.ranker.serving_days}).pl()
-        path = write_snapshot(snapshot, current.serving)
+            try:  # the API compares it with the snapshot serving_snapshot publishes next
+                mark_committed(con, current.serving)
+            except OSError as exc:
+                context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
         customers = top["customer_id"].n_unique()
-        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}; "
-                         f"snapshot {path} ({snapshot.height} rows)")
+        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": top.height,  # the UI's standard row count
@@ -138,8 +138,6 @@ def build_ranking_assets(settings: Settings):
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
                         .write_json())),
-                "serving_snapshot": str(path),
-                "snapshot_rows": snapshot.height,
             }
         )
         yield from check_results(outcomes)

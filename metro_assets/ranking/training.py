@@ -107,14 +107,17 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
     inside = weeks_idx <= rule.max_weeks
     positives[weeks_idx[inside]] = per_week["label"].to_numpy()[inside]
     notes = []
-    # validation: the newest weeks, as many as needed, at most half the largest window
+    # validation: the newest weeks, as many as needed, but never more than a third of all the positives
+    # (training must keep twice as many) and never more than half the largest window
     cum = np.cumsum(positives)
     most = max(1, rule.max_weeks // 2)
+    allowed = np.nonzero(cum[:most] <= cum[-1] / 3)[0]
+    most = max(1, int(allowed[-1]) + 1 if allowed.size else 1)
     enough = np.nonzero(cum[:most] >= rule.min_validation_positives)[0]
     validation_weeks = int(enough[0]) + 1 if enough.size else most  # short: as many as it may take
     if not enough.size:
-        notes.append(f"validation holds {int(cum[most - 1])} positives over {most} weeks, fewer than "
-                     f"METRO_MIN_VALIDATION_POSITIVES={rule.min_validation_positives}")
+        notes.append(f"validation holds {int(cum[validation_weeks - 1])} positives over {validation_weeks} "
+                     f"week(s), fewer than METRO_MIN_VALIDATION_POSITIVES={rule.min_validation_positives}")
     # training: weeks after validation, growing from the usual window
     for weeks in range(rule.weeks, rule.max_weeks + 1):
         train_weeks = weeks - 1 - validation_weeks  # the window spans weeks - 1 weeks of impressions

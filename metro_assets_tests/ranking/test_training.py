@@ -119,6 +119,29 @@ def test_stored_models_predict_the_same_after_a_round_trip():
         assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
 
 
+def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
+    from datetime import date
+
+    from metro_assets.ranking.training import TrainingWindow, WindowRule, choose_window
+
+    train_day = date(2026, 3, 2)
+    end = train_day - timedelta(days=7)
+    # positives per week, newest first: 10, 10, then 20 a week for ten more weeks (one impression each)
+    per_week = [10, 10] + [20] * 10
+    days = [end - timedelta(days=7 * w + 1) for w, n in enumerate(per_week) for _ in range(n)]
+    shown = pl.DataFrame({"day": days, "label": [True] * len(days)})
+    rule = WindowRule(weeks=4, max_weeks=12, min_train_positives=60, min_validation_positives=15)
+    window, notes = choose_window(shown, train_day, rule)
+    assert window.validation_start == end - timedelta(weeks=2) and not notes  # 20 positives in 2 weeks
+    # training needs 60 positives after those 2 weeks: 3 weeks of 20, so the window spans 2 + 3 (+1) weeks
+    assert window == TrainingWindow.ending(train_day, 6, validation_weeks=2)
+    # never more than a third of all positives for validation, whatever it asks for
+    greedy, notes = choose_window(shown, train_day, WindowRule(weeks=4, max_weeks=12, min_train_positives=0,
+                                                               min_validation_positives=1_000))
+    assert greedy.validation_start >= end - timedelta(weeks=5)  # 10+10+20+20 = 60 <= 220 / 3
+    assert any("METRO_MIN_VALIDATION_POSITIVES=1000" in n for n in notes)
+
+
 def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
     from metro_assets.ranking.training import WindowRule
 
@@ -129,7 +152,6 @@ def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
     grown = training_set(con, DAY, rule)
     assert grown.window.start < usual.window.start  # it reached back as far as it was allowed
     assert grown.window.start == DAY - timedelta(weeks=6)
-    assert grown.validation.height > usual.validation.height  # validation took more weeks
     assert any("METRO_MIN_TRAIN_POSITIVES" in n for n in grown.notes)
     trained, reason = train_rankers(grown)
     assert "WARNING" in reason and "METRO_MIN_TRAIN_POSITIVES=10000" in reason

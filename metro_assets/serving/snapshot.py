@@ -1,7 +1,7 @@
-"""The serving snapshot: the one file the recommendations API reads.
+"""The serving snapshot file: the one file the recommendations API reads.
 
-The ranker hands :func:`write_snapshot` a frame of top-N offers per customer
-and run date; the API (``api/``) loads it with :func:`read_snapshot_file` and
+The ``serving_snapshot`` asset (:mod:`metro_assets.serving.publish`) hands
+:func:`write_snapshot` a frame of top-N offers per customer and run date; the API (``api/``) loads it with :func:`read_snapshot_file` and
 serves it from memory. The file is a Parquet file with the columns of
 :data:`SNAPSHOT_COLUMNS`, sorted by ``run_date, customer_id, rank``, and two
 file-level metadata keys: ``published_at`` (ISO UTC timestamp) and
@@ -12,9 +12,9 @@ fsynced, then ``os.replace``d over the old one, so a reader opens either the
 old or the new snapshot, never a half-written one. Readers must open the file
 once and read everything from that handle (as :func:`read_snapshot_file` does).
 
-This module is Dagster-free and light: the API process imports it and must
-not pull Dagster in (hence :class:`metro_assets.errors.DataError` is imported
-only when an error is raised).
+This module is Dagster-free and light (Polars only): the API process imports
+it and must not pull Dagster or DuckDB in (hence :class:`metro_assets.errors.DataError`
+is imported only when an error is raised).
 
 Examples
 --------
