@@ -44,6 +44,8 @@ class Rule:
     """A named rule on one raw table: ``sql`` selects the breaking rows (first column: an id).
 
     ``column`` is the column an import report names; ``shows`` names the id the SQL selects.
+    ``imported`` is False for rules over tables an import does not provide (the simulator's
+    ``experiment_assignments``, written empty for an import, so they hold there trivially).
     """
 
     name: str
@@ -52,6 +54,7 @@ class Rule:
     sql: str
     column: str
     shows: str
+    imported: bool = True
 
 
 @dataclass(frozen=True)
@@ -122,6 +125,23 @@ RAW_RULES: list[Rule] = [
               and o.offer_id in (select offer_id from redemptions where {IN_WINDOW})
             group by o.offer_id, o.max_redemptions having count(*) > o.max_redemptions""",
         "offer_id", "offer_id",
+    ),
+    Rule(
+        "assignments_have_customers",
+        "experiment_assignments",
+        "every experiment_assignments.customer_id is a customers.customer_id",
+        f"select t.customer_id from experiment_assignments t anti join customers p on t.customer_id = p.customer_id "
+        f"where t.{IN_WINDOW}",
+        "customer_id", "customer_id", imported=False,
+    ),
+    Rule(
+        "holdout_sees_no_offers",
+        "impressions",
+        "no impression goes to a customer in the holdout arm on that day",
+        f"""select i.impression_id from impressions i join experiment_assignments a
+            on a.customer_id = i.customer_id and i.day between a.from_date and a.to_date
+            where i.day >= $start and i.day < $end and a.arm = 'holdout'""",
+        "customer_id", "impression_id", imported=False,
     ),
     Rule(
         "order_items_have_positive_amounts",

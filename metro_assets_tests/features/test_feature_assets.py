@@ -28,7 +28,8 @@ def _plant_later_events(path, day):
             from orders o cross join (select distinct product_id from offers limit 3) f
             where o.order_id between 9000000 + {n} * 10000 and 9000000 + {n} * 10000 + 9999""")
         con.execute(f"""
-            insert into impressions select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
+            insert into impressions (impression_id, customer_id, offer_id, shown_timestamp, channel, day)
+            select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
                    o.offer_id, {ts}, 'app', date '{when}'
             from customers c cross join offers o where c.customer_id <= 50 and o.end_date >= date '{day}'""")
         con.execute(f"""

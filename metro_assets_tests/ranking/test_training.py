@@ -56,8 +56,10 @@ def test_a_model_for_a_day_ignores_events_on_and_after_it(con):
     before = train_rankers(training_set(con, DAY))[0]
     later = [(DAY + timedelta(days=d)) for d in (0, 3)]
     for day in later:  # copy a day of events to D and D+3, with new ids
-        con.execute("insert into impressions select impression_id + 10000000, customer_id, offer_id, "
-                    "shown_timestamp + to_days((?::date - day)::int), channel, ? from impressions where day = ?",
+        con.execute("insert into impressions by name select impression_id + 10000000 as impression_id, customer_id, "
+                    "offer_id, "
+                    "shown_timestamp + to_days((?::date - day)::int) as shown_timestamp, channel, ? as day "
+                    "from impressions where day = ?",
                     [day, day, DAY - timedelta(days=10)])
         con.execute("insert into redemptions select redemption_id + 10000000, customer_id, offer_id, order_id, "
                     "redeemed_timestamp + to_days((?::date - day)::int), ? from redemptions where day >= ?",
