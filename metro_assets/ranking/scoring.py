@@ -4,7 +4,7 @@ Examples
 --------
 >>> import polars as pl
 >>> scored = pl.DataFrame({"customer_id": [1, 1, 1], "offer_id": [9, 3, 5], "score": [0.2, 0.2, 0.1],
-...                        "strategy": ["a", "a", "a"]})
+...                        "product_id": [1, 2, 3], "category": ["a", "b", "c"]})
 >>> top_k(scored, 2)["offer_id"].to_list()  # ties break by offer_id
 [3, 9]
 """
@@ -59,10 +59,76 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
         schema={"customer_id": pl.Int64, "offer_id": pl.Int64, "strategy": pl.Utf8, "score": pl.Float64})
 
 
-def top_k(scored: pl.DataFrame, k: int = 10) -> pl.DataFrame:
-    """Each customer's ``k`` best offers by score (ties: lower offer_id first), ranked 1..k."""
+MAX_PER_CATEGORY = 3  # default of METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
+
+
+def offer_items(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """``offer_id``, ``product_id``, ``category`` of every offer: what :func:`top_k`'s rules look at."""
+    return con.sql("select o.offer_id, o.product_id, p.category from offers o "
+                   "join products p using (product_id)").pl().unique("offer_id")
+
+
+def top_k(scored: pl.DataFrame, k: int = 10, max_per_category: int | None = MAX_PER_CATEGORY,
+          items: pl.DataFrame | None = None, score: str = "score") -> pl.DataFrame:
+    """Each customer's ``k`` best offers by score, at most one per product and ``max_per_category`` per category.
+
+    The one selection rule of the project: serving (``recommendations``),
+    drift's served scores and every policy of the offline evaluation use it.
+    It is the greedy pass down each customer's list (best score first; ties:
+    lower offer_id first) that skips an offer whose product is already taken
+    or whose category is full. The constraints form a laminar matroid (product
+    inside category inside the whole list), so for an additive value this
+    greedy list is also the best constrained one: the oracle stays an oracle.
+
+    Parameters
+    ----------
+    scored : polars.DataFrame
+        ``customer_id``, ``offer_id``, the ``score`` column and any other
+        columns (kept); ``product_id`` and ``category`` too, unless ``items`` is given.
+    k : int
+        Offers per customer.
+    max_per_category : int or None
+        Offers of one category per customer; None: no limit.
+    items : polars.DataFrame, optional
+        ``offer_id``, ``product_id``, ``category`` (see :func:`offer_items`),
+        joined when ``scored`` lacks them; offers missing there count as their
+        own product and category.
+    score : str
+        The column to rank by (higher first).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``scored``'s columns plus ``rank`` (1..n, n <= k), best first.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> scored = pl.DataFrame({"customer_id": [1] * 5, "offer_id": [1, 2, 3, 4, 5],
+    ...                        "product_id": [10, 10, 11, 12, 13], "category": ["a", "a", "a", "a", "b"],
+    ...                        "score": [0.9, 0.8, 0.7, 0.6, 0.1]})
+    >>> top_k(scored, 3, max_per_category=2)["offer_id"].to_list()  # 2: product 10 again; 4: category a full
+    [1, 3, 5]
+    """
+    columns = scored.columns
+    x = scored
+    missing = [c for c in ("product_id", "category") if c not in columns]
+    if missing:
+        if items is None:
+            raise ValueError(f"top_k needs the {missing} of each offer: pass items=offer_items(con)")
+        x = x.join(items.select("offer_id", *missing), on="offer_id", how="left")
+    # an offer without a known product or category stands for itself, so it is never wrongly dropped
+    own = pl.lit("offer:") + pl.col("offer_id").cast(pl.Utf8)
+    x = x.with_columns(_product=pl.coalesce(pl.col("product_id").cast(pl.Utf8), own),
+                       _category=pl.coalesce(pl.col("category").cast(pl.Utf8), own))
+    x = x.sort(["customer_id", score, "offer_id"], descending=[False, True, False], nulls_last=True)
+    # the greedy pass, vectorised: an offer is skipped only for an earlier offer of its product (whose
+    # category is then full too if it was skipped) or for max_per_category earlier kept offers of its category
+    x = x.filter(pl.int_range(pl.len()).over("customer_id", "_product") == 0)
+    if max_per_category is not None:
+        x = x.filter(pl.int_range(pl.len()).over("customer_id", "_category") < max_per_category)
     return (
-        scored.sort(["customer_id", "score", "offer_id"], descending=[False, True, False])
-        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int32))
+        x.with_columns(rank=pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int32))
         .filter(pl.col("rank") <= k)
+        .select(*columns, "rank")
     )
