@@ -1,8 +1,7 @@
 """The API's settings, read from the environment.
 
-Kept apart from :mod:`metro_assets.resources` on purpose: that module imports
-Dagster's DuckDB resource, and the API process should stay lean and never
-touch the warehouse. ``METRO_SERVING`` means the same file in both.
+Kept apart from :mod:`metro_assets.settings`: the API reads only its own
+variables and never touches the warehouse. ``METRO_SERVING`` means the same file in both.
 
 ``METRO_SERVING`` (data/serving.parquet)
     The serving snapshot the API serves.
@@ -32,9 +31,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from metro_assets.errors import SettingError  # one error family for pipeline and API
 
-class SettingError(ValueError):
-    """An ``METRO_*`` variable holds a value the API cannot use; one line naming it."""
+
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def step_build(work: Path, scale: str, fmt: str) -> dict:
-    from metro_assets.resources import SCALES
+    from metro_assets.settings import SCALES
     from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate
     from metro_assets.warehouse import connect, replace_partitions
 
@@ -54,7 +54,7 @@ def step_import(work: Path, scale: str, fmt: str) -> dict:
     from dagster import DagsterInstance, materialize
     from dagster_duckdb import DuckDBResource
 
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
     from metro_assets.simulation.assets import build_raw_assets
 
     began = time.perf_counter()

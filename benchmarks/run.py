@@ -34,7 +34,7 @@ def stage_simulation() -> list[dict]:
     from dagster import DagsterInstance, materialize
     from dagster_duckdb import DuckDBResource
 
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
     from metro_assets.simulation.assets import build_raw_assets
     from metro_assets.simulation.world import RAW_TABLES
     from metro_assets.warehouse import connect
@@ -57,7 +57,7 @@ def stage_simulation() -> list[dict]:
 
 
 def _run_date():
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
 
     return load_settings().history_end  # 2026-02-11 at the default scale
 
@@ -68,7 +68,7 @@ def stage_features() -> list[dict]:
 
     from stages_features import bench_features
 
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
     from metro_assets.warehouse import connect
 
     with connect(load_settings().warehouse) as con:
@@ -80,7 +80,7 @@ def _job_stage(job: str, day) -> list[dict]:
     from dagster import DagsterInstance
 
     from metro_assets.definitions import build_defs
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
 
     instance = DagsterInstance.ephemeral()
     started = time.perf_counter()

@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from metro_assets.candidates.retrieval import write_candidate_pool  # noqa: E402
 from metro_assets.features.compute import feature_matrix  # noqa: E402
 from metro_assets.features.daily import write_features  # noqa: E402
-from metro_assets.resources import load_candidate_limits  # noqa: E402
+from metro_assets.settings import load_candidate_limits  # noqa: E402
 
 
 def _peak_mb() -> float:

@@ -1,4 +1,4 @@
-"""Data-quality checks as SQL predicates, and their Dagster adapters.
+"""Data-quality checks as SQL predicates (no Dagster here; the adapters are in :mod:`metro_assets.assets`).
 
 A :class:`Check` is a SQL query over the warehouse that returns the rows
 violating a rule within a partition window (``$start`` <= day < ``$end``).
@@ -20,10 +20,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
-from typing import Iterable, Sequence
+from typing import Iterable
 
 import duckdb
-from dagster import AssetCheckResult, AssetCheckSeverity, AssetCheckSpec, AssetKey
 
 
 @dataclass(frozen=True)
@@ -64,26 +63,3 @@ def evaluate_checks(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], sta
         failing = rows[0][0] if rows else 0
         outcomes.append(CheckOutcome(check, failing, [r[1] for r in rows]))
     return outcomes
-
-
-def check_specs(checks: Sequence[Check]) -> list[AssetCheckSpec]:
-    """Dagster specs for checks that an asset runs itself."""
-    return [
-        AssetCheckSpec(c.name, asset=AssetKey(c.asset), description=c.description, blocking=c.blocking)
-        for c in checks
-    ]
-
-
-def check_results(outcomes: Sequence[CheckOutcome]) -> list[AssetCheckResult]:
-    """Dagster results; a blocking check that fails stops downstream assets."""
-    return [
-        AssetCheckResult(
-            check_name=o.check.name,
-            asset_key=AssetKey(o.check.asset),
-            passed=o.passed,
-            severity=AssetCheckSeverity.ERROR if o.check.blocking else AssetCheckSeverity.WARN,
-            metadata={"failing_rows": o.failing, "examples": str(o.examples), "rule": o.check.description},
-            description=o.skipped,
-        )
-        for o in outcomes
-    ]

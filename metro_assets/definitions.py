@@ -2,13 +2,16 @@
 
 from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, in_process_executor
 
+from metro_assets.assets import settings_tags
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.features.assets import build_feature_assets
 from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring.sensors import drift_retrain
 from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
-from metro_assets.resources import SettingError, Settings, load_settings, warehouse_resource
+from metro_assets.errors import SettingError
+from metro_assets.resources import warehouse_resource
+from metro_assets.settings import Settings, load_settings
 from metro_assets.simulation.assets import build_raw_assets
 
 # The daily pipeline's asset groups, upstream first: add a stage by adding its group.
@@ -21,11 +24,13 @@ def build_defs(settings: Settings) -> Definitions:
     # One retry for a step that failed for a passing reason (a locked warehouse, a transient I/O error);
     # user errors (bad settings or data) fail at once: they raise Failure(allow_retries=False).
     retry = RetryPolicy(max_retries=1, delay=settings.ops.retry_delay)
+    tags = settings_tags(settings)  # which world a run computed, on the record in the UI's run list
     simulate_job = define_asset_job(
         "simulate",
         selection=AssetSelection.assets(raw_tables),
         description="Simulate (or import) the retailer's raw tables for a day or a range of days, in one run.",
         op_retry_policy=retry,
+        tags=tags,
     )
     daily_pipeline_job = define_asset_job(
         "daily_pipeline",
@@ -33,12 +38,14 @@ def build_defs(settings: Settings) -> Definitions:
         description="Everything computed for a day from the warehouse: features, candidates, recommendations "
                     "and the serving snapshot (one run per day).",
         op_retry_policy=retry,
+        tags=tags,
     )
     retrain_job = define_asset_job(
         "retrain",
         selection=AssetSelection.groups("model", *DAILY_PIPELINE_GROUPS),
         description="Train the ranker for a day (both models, the better serves), then run that day's pipeline.",
         op_retry_policy=retry,
+        tags=tags,
     )
     return Definitions(
         assets=[

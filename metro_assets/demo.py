@@ -13,7 +13,8 @@ import polars as pl
 from dagster import DagsterInstance
 
 from metro_assets.monitoring.evaluation import wide_table
-from metro_assets.resources import SettingError, load_settings
+from metro_assets.errors import SettingError
+from metro_assets.settings import load_settings
 from metro_assets.simulation.report import behaviour_table, table_summary
 from metro_assets.simulation.world import RAW_TABLES
 from metro_assets.warehouse import connect

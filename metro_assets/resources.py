@@ -1,389 +1,20 @@
-"""Settings read from the environment, and the warehouse resource.
-
-Every knob of the platform is an environment variable read here and nowhere
-else. A bad value raises :class:`SettingError`, whose message is one line that
-names the variable, so the CLI, the demo and the assets can show it as is.
-
-Examples
---------
->>> import os
->>> os.environ["METRO_SCALE"] = "tiny"
->>> load_settings().scale.name
-'tiny'
-"""
+"""The warehouse resource: Dagster's DuckDB resource with a bounded wait on a locked file."""
 
 from __future__ import annotations
 
-import os
-import re
-import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from datetime import date, timedelta
-from pathlib import Path
 
-import duckdb
 from dagster import Failure
 from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-
-class SettingError(ValueError):
-    """A setting (environment variable) holds a value the platform cannot use."""
-
-
-@dataclass(frozen=True)
-class Scale:
-    """Size of the simulated retailer.
-
-    ``history_days`` is the history `make demo` simulates; the partitions run
-    ``horizon_days`` further so scenario days and run dates after the history
-    (e.g. 2026-02-11 at the default scale) exist.
-    """
-
-    name: str
-    customers: int
-    products: int
-    stores: int
-    history_days: int
-    active_offers: int
-    horizon_days: int = 28
-    categories: int = 20
-
-
-SCALES = {
-    "tiny": Scale("tiny", customers=1_500, products=600, stores=4, history_days=42, active_offers=40),
-    "demo": Scale("demo", customers=10_000, products=4_000, stores=20, history_days=90, active_offers=200),
-    "default": Scale("default", customers=50_000, products=10_000, stores=50, history_days=180, active_offers=200),
-}
-
-
-@dataclass(frozen=True)
-class CandidateLimits:
-    """How many offers each retrieval strategy may propose per customer, and the pool's cap."""
-
-    category: int = 80   # METRO_CANDIDATES_CATEGORY (cold start: store popularity)
-    segment: int = 60    # METRO_CANDIDATES_SEGMENT (cold start: segment defaults)
-    repeat: int = 40     # METRO_CANDIDATES_REPEAT (cold start: essentials)
-    margin: int = 20     # METRO_CANDIDATES_MARGIN
-    max_candidates: int = 200  # METRO_MAX_CANDIDATES
-
-
-def _limit(name: str, default: int) -> int:
-    text = _env(name, str(default))
-    try:
-        value = int(text)
-    except ValueError:
-        raise SettingError(f"{name}={text!r} is not a whole number") from None
-    if not 1 <= value <= 100_000:  # 0 would disable the strategy that guarantees a candidate
-        raise SettingError(f"{name}={value} must be between 1 and 100000")
-    return value
-
-
-def load_candidate_limits() -> CandidateLimits:
-    """The ``METRO_CANDIDATES_*`` and ``METRO_MAX_CANDIDATES`` settings."""
-    limits = CandidateLimits(
-        category=_limit("METRO_CANDIDATES_CATEGORY", 80),
-        segment=_limit("METRO_CANDIDATES_SEGMENT", 60),
-        repeat=_limit("METRO_CANDIDATES_REPEAT", 40),
-        margin=_limit("METRO_CANDIDATES_MARGIN", 20),
-        max_candidates=_limit("METRO_MAX_CANDIDATES", 200),
-    )
-    return limits
-
-
-@dataclass(frozen=True)
-class RankerSettings:
-    """Training and serving knobs of the ranker."""
-
-    train_weeks: int = 8             # METRO_TRAIN_WEEKS: trailing window of impressions
-    negatives_per_positive: int = 4  # METRO_NEGATIVES_PER_POSITIVE: negative sampling in training
-    top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
-    serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
-
-
-def load_ranker_settings() -> RankerSettings:
-    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_SERVING_DAYS`` settings."""
-    return RankerSettings(
-        train_weeks=_limit("METRO_TRAIN_WEEKS", 8),
-        negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
-        top_k=_limit("METRO_TOP_K", 10),
-        serving_days=_limit("METRO_SERVING_DAYS", 7),
-    )
-
-
-@dataclass(frozen=True)
-class DriftSettings:
-    """PSI thresholds and the drift alert rule (docs/DRIFT.md)."""
-
-    moderate: float = 0.1      # METRO_PSI_MODERATE: PSI from here is a moderate shift (investigate)
-    major: float = 0.25        # METRO_PSI_MAJOR: PSI from here is a major shift (retrain recommended)
-    alert_features: int = 3    # METRO_DRIFT_ALERT_FEATURES: features at or over `major` that raise the alert
-    score_alert: float = 0.25  # METRO_SCORE_PSI_ALERT: a score PSI over this raises the alert on its own
-
-
-def _positive_float(name: str, default: float) -> float:
-    text = _env(name, str(default))
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"{name}={text!r} is not a number") from None
-    if not 0 < value < 100:
-        raise SettingError(f"{name}={text} must be a number between 0 and 100 (exclusive)")
-    return value
-
-
-def load_drift_settings() -> DriftSettings:
-    """The ``METRO_PSI_MODERATE``, ``METRO_PSI_MAJOR``, ``METRO_DRIFT_ALERT_FEATURES``, ``METRO_SCORE_PSI_ALERT`` settings."""
-    moderate = _positive_float("METRO_PSI_MODERATE", 0.1)
-    major = _positive_float("METRO_PSI_MAJOR", 0.25)
-    if major <= moderate:
-        raise SettingError(f"METRO_PSI_MAJOR={major:g} must be greater than METRO_PSI_MODERATE={moderate:g}")
-    return DriftSettings(moderate, major, _limit("METRO_DRIFT_ALERT_FEATURES", 3),
-                         _positive_float("METRO_SCORE_PSI_ALERT", 0.25))
-
-
-#: Behaviour scenarios the simulator can apply after the history (METRO_SCENARIO).
-SCENARIOS = ("none", "black_friday")
-
-
-@dataclass(frozen=True)
-class ScenarioSettings:
-    """A behaviour shock the simulator applies to some days (see metro_assets/simulation/scenarios.py)."""
-
-    name: str = "none"         # METRO_SCENARIO: none | black_friday
-    start: date | None = None  # METRO_SCENARIO_START: first shocked day (default: the day after the run date)
-    days: int = 3              # METRO_SCENARIO_DAYS: shocked days
-
-
-def load_scenario_settings() -> ScenarioSettings:
-    """The ``METRO_SCENARIO``, ``METRO_SCENARIO_START`` and ``METRO_SCENARIO_DAYS`` settings."""
-    name = _env("METRO_SCENARIO", "none").lower()
-    if name not in SCENARIOS:
-        raise SettingError(f"METRO_SCENARIO={name!r} is not one of {', '.join(SCENARIOS)}")
-    start = None
-    text = _env("METRO_SCENARIO_START", "")
-    if text:
-        try:
-            start = date.fromisoformat(text)
-        except ValueError:
-            raise SettingError(f"METRO_SCENARIO_START={text!r} is not a date like 2026-02-12") from None
-    return ScenarioSettings(name, start, _limit("METRO_SCENARIO_DAYS", 3))
-
-
-@dataclass(frozen=True)
-class OperationsSettings:
-    """How runs behave under the daemon (docs/OPERATIONS.md)."""
-
-    lock_timeout: float = 100.0       # METRO_WAREHOUSE_LOCK_TIMEOUT: seconds a step waits for a warehouse another process holds
-    retry_delay: float = 30.0         # METRO_RETRY_DELAY: seconds before a failed step's one automatic retry
-    retrain_cron: str = "0 4 * * 1"   # METRO_RETRAIN_CRON: when the weekly_retrain schedule fires (UTC)
-
-
-def _seconds(name: str, default: float, low: float) -> float:
-    text = _env(name, str(default))
-    try:
-        value = float(text)
-    except ValueError:
-        raise SettingError(f"{name}={text!r} is not a number of seconds") from None
-    if not low <= value <= 86_400:
-        raise SettingError(f"{name}={text} must be between {low:g} and 86400 seconds")
-    return value
-
-
-def load_operations_settings() -> OperationsSettings:
-    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY`` and ``METRO_RETRAIN_CRON`` settings."""
-    from dagster._utils.schedules import is_valid_cron_string  # the parser the scheduler itself uses
-
-    cron = _env("METRO_RETRAIN_CRON", "0 4 * * 1")
-    if not is_valid_cron_string(cron):
-        raise SettingError(f"METRO_RETRAIN_CRON={cron!r} is not a cron schedule like '0 4 * * 1'")
-    return OperationsSettings(
-        lock_timeout=_seconds("METRO_WAREHOUSE_LOCK_TIMEOUT", 100.0, low=0.1),
-        retry_delay=_seconds("METRO_RETRY_DELAY", 30.0, low=0.0),
-        retrain_cron=cron,
-    )
-
-
-@dataclass(frozen=True)
-class Settings:
-    """All settings, validated. Build with :func:`load_settings`."""
-
-    warehouse: Path
-    serving: Path
-    scale: Scale
-    seed: int
-    start_date: date
-    candidates: CandidateLimits = field(default_factory=CandidateLimits)
-    ranker: RankerSettings = field(default_factory=RankerSettings)
-    source: str = "simulation"      # METRO_SOURCE: "simulation" or "parquet:<folder>"
-    drop_orphans: bool = False      # METRO_IMPORT_DROP_ORPHANS
-    import_end: date | None = None  # imports: the day after the last event (the history follows the data)
-    drift: DriftSettings = field(default_factory=DriftSettings)
-    scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
-    ops: OperationsSettings = field(default_factory=OperationsSettings)
-
-    @property
-    def import_dir(self) -> Path | None:
-        """The folder an import reads (``METRO_SOURCE=parquet:<folder>``), None for the simulation."""
-        return Path(self.source.split(":", 1)[1].strip()) if self.source.startswith("parquet:") else None
-
-    @property
-    def history_end(self) -> date:
-        """First day after the history (simulated, or the import's last event day): the demo run date."""
-        if self.import_end is not None:
-            return self.import_end
-        return self.start_date + timedelta(days=self.scale.history_days)
-
-    @property
-    def scenario_days(self) -> tuple[date, date] | None:
-        """The [start, end) days ``METRO_SCENARIO`` shocks (default: from the day after the run date), or None."""
-        if self.scenario.name == "none":
-            return None
-        start = self.scenario.start or self.history_end + timedelta(days=1)
-        return start, start + timedelta(days=self.scenario.days)
-
-    @property
-    def partitions_end(self) -> date:
-        """Exclusive end of the daily partitions."""
-        return self.history_end + timedelta(days=self.scale.horizon_days)
-
-
-def _env(name: str, default: str) -> str:
-    value = os.environ.get(name)
-    return default if value is None or value.strip() == "" else value.strip()
-
-
-def load_settings() -> Settings:
-    """Read and validate the ``METRO_*`` environment variables.
-
-    Raises
-    ------
-    SettingError
-        With a one-line message naming the variable at fault.
-    """
-    scale_name = _env("METRO_SCALE", "default")
-    if scale_name not in SCALES:
-        raise SettingError(f"METRO_SCALE={scale_name!r} is not one of {', '.join(SCALES)}")
-    seed_text = _env("METRO_SEED", "42")
-    try:
-        seed = int(seed_text)
-    except ValueError:
-        raise SettingError(f"METRO_SEED={seed_text!r} is not a whole number") from None
-    if not 0 <= seed < 2**32:
-        raise SettingError(f"METRO_SEED={seed} must be between 0 and 4294967295")
-    start_text = _env("METRO_START_DATE", "2025-08-15")
-    try:
-        start = date.fromisoformat(start_text)
-    except ValueError:
-        raise SettingError(f"METRO_START_DATE={start_text!r} is not a date like 2025-08-15") from None
-    if not date(2000, 1, 1) <= start <= date(2100, 1, 1):
-        raise SettingError(f"METRO_START_DATE={start_text} is outside 2000-01-01..2100-01-01")
-    source = _env("METRO_SOURCE", "simulation")
-    drop_orphans = _flag("METRO_IMPORT_DROP_ORPHANS", False)
-    import_end = None
-    if source != "simulation":
-        explicit = bool(os.environ.get("METRO_START_DATE", "").strip())
-        start, import_end = _import_span(source, start, explicit_start=explicit)
-    return Settings(
-        warehouse=Path(_env("METRO_WAREHOUSE", "data/warehouse.duckdb")),
-        serving=Path(_env("METRO_SERVING", "data/serving.parquet")),
-        scale=SCALES[scale_name],
-        seed=seed,
-        start_date=start,
-        candidates=load_candidate_limits(),
-        ranker=load_ranker_settings(),
-        source=source,
-        drop_orphans=drop_orphans,
-        import_end=import_end,
-        drift=load_drift_settings(),
-        scenario=load_scenario_settings(),
-        ops=load_operations_settings(),
-    )
-
-
-def _flag(name: str, default: bool) -> bool:
-    text = _env(name, str(default).lower()).lower()
-    if text not in ("true", "false", "1", "0", "yes", "no"):
-        raise SettingError(f"{name}={text!r} is not true or false")
-    return text in ("true", "1", "yes")
-
-
-def _import_span(source: str, start: date, explicit_start: bool) -> tuple[date, date | None]:
-    """An import's partitions: from METRO_START_DATE if set, else its first event day, to its last.
-
-    Reads only the event timestamp columns (see ``importing.reading.event_span``).
-    When the files cannot tell (missing or unreadable), the defaults stay and
-    the raw assets' validation reports what is wrong.
-    """
-    if not source.startswith("parquet:") or not source.split(":", 1)[1].strip():
-        raise SettingError(f"METRO_SOURCE={source!r} is not 'simulation' or 'parquet:<folder>'")
-    folder = Path(source.split(":", 1)[1].strip())
-    if not folder.is_dir():
-        raise SettingError(f"METRO_SOURCE={source}: the folder {folder} does not exist")
-    from metro_assets.importing.reading import event_span  # here: the simulation never needs it
-
-    span = event_span(folder)
-    if span is None:
-        return start, None
-    first, last = span
-    if not explicit_start:
-        if not date(2000, 1, 1) <= first <= date(2100, 1, 1):
-            raise SettingError(f"METRO_SOURCE={source}: the first event day {first} is outside "
-                               "2000-01-01..2100-01-01 (set METRO_START_DATE to start later)")
-        start = first
-    return start, max(last, start) + timedelta(days=1)
-
-
-def check_writable(path: Path, setting: str) -> None:
-    """Fail with one line if ``path`` (a file to create or replace) cannot be written."""
-    parent = path.parent if str(path.parent) else Path(".")
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as exc:
-        raise SettingError(f"{setting}={path}: cannot create its folder ({exc.strerror})") from None
-    if path.is_dir():
-        raise SettingError(f"{setting}={path} is a folder, not a file")
-    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
-        raise SettingError(f"{setting}={path} is not writable")
+from metro_assets.errors import WarehouseLockedError
+from metro_assets.settings import Settings
+from metro_assets.warehouse import open_warehouse
 
 
 class WarehouseLocked(Failure):
     """Another process holds the warehouse file; the step fails (and may be retried) with one clear line."""
-
-
-def open_warehouse(database: str, lock_timeout: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
-    """Connect read-write, waiting up to ``lock_timeout`` seconds while another process holds the file.
-
-    DuckDB allows one writing process per file. Only a lock conflict is waited
-    for; any other error is raised at once.
-
-    Raises
-    ------
-    WarehouseLocked
-        Still locked after ``lock_timeout`` seconds; names the file and the process holding it.
-    """
-    deadline = time.monotonic() + lock_timeout
-    pause = 0.1
-    while True:
-        try:
-            return duckdb.connect(database, read_only=False, config=config or {})
-        except duckdb.IOException as exc:
-            if "lock" not in str(exc).lower():
-                raise
-            left = deadline - time.monotonic()
-            if left <= 0:
-                held = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(exc))
-                holder = held.group(1) if held else "another process"
-                raise WarehouseLocked(
-                    description=f"METRO_WAREHOUSE={database} is locked by {holder}; still locked after "
-                                f"{lock_timeout:g} s (METRO_WAREHOUSE_LOCK_TIMEOUT). Stop that process, then "
-                                "re-execute this run from failure.",
-                    metadata={"warehouse": database, "held_by": holder, "waited_seconds": lock_timeout},
-                    allow_retries=True,
-                ) from None
-            time.sleep(min(pause, left))
-            pause = min(pause * 2, 2.0)
 
 
 class WarehouseResource(DuckDBResource):
@@ -401,14 +32,21 @@ class WarehouseResource(DuckDBResource):
 
     @contextmanager
     def get_connection(self):
-        con = open_warehouse(self.database, self.lock_timeout, {"custom_user_agent": "dagster", **self.connection_config})
+        try:
+            con = open_warehouse(self.database, self.lock_timeout,
+                                 {"custom_user_agent": "dagster", **self.connection_config})
+        except WarehouseLockedError as exc:
+            raise WarehouseLocked(
+                description=str(exc),
+                metadata={"warehouse": exc.database, "held_by": exc.holder, "waited_seconds": exc.waited},
+                allow_retries=True,
+            ) from None
         try:
             yield con
         finally:
             con.close()
 
 
-def warehouse_resource(settings: Settings | None = None) -> WarehouseResource:
+def warehouse_resource(settings: Settings) -> WarehouseResource:
     """The warehouse as a DuckDB resource that waits ``METRO_WAREHOUSE_LOCK_TIMEOUT`` for a locked file."""
-    settings = settings or load_settings()
     return WarehouseResource(database=str(settings.warehouse), lock_timeout=settings.ops.lock_timeout)

@@ -13,7 +13,7 @@ old or the new snapshot, never a half-written one. Readers must open the file
 once and read everything from that handle (as :func:`read_snapshot_file` does).
 
 This module is Dagster-free and light: the API process imports it and must
-not pull Dagster in (hence :class:`metro_assets.glue.DataError` is imported
+not pull Dagster in (hence :class:`metro_assets.errors.DataError` is imported
 only when an error is raised).
 
 Examples
@@ -68,8 +68,8 @@ OFFER_KEY = ["run_date", "customer_id", "offer_id"]
 
 
 def _data_error(message: str) -> Exception:
-    # Imported late: metro_assets.glue imports Dagster, which the API must not load.
-    from metro_assets.glue import DataError
+    # Imported late: keeps the API process's imports minimal.
+    from metro_assets.errors import DataError
 
     return DataError(message)
 
@@ -78,7 +78,7 @@ class SnapshotContractError(ValueError):
     """A frame or file breaks the snapshot contract; the message is one line naming the column or rows.
 
     Light on purpose (the API catches it); :func:`write_snapshot` and
-    :func:`read_snapshot` re-raise it as :class:`metro_assets.glue.DataError`.
+    :func:`read_snapshot` re-raise it as :class:`metro_assets.errors.DataError`.
     """
 
 

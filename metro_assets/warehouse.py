@@ -22,16 +22,19 @@ Examples
 
 from __future__ import annotations
 
+import importlib
+import re
+import time
 from contextlib import contextmanager
 from datetime import date
-import importlib
 from pathlib import Path
 from typing import Iterator, Mapping
 
 import duckdb
 import polars as pl
 
-from metro_assets.resources import SettingError, check_writable
+from metro_assets.errors import SettingError, WarehouseLockedError
+from metro_assets.settings import check_writable
 
 _PACKAGE = Path(__file__).parent
 
@@ -50,6 +53,38 @@ def read_sql(package: str, name: str) -> str:
     """The SQL file ``sql/<name>.sql`` next to a stage's assets."""
     folder = Path(importlib.import_module(package).__file__).parent
     return (folder / "sql" / f"{name}.sql").read_text()
+
+
+def open_warehouse(database: str, lock_timeout: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
+    """Connect read-write, waiting up to ``lock_timeout`` seconds while another process holds the file.
+
+    DuckDB allows one writing process per file. Only a lock conflict is waited
+    for; any other error is raised at once.
+
+    Raises
+    ------
+    WarehouseLockedError
+        Still locked after ``lock_timeout`` seconds; names the file and the process holding it.
+    """
+    deadline = time.monotonic() + lock_timeout
+    pause = 0.1
+    while True:
+        try:
+            return duckdb.connect(database, read_only=False, config=config or {})
+        except duckdb.IOException as exc:
+            if "lock" not in str(exc).lower():
+                raise
+            left = deadline - time.monotonic()
+            if left <= 0:
+                held = re.search(r"Conflicting lock is held in (.*?)(?:\. See also|$)", str(exc))
+                holder = held.group(1) if held else "another process"
+                raise WarehouseLockedError(
+                    f"METRO_WAREHOUSE={database} is locked by {holder}; still locked after {lock_timeout:g} s "
+                    "(METRO_WAREHOUSE_LOCK_TIMEOUT). Stop that process, then re-execute this run from failure.",
+                    database, holder, lock_timeout,
+                ) from None
+            time.sleep(min(pause, left))
+            pause = min(pause * 2, 2.0)
 
 
 @contextmanager

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from metro_assets.resources import SCALES, load_settings
+from metro_assets.settings import SCALES, load_settings
 from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate
 from metro_assets.warehouse import connect, replace_partitions
 

@@ -5,11 +5,13 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.candidates.checks import candidate_checks
 from metro_assets.candidates.retrieval import write_candidate_pool
-from metro_assets.checking import check_results, check_specs, evaluate_checks
-from metro_assets.features.assets import days
-from metro_assets.glue import partition_window, user_errors
+from metro_assets.assets import check_results, check_specs
+from metro_assets.checking import evaluate_checks
+from metro_assets.partitions import days
+from metro_assets.assets import user_errors
+from metro_assets.partitions import partition_window
 from metro_assets.partitions import daily_partitions
-from metro_assets.resources import Settings, load_settings
+from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
 
 
@@ -34,7 +36,7 @@ def build_candidate_assets(settings: Settings) -> list:
     )
     @user_errors
     def candidate_pool(context: AssetExecutionContext, warehouse: DuckDBResource):
-        limits = load_settings().candidates
+        limits = settings.candidates
         start, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)

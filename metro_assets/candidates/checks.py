@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from metro_assets.candidates.retrieval import STRATEGIES, segment_in_scope, store_in_scope
 from metro_assets.checking import Check
-from metro_assets.resources import CandidateLimits
+from metro_assets.settings import CandidateLimits
 
 IN_WINDOW = "day >= $start and day < $end"
 

@@ -24,7 +24,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from metro_assets.resources import CandidateLimits
+from metro_assets.settings import CandidateLimits
 from metro_assets.warehouse import read_sql, replace_partitions_sql
 
 _PACKAGE = "metro_assets.candidates"

@@ -11,12 +11,15 @@ from datetime import date, timedelta
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, asset
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.checking import check_results, check_specs, evaluate_checks
+from metro_assets.assets import check_results, check_specs
+
+from metro_assets.checking import evaluate_checks
 from metro_assets.features.checks import CUSTOMER_CHECKS, INTERACTION_CHECKS, OFFER_CHECKS
 from metro_assets.features.daily import write_features
-from metro_assets.glue import partition_window, user_errors
+from metro_assets.assets import user_errors
+from metro_assets.partitions import partition_window
 from metro_assets.partitions import daily_partitions
-from metro_assets.resources import Settings
+from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
 
 OWNERS = ["team:data-platform"]

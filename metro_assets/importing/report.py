@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from metro_assets.glue import DataError
+from metro_assets.errors import DataError
 
 EXAMPLES = 3
 

@@ -7,7 +7,7 @@ oracle, so its truth tables are empty frames: writing them clears the window.
 Examples
 --------
 >>> from datetime import date
->>> from metro_assets.resources import SCALES, Settings
+>>> from metro_assets.settings import SCALES, Settings
 >>> from pathlib import Path
 >>> settings = Settings(Path("w.duckdb"), Path("s.parquet"), SCALES["tiny"], 42, date(2025, 8, 15))
 >>> batch = raw_batch(settings, date(2025, 8, 15), date(2025, 8, 16))
@@ -23,7 +23,7 @@ from datetime import date
 import polars as pl
 
 from metro_assets.importing.loading import ImportResult, load_import
-from metro_assets.resources import Settings
+from metro_assets.settings import Settings
 from metro_assets.simulation.scenarios import scenario_shock
 from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
 

@@ -19,13 +19,16 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.checking import check_results, check_specs, evaluate_checks
-from metro_assets.features.assets import days
-from metro_assets.glue import partition_window, user_errors
+from metro_assets.assets import check_results, check_specs
+
+from metro_assets.checking import evaluate_checks
+from metro_assets.partitions import days
+from metro_assets.assets import user_errors
+from metro_assets.partitions import partition_window
 from metro_assets.monitoring import drift, evaluation
 from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS
 from metro_assets.partitions import daily_partitions
-from metro_assets.resources import Settings, load_settings
+from metro_assets.settings import Settings
 from metro_assets.simulation.scenarios import scenario_shock
 from metro_assets.warehouse import ensure_schema
 
@@ -72,7 +75,7 @@ def build_monitoring_assets(settings: Settings) -> list:
     )
     @user_errors
     def drift_report(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         thresholds = drift.DriftThresholds(**asdict(current.drift))
         start, end = partition_window(context)
         with warehouse.get_connection() as con:
@@ -125,7 +128,7 @@ def build_monitoring_assets(settings: Settings) -> list:
     )
     @user_errors
     def offline_evaluation(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         start, end = partition_window(context)
         shock = scenario_shock(current)
         with warehouse.get_connection() as con:

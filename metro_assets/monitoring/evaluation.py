@@ -41,7 +41,7 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from metro_assets.glue import DataError
+from metro_assets.errors import DataError
 from metro_assets.monitoring.metrics import K, RANKING_METRICS, rank_top_k, ranking_metrics
 from metro_assets.ranking.scoring import score_pool, selected_model
 from metro_assets.simulation import oracle

@@ -15,13 +15,16 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.checking import check_results, check_specs, evaluate_checks
-from metro_assets.glue import partition_window, user_errors
+from metro_assets.assets import check_results, check_specs
+
+from metro_assets.checking import evaluate_checks
+from metro_assets.assets import user_errors
+from metro_assets.partitions import partition_window
 from metro_assets.partitions import daily_partitions
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.resources import Settings, load_settings
+from metro_assets.settings import Settings
 from metro_assets.serving import write_snapshot
 from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
 
@@ -47,11 +50,11 @@ def build_ranking_assets(settings: Settings):
         deps=[AssetKey(t) for t in RAW_INPUTS],
         check_specs=check_specs(MODEL_CHECKS),
         pool="warehouse",
-        retry_policy=RetryPolicy(max_retries=1, delay=10),  # a locked warehouse often frees up
+        retry_policy=RetryPolicy(max_retries=1, delay=settings.ops.retry_delay),  # METRO_RETRY_DELAY
     )
     @user_errors
     def ranker_model(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         day, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)
@@ -105,7 +108,7 @@ def build_ranking_assets(settings: Settings):
     )
     @user_errors
     def recommendations(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         day, end = partition_window(context)
         k = current.ranker.top_k
         with warehouse.get_connection() as con:

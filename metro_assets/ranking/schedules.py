@@ -4,7 +4,7 @@ from datetime import timedelta
 
 from dagster import RunRequest, ScheduleEvaluationContext, SkipReason, schedule
 
-from metro_assets.resources import Settings
+from metro_assets.settings import Settings
 
 
 def retrain_day(tick_day, settings: Settings):

@@ -10,11 +10,15 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.checking import CheckOutcome, check_results, check_specs, evaluate_checks
-from metro_assets.glue import DataError, partition_window, user_errors
+from metro_assets.assets import check_results, check_specs
+
+from metro_assets.checking import CheckOutcome, evaluate_checks
+from metro_assets.assets import user_errors
+from metro_assets.errors import DataError
+from metro_assets.partitions import partition_window
 from metro_assets.importing.source import raw_batch
 from metro_assets.partitions import daily_partitions
-from metro_assets.resources import Settings, check_writable, load_settings
+from metro_assets.settings import Settings, check_writable
 from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
 from metro_assets.simulation.world import RAW_TABLES
 from metro_assets.warehouse import ensure_schema, replace_partitions
@@ -53,7 +57,7 @@ def build_raw_assets(settings: Settings):
     )
     @user_errors
     def raw_tables(context: AssetExecutionContext, warehouse: DuckDBResource):
-        current = load_settings()
+        current = settings  # validated once, when the code location loaded
         start, end = partition_window(context)
         check_writable(current.warehouse, "METRO_WAREHOUSE")
         try:

@@ -21,7 +21,7 @@ PSI was 0.13 and nothing alerted. docs/DRIFT.md has the walk-through.
 Examples
 --------
 >>> from datetime import date
->>> from metro_assets.resources import SCALES, Settings, ScenarioSettings
+>>> from metro_assets.settings import SCALES, Settings, ScenarioSettings
 >>> from pathlib import Path
 >>> settings = Settings(Path("w.duckdb"), Path("s.parquet"), SCALES["default"], 42, date(2025, 8, 15),
 ...                     scenario=ScenarioSettings("black_friday"))
@@ -32,7 +32,7 @@ Examples
 
 from __future__ import annotations
 
-from metro_assets.resources import Settings
+from metro_assets.settings import Settings
 from metro_assets.simulation.world import Shock
 
 #: Multipliers and additive shifts of each scenario (see :class:`~metro_assets.simulation.world.Shock`).

@@ -11,7 +11,7 @@ targeting policy's impressions, then redemptions drawn from the oracle
 Examples
 --------
 >>> from datetime import date
->>> from metro_assets.resources import SCALES
+>>> from metro_assets.settings import SCALES
 >>> tables = simulate(SCALES["tiny"], seed=7, start=date(2025, 8, 15), end=date(2025, 8, 18))
 >>> sorted(tables)[:3]
 ['customers', 'impressions', 'offers']
@@ -25,7 +25,7 @@ from datetime import date, timedelta
 import numpy as np
 import polars as pl
 
-from metro_assets.resources import Scale
+from metro_assets.settings import Scale
 from metro_assets.simulation import calendar, oracle
 from metro_assets.simulation.catalog import (
     BRANDS_PER_CATEGORY,

@@ -8,7 +8,7 @@ import polars as pl
 from dagster import DagsterInstance
 
 from metro_assets.definitions import build_defs
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets_tests.api.hammer import Hammer
 from metro_assets_tests.conftest import HISTORY_END
 

@@ -9,7 +9,7 @@ from datetime import date, datetime, timezone
 import polars as pl
 import pytest
 
-from metro_assets.glue import DataError
+from metro_assets.errors import DataError
 from metro_assets.serving import (
     SNAPSHOT_COLUMNS,
     SnapshotContractError,

@@ -8,7 +8,8 @@ import pytest
 from metro_assets.candidates.checks import candidate_checks
 from metro_assets.candidates.retrieval import COLD_STRATEGIES, WARM_STRATEGIES, segment_in_scope, store_in_scope
 from metro_assets.checking import evaluate_checks
-from metro_assets.resources import SettingError, load_settings
+from metro_assets.errors import SettingError
+from metro_assets.settings import load_settings
 from metro_assets_tests.features.runs import MID_DAY, RUN_DAY, pool_metadata, run_day
 
 NEXT = RUN_DAY + timedelta(days=1)

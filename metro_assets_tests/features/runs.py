@@ -9,7 +9,7 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.features.assets import build_feature_assets
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 
 RUN_DAY = date(2025, 9, 26)  # the tiny run date: the first day after the tiny history
 MID_DAY = date(2025, 9, 19)  # a day inside the history: later events exist

@@ -9,7 +9,7 @@ from polars.testing import assert_frame_equal
 
 from metro_assets.export import main as export_main
 from metro_assets.importing.contract import TABLES
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets.simulation.world import TRUTH_TABLES
 from metro_assets_tests.conftest import HISTORY_END, START
 from metro_assets_tests.importing.conftest import materialize_raw, read_tables

@@ -11,7 +11,7 @@ from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.features.daily import write_features
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.resources import CandidateLimits
+from metro_assets.settings import CandidateLimits
 from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
 

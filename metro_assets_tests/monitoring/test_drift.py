@@ -4,7 +4,7 @@ from datetime import timedelta
 
 import pytest
 
-from metro_assets.glue import DataError
+from metro_assets.errors import DataError
 from metro_assets.monitoring.drift import MONITORED, DriftThresholds, decide, drift_report, write_drift_report
 from metro_assets_tests.monitoring.conftest import DAY, TRAIN_DAY, run_day
 
@@ -58,7 +58,8 @@ def test_the_alert_rule_and_its_settings():
     ({"METRO_SCENARIO_START": "12 Feb"}, "METRO_SCENARIO_START='12 Feb' is not a date"),
 ])
 def test_bad_drift_and_scenario_settings_name_the_variable(monkeypatch, tiny_env, env, message):
-    from metro_assets.resources import SettingError, load_settings
+    from metro_assets.errors import SettingError
+    from metro_assets.settings import load_settings
 
     for key, value in env.items():
         monkeypatch.setenv(key, value)
@@ -69,7 +70,7 @@ def test_bad_drift_and_scenario_settings_name_the_variable(monkeypatch, tiny_env
 def test_drift_and_scenario_settings(monkeypatch, tiny_env):
     from datetime import date
 
-    from metro_assets.resources import load_settings
+    from metro_assets.settings import load_settings
     from metro_assets.simulation.scenarios import scenario_shock
 
     assert scenario_shock(tiny_env) is None  # METRO_SCENARIO defaults to none

@@ -9,7 +9,7 @@ from dagster import DagsterInstance, build_sensor_context
 
 from metro_assets.definitions import build_defs
 from metro_assets.monitoring.sensors import TAG_REASON, drift_retrain
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets_tests.conftest import HISTORY_END, START
 
 TRAIN_DAY = HISTORY_END - timedelta(days=3)                       # 2025-09-23

@@ -5,7 +5,7 @@ from pathlib import Path
 
 from metro_assets import docs_data_model
 from metro_assets.definitions import build_defs
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets.warehouse import schema_sql
 
 DOCS = Path(__file__).resolve().parents[2] / "docs"

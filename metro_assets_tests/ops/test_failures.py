@@ -18,7 +18,10 @@ import pytest
 from dagster import DagsterEventType, DagsterInstance, ReexecutionOptions, execute_job, reconstructable
 
 from metro_assets.definitions import build_defs
-from metro_assets.resources import SettingError, WarehouseLocked, load_settings, open_warehouse
+from metro_assets.errors import SettingError
+from metro_assets.errors import WarehouseLockedError
+from metro_assets.settings import load_settings
+from metro_assets.warehouse import open_warehouse
 from metro_assets_tests.conftest import HISTORY_END, START
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -148,10 +151,10 @@ def test_open_warehouse_names_the_holder_and_fails_fast_on_other_errors(tmp_path
     try:
         wait_line(locker, "locked")
         started = time.monotonic()
-        with pytest.raises(WarehouseLocked) as caught:
+        with pytest.raises(WarehouseLockedError) as caught:
             open_warehouse(str(path), lock_timeout=0.5)
         assert 0.5 <= time.monotonic() - started < 5
-        assert f"(PID {locker.pid})" in caught.value.description
+        assert f"(PID {locker.pid})" in str(caught.value)
     finally:
         locker.stdin.close()
         stop(locker)

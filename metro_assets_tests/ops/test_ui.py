@@ -24,7 +24,7 @@ from dagster._core.instance.ref import InstanceRef
 from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus
 
 from metro_assets.definitions import build_defs
-from metro_assets.resources import load_settings
+from metro_assets.settings import load_settings
 from metro_assets_tests.conftest import HISTORY_END, START, write_world
 from metro_assets_tests.ops.dagster_ui import (
     REPO_SELECTOR,

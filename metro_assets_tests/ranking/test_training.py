@@ -7,7 +7,7 @@ import numpy as np
 import polars as pl
 import pytest
 
-from metro_assets.glue import DataError
+from metro_assets.errors import DataError
 from metro_assets.ranking import models
 from metro_assets.ranking.scoring import selected_model, top_k
 from metro_assets.ranking.training import as_matrix, model_rows, train_rankers, training_set

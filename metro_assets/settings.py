@@ -1,0 +1,368 @@
+"""Settings read once from the environment, typed and validated (no Dagster here).
+
+Every knob of the platform is an environment variable read here and nowhere
+else. A bad value raises :class:`SettingError`, whose message is one line that
+names the variable, so the CLI, the demo and the assets can show it as is.
+
+Examples
+--------
+>>> import os
+>>> os.environ["METRO_SCALE"] = "tiny"
+>>> load_settings().scale.name
+'tiny'
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from pathlib import Path
+
+from metro_assets.errors import SettingError
+
+
+@dataclass(frozen=True)
+class Scale:
+    """Size of the simulated retailer.
+
+    ``history_days`` is the history `make demo` simulates; the partitions run
+    ``horizon_days`` further so scenario days and run dates after the history
+    (e.g. 2026-02-11 at the default scale) exist.
+    """
+
+    name: str
+    customers: int
+    products: int
+    stores: int
+    history_days: int
+    active_offers: int
+    horizon_days: int = 28
+    categories: int = 20
+
+
+SCALES = {
+    "tiny": Scale("tiny", customers=1_500, products=600, stores=4, history_days=42, active_offers=40),
+    "demo": Scale("demo", customers=10_000, products=4_000, stores=20, history_days=90, active_offers=200),
+    "default": Scale("default", customers=50_000, products=10_000, stores=50, history_days=180, active_offers=200),
+}
+
+
+@dataclass(frozen=True)
+class CandidateLimits:
+    """How many offers each retrieval strategy may propose per customer, and the pool's cap."""
+
+    category: int = 80   # METRO_CANDIDATES_CATEGORY (cold start: store popularity)
+    segment: int = 60    # METRO_CANDIDATES_SEGMENT (cold start: segment defaults)
+    repeat: int = 40     # METRO_CANDIDATES_REPEAT (cold start: essentials)
+    margin: int = 20     # METRO_CANDIDATES_MARGIN
+    max_candidates: int = 200  # METRO_MAX_CANDIDATES
+
+
+def _limit(name: str, default: int) -> int:
+    text = _env(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a whole number") from None
+    if not 1 <= value <= 100_000:  # 0 would disable the strategy that guarantees a candidate
+        raise SettingError(f"{name}={value} must be between 1 and 100000")
+    return value
+
+
+def load_candidate_limits() -> CandidateLimits:
+    """The ``METRO_CANDIDATES_*`` and ``METRO_MAX_CANDIDATES`` settings."""
+    limits = CandidateLimits(
+        category=_limit("METRO_CANDIDATES_CATEGORY", 80),
+        segment=_limit("METRO_CANDIDATES_SEGMENT", 60),
+        repeat=_limit("METRO_CANDIDATES_REPEAT", 40),
+        margin=_limit("METRO_CANDIDATES_MARGIN", 20),
+        max_candidates=_limit("METRO_MAX_CANDIDATES", 200),
+    )
+    return limits
+
+
+@dataclass(frozen=True)
+class RankerSettings:
+    """Training and serving knobs of the ranker."""
+
+    train_weeks: int = 8             # METRO_TRAIN_WEEKS: trailing window of impressions
+    negatives_per_positive: int = 4  # METRO_NEGATIVES_PER_POSITIVE: negative sampling in training
+    top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
+    serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
+
+
+def load_ranker_settings() -> RankerSettings:
+    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_SERVING_DAYS`` settings."""
+    return RankerSettings(
+        train_weeks=_limit("METRO_TRAIN_WEEKS", 8),
+        negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
+        top_k=_limit("METRO_TOP_K", 10),
+        serving_days=_limit("METRO_SERVING_DAYS", 7),
+    )
+
+
+@dataclass(frozen=True)
+class DriftSettings:
+    """PSI thresholds and the drift alert rule (docs/DRIFT.md)."""
+
+    moderate: float = 0.1      # METRO_PSI_MODERATE: PSI from here is a moderate shift (investigate)
+    major: float = 0.25        # METRO_PSI_MAJOR: PSI from here is a major shift (retrain recommended)
+    alert_features: int = 3    # METRO_DRIFT_ALERT_FEATURES: features at or over `major` that raise the alert
+    score_alert: float = 0.25  # METRO_SCORE_PSI_ALERT: a score PSI over this raises the alert on its own
+
+
+def _positive_float(name: str, default: float) -> float:
+    text = _env(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a number") from None
+    if not 0 < value < 100:
+        raise SettingError(f"{name}={text} must be a number between 0 and 100 (exclusive)")
+    return value
+
+
+def load_drift_settings() -> DriftSettings:
+    """The ``METRO_PSI_MODERATE``, ``METRO_PSI_MAJOR``, ``METRO_DRIFT_ALERT_FEATURES``, ``METRO_SCORE_PSI_ALERT`` settings."""
+    moderate = _positive_float("METRO_PSI_MODERATE", 0.1)
+    major = _positive_float("METRO_PSI_MAJOR", 0.25)
+    if major <= moderate:
+        raise SettingError(f"METRO_PSI_MAJOR={major:g} must be greater than METRO_PSI_MODERATE={moderate:g}")
+    return DriftSettings(moderate, major, _limit("METRO_DRIFT_ALERT_FEATURES", 3),
+                         _positive_float("METRO_SCORE_PSI_ALERT", 0.25))
+
+
+#: Behaviour scenarios the simulator can apply after the history (METRO_SCENARIO).
+SCENARIOS = ("none", "black_friday")
+
+
+@dataclass(frozen=True)
+class ScenarioSettings:
+    """A behaviour shock the simulator applies to some days (see metro_assets/simulation/scenarios.py)."""
+
+    name: str = "none"         # METRO_SCENARIO: none | black_friday
+    start: date | None = None  # METRO_SCENARIO_START: first shocked day (default: the day after the run date)
+    days: int = 3              # METRO_SCENARIO_DAYS: shocked days
+
+
+def load_scenario_settings() -> ScenarioSettings:
+    """The ``METRO_SCENARIO``, ``METRO_SCENARIO_START`` and ``METRO_SCENARIO_DAYS`` settings."""
+    name = _env("METRO_SCENARIO", "none").lower()
+    if name not in SCENARIOS:
+        raise SettingError(f"METRO_SCENARIO={name!r} is not one of {', '.join(SCENARIOS)}")
+    start = None
+    text = _env("METRO_SCENARIO_START", "")
+    if text:
+        try:
+            start = date.fromisoformat(text)
+        except ValueError:
+            raise SettingError(f"METRO_SCENARIO_START={text!r} is not a date like 2026-02-12") from None
+    return ScenarioSettings(name, start, _limit("METRO_SCENARIO_DAYS", 3))
+
+
+@dataclass(frozen=True)
+class OperationsSettings:
+    """How runs behave under the daemon (docs/OPERATIONS.md)."""
+
+    lock_timeout: float = 100.0       # METRO_WAREHOUSE_LOCK_TIMEOUT: seconds a step waits for a warehouse another process holds
+    retry_delay: float = 30.0         # METRO_RETRY_DELAY: seconds before a failed step's one automatic retry
+    retrain_cron: str = "0 4 * * 1"   # METRO_RETRAIN_CRON: when the weekly_retrain schedule fires (UTC)
+
+
+def _seconds(name: str, default: float, low: float) -> float:
+    text = _env(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a number of seconds") from None
+    if not low <= value <= 86_400:
+        raise SettingError(f"{name}={text} must be between {low:g} and 86400 seconds")
+    return value
+
+
+_CRON_FIELDS = (("minute", 0, 59), ("hour", 0, 23), ("day of month", 1, 31), ("month", 1, 12), ("day of week", 0, 7))
+_CRON_NAMES = {**{m: i + 1 for i, m in enumerate("jan feb mar apr may jun jul aug sep oct nov dec".split())},
+               **{d: i for i, d in enumerate("sun mon tue wed thu fri sat".split())}}
+_CRON_PART = re.compile(r"^(\*|[0-9a-z]+(-[0-9a-z]+)?)(/[0-9]+)?$")
+
+
+def is_valid_cron(text: str) -> bool:
+    """Is ``text`` a five-field cron schedule (numbers, names, ``*``, ranges, steps, lists)?
+
+    Examples
+    --------
+    >>> is_valid_cron("0 4 * * 1"), is_valid_cron("*/15 0-6 1,15 jan mon-fri"), is_valid_cron("0 25 * * *")
+    (True, True, False)
+    """
+    fields = text.lower().split()
+    if len(fields) != 5:
+        return False
+    for value, (_, low, high) in zip(fields, _CRON_FIELDS):
+        for part in value.split(","):
+            match = _CRON_PART.match(part)
+            if not match:
+                return False
+            if match.group(1) == "*":
+                continue
+            bounds = match.group(1).split("-")
+            numbers = [int(b) if b.isdigit() else _CRON_NAMES.get(b, -1) for b in bounds]
+            if any(not low <= n <= high for n in numbers) or numbers != sorted(numbers):
+                return False
+    return True
+
+
+def load_operations_settings() -> OperationsSettings:
+    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY`` and ``METRO_RETRAIN_CRON`` settings."""
+    cron = _env("METRO_RETRAIN_CRON", "0 4 * * 1")
+    if not is_valid_cron(cron):
+        raise SettingError(f"METRO_RETRAIN_CRON={cron!r} is not a cron schedule like '0 4 * * 1'")
+    return OperationsSettings(
+        lock_timeout=_seconds("METRO_WAREHOUSE_LOCK_TIMEOUT", 100.0, low=0.1),
+        retry_delay=_seconds("METRO_RETRY_DELAY", 30.0, low=0.0),
+        retrain_cron=cron,
+    )
+
+
+@dataclass(frozen=True)
+class Settings:
+    """All settings, validated. Build with :func:`load_settings`."""
+
+    warehouse: Path
+    serving: Path
+    scale: Scale
+    seed: int
+    start_date: date
+    candidates: CandidateLimits = field(default_factory=CandidateLimits)
+    ranker: RankerSettings = field(default_factory=RankerSettings)
+    source: str = "simulation"      # METRO_SOURCE: "simulation" or "parquet:<folder>"
+    drop_orphans: bool = False      # METRO_IMPORT_DROP_ORPHANS
+    import_end: date | None = None  # imports: the day after the last event (the history follows the data)
+    drift: DriftSettings = field(default_factory=DriftSettings)
+    scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
+    ops: OperationsSettings = field(default_factory=OperationsSettings)
+
+    @property
+    def import_dir(self) -> Path | None:
+        """The folder an import reads (``METRO_SOURCE=parquet:<folder>``), None for the simulation."""
+        return Path(self.source.split(":", 1)[1].strip()) if self.source.startswith("parquet:") else None
+
+    @property
+    def history_end(self) -> date:
+        """First day after the history (simulated, or the import's last event day): the demo run date."""
+        if self.import_end is not None:
+            return self.import_end
+        return self.start_date + timedelta(days=self.scale.history_days)
+
+    @property
+    def scenario_days(self) -> tuple[date, date] | None:
+        """The [start, end) days ``METRO_SCENARIO`` shocks (default: from the day after the run date), or None."""
+        if self.scenario.name == "none":
+            return None
+        start = self.scenario.start or self.history_end + timedelta(days=1)
+        return start, start + timedelta(days=self.scenario.days)
+
+    @property
+    def partitions_end(self) -> date:
+        """Exclusive end of the daily partitions."""
+        return self.history_end + timedelta(days=self.scale.horizon_days)
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return default if value is None or value.strip() == "" else value.strip()
+
+
+def load_settings() -> Settings:
+    """Read and validate the ``METRO_*`` environment variables.
+
+    Raises
+    ------
+    SettingError
+        With a one-line message naming the variable at fault.
+    """
+    scale_name = _env("METRO_SCALE", "default")
+    if scale_name not in SCALES:
+        raise SettingError(f"METRO_SCALE={scale_name!r} is not one of {', '.join(SCALES)}")
+    seed_text = _env("METRO_SEED", "42")
+    try:
+        seed = int(seed_text)
+    except ValueError:
+        raise SettingError(f"METRO_SEED={seed_text!r} is not a whole number") from None
+    if not 0 <= seed < 2**32:
+        raise SettingError(f"METRO_SEED={seed} must be between 0 and 4294967295")
+    start_text = _env("METRO_START_DATE", "2025-08-15")
+    try:
+        start = date.fromisoformat(start_text)
+    except ValueError:
+        raise SettingError(f"METRO_START_DATE={start_text!r} is not a date like 2025-08-15") from None
+    if not date(2000, 1, 1) <= start <= date(2100, 1, 1):
+        raise SettingError(f"METRO_START_DATE={start_text} is outside 2000-01-01..2100-01-01")
+    source = _env("METRO_SOURCE", "simulation")
+    drop_orphans = _flag("METRO_IMPORT_DROP_ORPHANS", False)
+    import_end = None
+    if source != "simulation":
+        explicit = bool(os.environ.get("METRO_START_DATE", "").strip())
+        start, import_end = _import_span(source, start, explicit_start=explicit)
+    return Settings(
+        warehouse=Path(_env("METRO_WAREHOUSE", "data/warehouse.duckdb")),
+        serving=Path(_env("METRO_SERVING", "data/serving.parquet")),
+        scale=SCALES[scale_name],
+        seed=seed,
+        start_date=start,
+        candidates=load_candidate_limits(),
+        ranker=load_ranker_settings(),
+        source=source,
+        drop_orphans=drop_orphans,
+        import_end=import_end,
+        drift=load_drift_settings(),
+        scenario=load_scenario_settings(),
+        ops=load_operations_settings(),
+    )
+
+
+def _flag(name: str, default: bool) -> bool:
+    text = _env(name, str(default).lower()).lower()
+    if text not in ("true", "false", "1", "0", "yes", "no"):
+        raise SettingError(f"{name}={text!r} is not true or false")
+    return text in ("true", "1", "yes")
+
+
+def _import_span(source: str, start: date, explicit_start: bool) -> tuple[date, date | None]:
+    """An import's partitions: from METRO_START_DATE if set, else its first event day, to its last.
+
+    Reads only the event timestamp columns (see ``importing.reading.event_span``).
+    When the files cannot tell (missing or unreadable), the defaults stay and
+    the raw assets' validation reports what is wrong.
+    """
+    if not source.startswith("parquet:") or not source.split(":", 1)[1].strip():
+        raise SettingError(f"METRO_SOURCE={source!r} is not 'simulation' or 'parquet:<folder>'")
+    folder = Path(source.split(":", 1)[1].strip())
+    if not folder.is_dir():
+        raise SettingError(f"METRO_SOURCE={source}: the folder {folder} does not exist")
+    from metro_assets.importing.reading import event_span  # here: the simulation never needs it
+
+    span = event_span(folder)
+    if span is None:
+        return start, None
+    first, last = span
+    if not explicit_start:
+        if not date(2000, 1, 1) <= first <= date(2100, 1, 1):
+            raise SettingError(f"METRO_SOURCE={source}: the first event day {first} is outside "
+                               "2000-01-01..2100-01-01 (set METRO_START_DATE to start later)")
+        start = first
+    return start, max(last, start) + timedelta(days=1)
+
+
+def check_writable(path: Path, setting: str) -> None:
+    """Fail with one line if ``path`` (a file to create or replace) cannot be written."""
+    parent = path.parent if str(path.parent) else Path(".")
+    try:
+        parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise SettingError(f"{setting}={path}: cannot create its folder ({exc.strerror})") from None
+    if path.is_dir():
+        raise SettingError(f"{setting}={path} is a folder, not a file")
+    if not os.access(parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise SettingError(f"{setting}={path} is not writable")
