@@ -90,15 +90,18 @@ class RankerSettings:
     train_weeks: int = 8             # METRO_TRAIN_WEEKS: trailing window of impressions
     negatives_per_positive: int = 4  # METRO_NEGATIVES_PER_POSITIVE: negative sampling in training
     top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
+    max_per_category: int = 3        # METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
     serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
 
 
 def load_ranker_settings() -> RankerSettings:
-    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_SERVING_DAYS`` settings."""
+    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``,
+    ``METRO_SERVING_DAYS`` settings."""
     return RankerSettings(
         train_weeks=_limit("METRO_TRAIN_WEEKS", 8),
         negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
         top_k=_limit("METRO_TOP_K", 10),
+        max_per_category=_limit("METRO_MAX_PER_CATEGORY", 3),
         serving_days=_limit("METRO_SERVING_DAYS", 7),
     )
 

@@ -22,7 +22,7 @@ from metro_assets.assets import user_errors
 from metro_assets.partitions import partition_window
 from metro_assets.partitions import daily_partitions
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
-from metro_assets.ranking.scoring import score_pool, selected_model, top_k
+from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.settings import Settings
 from metro_assets.serving import write_snapshot
@@ -115,10 +115,11 @@ def build_ranking_assets(settings: Settings):
             ensure_schema(con)
             version, model = selected_model(con, day)
             scored = score_pool(con, day, model)
-            top = top_k(scored, k).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+            top = top_k(scored, k, current.ranker.max_per_category, items=offer_items(con)).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
-            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
+            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end,
+                                       {"top_k": k, "max_per_category": current.ranker.max_per_category})
             snapshot = con.sql(read_sql("metro_assets.ranking", "serving_snapshot"),
                                params={"run_dates": current.ranker.serving_days}).pl()
         path = write_snapshot(snapshot, current.serving)

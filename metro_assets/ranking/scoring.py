@@ -20,6 +20,7 @@ from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.errors import DataError
 from metro_assets.ranking import models
 from metro_assets.ranking.training import as_matrix
+from metro_assets.settings import RankerSettings
 
 PAIRS_PER_BATCH = 2_000_000  # bounds memory: features of one batch at a time
 
@@ -59,7 +60,7 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
         schema={"customer_id": pl.Int64, "offer_id": pl.Int64, "strategy": pl.Utf8, "score": pl.Float64})
 
 
-MAX_PER_CATEGORY = 3  # default of METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
+MAX_PER_CATEGORY = RankerSettings.max_per_category  # METRO_MAX_PER_CATEGORY's default
 
 
 def offer_items(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
