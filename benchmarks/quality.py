@@ -39,7 +39,7 @@ QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 #: seeds and run dates features and settings were tuned on: never reported (docs/EVALUATION.md)
 TUNING_SEEDS = (11, 23, 42)
 EVALUATION_SEEDS = (101, 202, 303, 404, 505)
-FIRST_OFFSET = 14   # the newest reported run date is history_end - 14 (history_end - 7 is the demo's, a tuning date)
+FIRST_OFFSET = 21   # the newest reported run date: history_end - 7 and - 14 are tuning dates
 SPACING = 7         # days between reported run dates (a week: each has its own Monday retrain)
 KEY_METRICS = ("oracle_share", "expected_redemptions_at_10", "expected_incremental_redemptions_at_10",
                "expected_incremental_margin_at_10", "snips_redemptions_at_10", "ndcg_at_10")
@@ -47,7 +47,7 @@ SIMPLE_RULES = ("affinity_rule", "buy_again")
 
 
 def run_dates(history_end: date, n: int) -> list[date]:
-    """The ``n`` reported run dates, oldest first: history_end - 14, - 21, ... (all gradable, none tuned on)."""
+    """The ``n`` reported run dates, oldest first: history_end - 21, - 28, ... (all gradable, none tuned on)."""
     return sorted(history_end - timedelta(days=FIRST_OFFSET + SPACING * i) for i in range(n))
 
 
@@ -187,7 +187,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scale", default="demo", choices=["tiny", "demo", "default"])
     parser.add_argument("--seeds", default="101,202,303", help="comma-separated evaluation seeds")
-    parser.add_argument("--dates", type=int, default=4, help="run dates per seed (weekly, from history_end - 14)")
+    parser.add_argument("--dates", type=int, default=4, help="run dates per seed (weekly, from history_end - 21)")
     parser.add_argument("--headline", action="store_true", help="default scale, the first seed, one run date")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)

@@ -4,6 +4,7 @@ off-policy estimates, incomplete label windows, imported data, the asset."""
 import shutil
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
@@ -23,10 +24,12 @@ from metro_assets.monitoring.evaluation import (
     offer_economics,
     paired_policy,
     policy_rankings,
+    pool_truth,
     wide_table,
     write_evaluation,
 )
 from metro_assets.monitoring.metrics import RANKING_METRICS
+from metro_assets.monitoring.offpolicy import estimates, per_customer
 from metro_assets.ranking.checks import RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import offer_items
 from metro_assets.warehouse import ensure_schema
@@ -195,3 +198,24 @@ def test_the_asset_records_a_day_and_skips_a_day_without_its_week(evaluated_file
     with duckdb.connect(str(tiny_env.warehouse), read_only=True) as con:
         days = con.sql("select distinct run_date from offline_evaluation").fetchall()
     assert days == [(DAY,)]
+
+
+def test_snips_agrees_with_the_oracle_under_an_exploring_log(con, result):
+    """A log that explores (each customer shown 12 offers of their pool at random, redeemed with the true
+    p_redeem) lets SNIPS recover each policy's expected redemptions@10 without the truth."""
+    rng = np.random.default_rng(5)
+    pool = con.sql(f"select distinct customer_id, offer_id from candidate_pool where day = '{DAY}'").pl()
+    pool = pool.join(offer_items(con), on="offer_id", how="left")
+    truth = pool_truth(con, DAY)
+    shown = (pool.select("customer_id", "offer_id").with_columns(u=pl.Series(rng.random(pool.height)))
+             .with_columns(n=pl.len().over("customer_id"), pick=pl.col("u").rank("ordinal").over("customer_id"))
+             .filter(pl.col("pick") <= 12)
+             .with_columns(propensity=pl.min_horizontal(pl.lit(12.0), pl.col("n")) / pl.col("n"))
+             .join(truth, on=["customer_id", "offer_id"]))
+    log = shown.select("customer_id", "offer_id", list_id=pl.col("customer_id"), propensity="propensity",
+                       reward=(pl.Series(rng.random(shown.height)) < shown["p_redeem"]).cast(pl.Int64))
+    rankings, _, _ = policy_rankings(con, DAY, pool, offer_economics(con, pool["offer_id"]))
+    for policy in ("model", "popularity", "affinity_rule"):
+        snips = estimates(per_customer(log, rankings[policy]), replicates=50)["snips_redemptions_at_10"][0]
+        oracle_value = value(result.rows, policy, "expected_redemptions_at_10")
+        assert snips == pytest.approx(oracle_value, rel=0.15), policy
