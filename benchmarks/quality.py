@@ -86,9 +86,13 @@ def child(dates_n: int, out: Path) -> None:
             timings[f"retrain {monday}"] = time.perf_counter() - t
             trained.add(monday)
         t = time.perf_counter()
-        assert defs.get_job_def("daily_pipeline").execute_in_process(
-            partition_key=d.isoformat(), instance=instance, run_config=QUIET).success, f"daily_pipeline {d}"
+        run = defs.get_job_def("daily_pipeline").execute_in_process(
+            partition_key=d.isoformat(), instance=instance, run_config=QUIET)
+        assert run.success, f"daily_pipeline {d}"
         timings[f"daily_pipeline {d}"] = time.perf_counter() - t
+        for stats in instance.get_run_step_stats(run.run_id):
+            if stats.step_key == "offline_evaluation":
+                timings[f"of which offline_evaluation {d}"] = stats.end_time - stats.start_time
     with connect(settings.warehouse, read_only=True) as con:
         rows = con.sql("select run_date, policy, metric, value, ci_low, ci_high from offline_evaluation "
                        "where run_date in (select unnest($dates::DATE[]))", params={"dates": dates}).pl()

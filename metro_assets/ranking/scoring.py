@@ -118,18 +118,58 @@ def top_k(scored: pl.DataFrame, k: int = 10, max_per_category: int | None = MAX_
         if items is None:
             raise ValueError(f"top_k needs the {missing} of each offer: pass items=offer_items(con)")
         x = x.join(items.select("offer_id", *missing), on="offer_id", how="left")
+    # small non-negative integer codes, so that sorting and grouping work on single integers
+    x = x.with_columns(_customer=_code(x, "customer_id"),
+                       _score=pl.col(score).rank("dense", descending=True).cast(pl.Int64),
+                       _offer=_code(x, "offer_id"),
+                       _product=_code(x, "product_id"),
+                       _category=pl.col("category").cast(pl.Utf8).cast(pl.Categorical).to_physical().cast(pl.Int64))
     # an offer without a known product or category stands for itself, so it is never wrongly dropped
-    own = pl.lit("offer:") + pl.col("offer_id").cast(pl.Utf8)
-    x = x.with_columns(_product=pl.coalesce(pl.col("product_id").cast(pl.Utf8), own),
-                       _category=pl.coalesce(pl.col("category").cast(pl.Utf8), own))
-    x = x.sort(["customer_id", score, "offer_id"], descending=[False, True, False], nulls_last=True)
+    top = {c: int(x[c].max() or 0) for c in ("_score", "_offer", "_product", "_category")}
+    x = x.with_columns(
+        _score=pl.col("_score").fill_null(top["_score"] + 1),  # no score: last
+        _product=pl.col("_product").fill_null(top["_product"] + pl.col("_offer")),
+        _category=pl.col("_category").fill_null(top["_category"] + pl.col("_offer")),
+    )
+    x = x.sort(_order_key(x)).drop("_score", "_offer")
     # the greedy pass, vectorised: an offer is skipped only for an earlier offer of its product (whose
     # category is then full too if it was skipped) or for max_per_category earlier kept offers of its category
-    x = x.filter(pl.int_range(pl.len()).over("customer_id", "_product") == 0)
+    x = x.filter(_pair_key(x, "_product").is_first_distinct())
     if max_per_category is not None:
-        x = x.filter(pl.int_range(pl.len()).over("customer_id", "_category") < max_per_category)
+        x = x.filter(pl.int_range(pl.len()).over(_pair_key(x, "_category")) < max_per_category)
     return (
-        x.with_columns(rank=pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int32))
+        x.with_columns(rank=pl.int_range(1, pl.len() + 1).over("_customer").cast(pl.Int32))
         .filter(pl.col("rank") <= k)
         .select(*columns, "rank")
     )
+
+
+def _code(x: pl.DataFrame, column: str) -> pl.Expr:
+    """The id itself when it is a non-negative integer (the usual case, free), else its dense rank."""
+    col = x[column]
+    if col.dtype.is_integer() and (col.min() is None or col.min() >= 0):
+        return pl.col(column).cast(pl.Int64)
+    return pl.col(column).rank("dense").cast(pl.Int64)
+
+
+def _bits(x: pl.DataFrame, column: str) -> int:
+    return int(x[column].max() or 0).bit_length()
+
+
+def _order_key(x: pl.DataFrame) -> pl.Expr | list[str]:
+    """customer, then score (best first), then offer_id as one integer when it fits in 63 bits.
+
+    Sorting one integer is ~3x faster than a three-key sort on a pool of millions of pairs.
+    """
+    s, o = _bits(x, "_score"), _bits(x, "_offer")
+    if _bits(x, "_customer") + s + o > 62:
+        return ["_customer", "_score", "_offer"]
+    return pl.col("_customer") * (1 << (s + o)) + pl.col("_score") * (1 << o) + pl.col("_offer")
+
+
+def _pair_key(x: pl.DataFrame, column: str) -> pl.Expr:
+    """(customer, ``column``) as one integer when it fits, else a struct."""
+    bits = _bits(x, column)
+    if _bits(x, "_customer") + bits > 62:
+        return pl.struct("_customer", column)
+    return pl.col("_customer") * (1 << bits) + pl.col(column)
