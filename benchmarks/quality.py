@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -216,6 +217,7 @@ def main() -> None:
         timings.update({f"seed {seed} {k}": v for k, v in t.items()})
         print(f"seed {seed}: done ({time.perf_counter() - started:.0f} s so far)", flush=True)
     rows = pl.concat(frames)
+    shutil.rmtree(workdir, ignore_errors=True)  # the warehouses: the rows are kept below
     text = report(rows, timings, args.scale) + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores."
     print(text)
     results = ROOT / "benchmarks" / "results"

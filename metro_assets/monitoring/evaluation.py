@@ -144,6 +144,9 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
                   economics: pl.DataFrame) -> dict[str, pl.DataFrame]:
     """The score of every pool pair under each rule-based baseline (higher is better).
 
+    ``pool`` holds ``customer_id``, ``offer_id`` and any columns to carry
+    (``product_id``, ``category``); each frame returned is the pool plus ``score``.
+
     * ``popularity``: the offer's redemptions before D; ``segment_popularity``:
       the same among customers of the customer's segment.
     * ``legacy``: how the logging policy targets: the share of its impressions
@@ -198,23 +201,23 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
         con.unregister("evaluation_pool")
     depth = economics.select("offer_id", "depth")
     keys = ["customer_id", "offer_id"]
+    # every frame starts from the pool, so it carries the offer's product and category for top_k
+    base = pool.join(depth, on="offer_id", how="left").with_columns(pl.col("depth").fill_null(0.0))
+    rule = base.join(affinity, on=keys, how="left").with_columns(score=pl.col("share") * pl.col("depth"))
     scores = {
         "popularity": pool.join(popular, on="offer_id", how="left"),
         "segment_popularity": pool.join(segments, on="customer_id", how="left")
         .join(by_segment, on=["segment", "offer_id"], how="left"),
-        "legacy": legacy.join(depth, on="offer_id", how="left")
-        .select(*keys, score=pl.col("share") * (0.4 + pl.col("depth").fill_null(0.0))),
-        "affinity_rule": affinity.join(depth, on="offer_id", how="left")
-        .select(*keys, score=pl.col("share") * pl.col("depth")),
-    }
-    # buy_again: regular products score in (1, 2), decreasing with days until due; the rest the rule's (0, 1)
-    scores["buy_again"] = (
-        scores["affinity_rule"].join(regular, on=keys, how="left")
+        "legacy": base.join(legacy, on=keys, how="left")
+        .with_columns(score=pl.col("share") * (0.4 + pl.col("depth"))),
+        "affinity_rule": rule,
+        # regular products score in (1, 2), decreasing with days until due; the rest the rule's [0, 1]
+        "buy_again": rule.join(regular, on=keys, how="left")
         .with_columns(score=pl.when(pl.col("due_in").is_not_null())
                       .then(2.0 - 1.0 / (1.0 + (-pl.col("due_in") / 7.0).exp()))
-                      .otherwise(pl.col("score").fill_null(0.0).clip(0.0, 1.0)))
-    )
-    return {name: s.select(*keys, score=pl.col("score").cast(pl.Float64).fill_null(0.0))
+                      .otherwise(pl.col("score").fill_null(0.0).clip(0.0, 1.0))),
+    }
+    return {name: s.select(*pool.columns, score=pl.col("score").cast(pl.Float64).fill_null(0.0))
             for name, s in scores.items()}
 
 
@@ -239,7 +242,9 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
     versions = {"model": version}
 
     def select(scored: pl.DataFrame) -> pl.DataFrame:
-        return top_k(scored.join(pool, on=["customer_id", "offer_id"], how="inner"), k, max_per_category)
+        if "category" not in scored.columns:  # a model's scores: only the pool's pairs, with their offers
+            scored = scored.join(pool, on=["customer_id", "offer_id"], how="inner")
+        return top_k(scored, k, max_per_category)
 
     for kind in MODEL_KINDS:
         if kind == served_kind:
@@ -253,13 +258,13 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
         rankings[kind] = select(score_pool(con, day, stored).select("customer_id", "offer_id", "score"))
         versions[kind] = other_version
 
-    ordered = pool.select("customer_id", "offer_id").sort("customer_id", "offer_id")  # draws independent of query order
+    ordered = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
     rankings["random"] = [
         select(ordered.with_columns(score=pl.Series(np.random.default_rng([seed, day.toordinal(), s])
                                                     .random(ordered.height))))
         for s in range(random_seeds)
     ]
-    for name, scored in policy_scores(con, day, pool.select("customer_id", "offer_id"), economics).items():
+    for name, scored in policy_scores(con, day, pool, economics).items():
         rankings[name] = select(scored)
     return rankings, versions, notes
 
