@@ -19,7 +19,7 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import date, timedelta
 from typing import Iterable
 
 import duckdb
@@ -63,3 +63,24 @@ def evaluate_checks(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], sta
         failing = rows[0][0] if rows else 0
         outcomes.append(CheckOutcome(check, failing, [r[1] for r in rows]))
     return outcomes
+
+
+def evaluate_checks_by_day(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], start: date, end: date,
+                           params: dict | None = None) -> tuple[list[CheckOutcome], dict[str, list[date]]]:
+    """The window's outcomes, and for a window of several days the days on which each failing check failed.
+
+    A passing check passes on every day of the window, so only failing checks
+    are run again day by day: a backfill of 180 clean days costs one query per
+    check, and a failure can still be shown on the days it happened.
+    """
+    checks = list(checks)
+    window = evaluate_checks(con, checks, start, end, params)
+    failing_days: dict[str, list[date]] = {}
+    failing = [o.check for o in window if not o.passed]
+    if failing and (end - start).days > 1:
+        for offset in range((end - start).days):
+            day = start + timedelta(days=offset)
+            for o in evaluate_checks(con, failing, day, day + timedelta(days=1), params):
+                if not o.passed:
+                    failing_days.setdefault(o.check.name, []).append(day)
+    return window, failing_days

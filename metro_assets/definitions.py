@@ -1,15 +1,15 @@
 """The code location: every asset, check, job, schedule and sensor, and the resources."""
 
-from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, in_process_executor
+from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, in_process_executor, map_asset_specs
 
-from metro_assets.assets import settings_tags
+from metro_assets.assets import settings_tags, with_column_schema
 from metro_assets.candidates.assets import build_candidate_assets
+from metro_assets.errors import SettingError
 from metro_assets.features.assets import build_feature_assets
 from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring.sensors import drift_retrain
 from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
-from metro_assets.errors import SettingError
 from metro_assets.resources import warehouse_resource
 from metro_assets.settings import Settings, load_settings
 from metro_assets.simulation.assets import build_raw_assets
@@ -35,8 +35,16 @@ def build_defs(settings: Settings) -> Definitions:
     daily_pipeline_job = define_asset_job(
         "daily_pipeline",
         selection=AssetSelection.groups(*DAILY_PIPELINE_GROUPS),
-        description="Everything computed for a day from the warehouse: features, candidates, recommendations "
-                    "and the serving snapshot (one run per day).",
+        description="Everything computed for a day from the warehouse: features, candidates, recommendations, "
+                    "the serving snapshot and the drift report (one run per day).",
+        op_retry_policy=retry,
+        tags=tags,
+    )
+    evaluate_job = define_asset_job(
+        "evaluate",
+        selection=AssetSelection.groups("evaluation"),
+        description="Grade a day's recommendations against the week after it (needs raw data up to D+6). "
+                    "Runs by itself through declarative automation when that week lands.",
         op_retry_policy=retry,
         tags=tags,
     )
@@ -47,15 +55,17 @@ def build_defs(settings: Settings) -> Definitions:
         op_retry_policy=retry,
         tags=tags,
     )
+    assets = [
+        raw_tables,
+        *build_feature_assets(settings),
+        *build_candidate_assets(settings),
+        *build_ranking_assets(settings),
+        *build_monitoring_assets(settings),
+    ]
     return Definitions(
-        assets=[
-            raw_tables,
-            *build_feature_assets(settings),
-            *build_candidate_assets(settings),
-            *build_ranking_assets(settings),
-            *build_monitoring_assets(settings),
-        ],
-        jobs=[simulate_job, daily_pipeline_job, retrain_job],
+        # every table asset carries its columns (names, types, descriptions from schema.sql) for the UI
+        assets=map_asset_specs(with_column_schema, assets),
+        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job],
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},

@@ -12,8 +12,8 @@ from datetime import timedelta
 import polars as pl
 from dagster import DagsterInstance
 
-from metro_assets.monitoring.evaluation import wide_table
 from metro_assets.errors import SettingError
+from metro_assets.monitoring.evaluation import wide_table
 from metro_assets.settings import load_settings
 from metro_assets.simulation.report import behaviour_table, table_summary
 from metro_assets.simulation.world import RAW_TABLES
@@ -62,10 +62,11 @@ def main() -> None:
     run_date = settings.history_end
     graded = run_date - timedelta(days=7)  # the newest day whose label week is in the warehouse
     graded_monday = graded - timedelta(days=graded.weekday())
-    print(f"\n2. Grading {graded}: retrain for Monday {graded_monday}, then daily_pipeline for {graded} "
-          "(its week of redemptions is known, so offline_evaluation runs)")
+    print(f"\n2. Grading {graded}: retrain for Monday {graded_monday}, daily_pipeline for {graded}, then evaluate "
+          "(its week of redemptions is known)")
     run_job("retrain", partition_key=graded_monday.isoformat())
     run_job("daily_pipeline", partition_key=graded.isoformat())
+    run_job("evaluate", partition_key=graded.isoformat())
     with connect(settings.warehouse, read_only=True) as con:
         print(f"\nOffline evaluation of {graded} (docs/EVALUATION.md):")
         print(wide_table(con.sql("select * from offline_evaluation where run_date = ?", params=[graded]).pl()))

@@ -26,8 +26,8 @@ from pathlib import Path
 
 import duckdb
 
-from metro_assets.importing.contract import CONTRACT, TABLES
 from metro_assets.errors import SettingError
+from metro_assets.importing.contract import CONTRACT, TABLES
 from metro_assets.warehouse import connect
 
 

@@ -172,6 +172,7 @@ class OperationsSettings:
     lock_timeout: float = 100.0       # METRO_WAREHOUSE_LOCK_TIMEOUT: seconds a step waits for a warehouse another process holds
     retry_delay: float = 30.0         # METRO_RETRY_DELAY: seconds before a failed step's one automatic retry
     retrain_cron: str = "0 4 * * 1"   # METRO_RETRAIN_CRON: when the weekly_retrain schedule fires (UTC)
+    pool: str = "warehouse"           # METRO_WAREHOUSE_POOL: the Dagster pool every warehouse-writing step joins
 
 
 def _seconds(name: str, default: float, low: float) -> float:
@@ -217,7 +218,7 @@ def is_valid_cron(text: str) -> bool:
 
 
 def load_operations_settings() -> OperationsSettings:
-    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY`` and ``METRO_RETRAIN_CRON`` settings."""
+    """The ``METRO_WAREHOUSE_LOCK_TIMEOUT``, ``METRO_RETRY_DELAY``, ``METRO_RETRAIN_CRON``, ``METRO_WAREHOUSE_POOL`` settings."""
     cron = _env("METRO_RETRAIN_CRON", "0 4 * * 1")
     if not is_valid_cron(cron):
         raise SettingError(f"METRO_RETRAIN_CRON={cron!r} is not a cron schedule like '0 4 * * 1'")
@@ -225,7 +226,14 @@ def load_operations_settings() -> OperationsSettings:
         lock_timeout=_seconds("METRO_WAREHOUSE_LOCK_TIMEOUT", 100.0, low=0.1),
         retry_delay=_seconds("METRO_RETRY_DELAY", 30.0, low=0.0),
         retrain_cron=cron,
+        pool=_pool_name(_env("METRO_WAREHOUSE_POOL", "warehouse")),
     )
+
+
+def _pool_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_\-/.]{1,64}", name):
+        raise SettingError(f"METRO_WAREHOUSE_POOL={name!r} must be 1-64 letters, digits or _-/.")
+    return name
 
 
 @dataclass(frozen=True)

@@ -1,16 +1,13 @@
 """The candidate pool asset: a thin Dagster wrapper around :mod:`metro_assets.candidates.retrieval`."""
 
-from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
+from dagster import AssetExecutionContext, AssetKey, MetadataValue, asset
 from dagster_duckdb import DuckDBResource
 
+from metro_assets.assets import check_results, check_specs, materializations, user_errors
 from metro_assets.candidates.checks import candidate_checks
 from metro_assets.candidates.retrieval import write_candidate_pool
-from metro_assets.assets import check_results, check_specs
-from metro_assets.checking import evaluate_checks
-from metro_assets.partitions import days
-from metro_assets.assets import user_errors
-from metro_assets.partitions import partition_window
-from metro_assets.partitions import daily_partitions
+from metro_assets.checking import evaluate_checks_by_day
+from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
 
@@ -18,6 +15,7 @@ from metro_assets.warehouse import ensure_schema
 def build_candidate_assets(settings: Settings) -> list:
     """``candidate_pool`` for these settings (the cap in its check comes from them)."""
     checks = candidate_checks(settings.candidates)
+    partitions = daily_partitions(settings)
 
     @asset(
         name="candidate_pool",
@@ -27,12 +25,12 @@ def build_candidate_assets(settings: Settings) -> list:
         "deduplicated and capped. Metadata: coverage, sizes, strategy shares, retrieval recall.",
         deps=[AssetKey("customer_features"), AssetKey("offer_features"), AssetKey("customers"),
               AssetKey("offers"), AssetKey("products"), AssetKey("orders"), AssetKey("order_items")],
-        partitions_def=daily_partitions(settings),
+        partitions_def=partitions,
         group_name="candidates",
         kinds={"duckdb", "sql"},
         owners=["team:data-platform"],
-        pool="warehouse",
-        check_specs=check_specs(checks),
+        pool=settings.ops.pool,
+        check_specs=check_specs(checks, partitions),
     )
     @user_errors
     def candidate_pool(context: AssetExecutionContext, warehouse: DuckDBResource):
@@ -41,7 +39,7 @@ def build_candidate_assets(settings: Settings) -> list:
         with warehouse.get_connection() as con:
             ensure_schema(con)
             summaries = {d: write_candidate_pool(con, d, limits) for d in days(start, end)}
-            outcomes = evaluate_checks(con, checks, start, end)
+            outcomes, failing_days = evaluate_checks_by_day(con, checks, start, end)
         for d, summary in summaries.items():
             if "warning" in summary:
                 context.log.warning(f"candidate_pool {d}: {summary['warning']}")
@@ -51,10 +49,10 @@ def build_candidate_assets(settings: Settings) -> list:
                     for k, v in metadata.items()}
         metadata["strategy_shares"] = MetadataValue.json(last["strategy_shares"])
         metadata["window"] = f"{start}..{end}"
-        metadata["dagster/row_count"] = sum(int(s["pairs"] or 0) for s in summaries.values())  # the UI's row count
         if len(summaries) > 1:
             metadata["per_day"] = MetadataValue.json({d.isoformat(): s for d, s in summaries.items()})
-        yield MaterializeResult(metadata=metadata)
-        yield from check_results(outcomes)
+        yield from materializations(context, settings, {d: int(s["pairs"] or 0) for d, s in summaries.items()},
+                                    metadata)
+        yield from check_results(outcomes, failing_days, context, days(start, end))
 
     return [candidate_pool]

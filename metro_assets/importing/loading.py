@@ -43,7 +43,7 @@ import duckdb
 import polars as pl
 
 from metro_assets.importing import reading
-from metro_assets.importing.contract import CONTRACT, KINDS, REFERENCES, TABLES, Column
+from metro_assets.importing.contract import Column, CONTRACT, KINDS, REFERENCES, TABLES
 from metro_assets.importing.report import EXAMPLES, ImportDataError, Problem
 from metro_assets.warehouse import read_sql
 

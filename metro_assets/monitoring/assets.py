@@ -1,14 +1,16 @@
 """The monitoring assets: `drift_report` and `offline_evaluation` (thin wrappers, one partition = a run date).
 
-Both run in ``daily_pipeline`` after the recommendations. ``offline_evaluation``
-needs the week after its run date: for the newest day that week is not in the
-warehouse yet, so it records nothing and says so (the run still succeeds);
-materialize it again for that day once the week has been loaded.
+``drift_report`` runs in ``daily_pipeline`` after the recommendations.
+``offline_evaluation`` needs the week after its run date, so it is not part of
+that job: declarative automation (:data:`LABEL_WEEK_LANDED`) materializes it
+once the raw days D..D+6 exist, and the ``evaluate`` job runs it by hand. Run
+before its week has landed, it records nothing and says so (the run succeeds).
 """
 
 from dataclasses import asdict
 
 from dagster import (
+    AutomationCondition,
     AssetDep,
     AssetExecutionContext,
     AssetKey,
@@ -19,15 +21,11 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs
-
+from metro_assets.assets import check_results, check_specs, user_errors
 from metro_assets.checking import evaluate_checks
-from metro_assets.partitions import days
-from metro_assets.assets import user_errors
-from metro_assets.partitions import partition_window
 from metro_assets.monitoring import drift, evaluation
 from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS
-from metro_assets.partitions import daily_partitions
+from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.settings import Settings
 from metro_assets.simulation.scenarios import scenario_shock
 from metro_assets.warehouse import ensure_schema
@@ -55,10 +53,16 @@ def _history(con, upto) -> str:
     return "\n".join(lines)
 
 
+#: offline_evaluation of D runs once everything it reads exists: D's recommendations and pool, and the raw
+#: days D..D+6 (the label week). Dagster's eager condition without its "latest partition only" clause, so
+#: past days are graded too; each day once, and again if its inputs are re-materialized.
+LABEL_WEEK_LANDED = AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+
+
 def build_monitoring_assets(settings: Settings) -> list:
     """``drift_report`` and ``offline_evaluation`` for these settings."""
     partitions = daily_partitions(settings)
-    common = dict(partitions_def=partitions, group_name="monitoring", owners=OWNERS, pool="warehouse")
+    common = dict(partitions_def=partitions, group_name="monitoring", owners=OWNERS, pool=settings.ops.pool)
 
     @asset(
         name="drift_report",
@@ -70,7 +74,7 @@ def build_monitoring_assets(settings: Settings) -> list:
         # the served model reaches it through recommendations (ranker_model partitions exist on retrain days only)
         deps=[AssetKey("recommendations"), AssetKey("customer_features"), AssetKey("offer_features"),
               AssetKey("candidate_pool")],
-        check_specs=check_specs(DRIFT_CHECKS),
+        check_specs=check_specs(DRIFT_CHECKS, partitions),
         **common,
     )
     @user_errors
@@ -114,6 +118,9 @@ def build_monitoring_assets(settings: Settings) -> list:
                     "showed; for the served model, the other model kind, six baselines and the oracle on the same "
                     "pools, plus the model's paired differences. Records nothing until D's week is loaded.",
         kinds={"duckdb", "polars"},
+        # its own group: not part of daily_pipeline, it runs itself once the label week has landed
+        group_name="evaluation",
+        automation_condition=LABEL_WEEK_LANDED,
         deps=[
             AssetKey("recommendations"),
             AssetKey("candidate_pool"),
@@ -124,8 +131,8 @@ def build_monitoring_assets(settings: Settings) -> list:
             AssetDep("orders", partition_mapping=TimeWindowPartitionMapping(
                 start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True)),
         ],
-        check_specs=check_specs(EVALUATION_CHECKS),
-        **common,
+        check_specs=check_specs(EVALUATION_CHECKS, partitions),
+        **{k: v for k, v in common.items() if k != "group_name"},
     )
     @user_errors
     def offline_evaluation(context: AssetExecutionContext, warehouse: DuckDBResource):

@@ -15,17 +15,14 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs
-
+from metro_assets.assets import check_results, check_specs, user_errors
 from metro_assets.checking import evaluate_checks
-from metro_assets.assets import user_errors
-from metro_assets.partitions import partition_window
-from metro_assets.partitions import daily_partitions
+from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.settings import Settings
 from metro_assets.serving import write_snapshot
+from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
 
 RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
@@ -48,8 +45,8 @@ def build_ranking_assets(settings: Settings):
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[AssetKey(t) for t in RAW_INPUTS],
-        check_specs=check_specs(MODEL_CHECKS),
-        pool="warehouse",
+        check_specs=check_specs(MODEL_CHECKS, partitions),
+        pool=settings.ops.pool,
         retry_policy=RetryPolicy(max_retries=1, delay=settings.ops.retry_delay),  # METRO_RETRY_DELAY
     )
     @user_errors
@@ -103,8 +100,8 @@ def build_ranking_assets(settings: Settings):
             AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
                                                                                    allow_nonexistent_upstream_partitions=True)),
         ],
-        check_specs=check_specs(RECOMMENDATION_CHECKS),
-        pool="warehouse",
+        check_specs=check_specs(RECOMMENDATION_CHECKS, partitions),
+        pool=settings.ops.pool,
     )
     @user_errors
     def recommendations(context: AssetExecutionContext, warehouse: DuckDBResource):

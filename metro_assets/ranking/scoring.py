@@ -16,8 +16,8 @@ from datetime import date
 import duckdb
 import polars as pl
 
-from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.errors import DataError
+from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.ranking import models
 from metro_assets.ranking.training import as_matrix
 from metro_assets.settings import RankerSettings

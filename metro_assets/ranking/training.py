@@ -23,8 +23,8 @@ import duckdb
 import numpy as np
 import polars as pl
 
-from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.errors import DataError
+from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.ranking import models
 from metro_assets.warehouse import read_sql
 

@@ -5,19 +5,15 @@ from dagster import (
     AssetExecutionContext,
     AssetSpec,
     BackfillPolicy,
-    MaterializeResult,
     multi_asset,
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs
-
-from metro_assets.checking import CheckOutcome, evaluate_checks
-from metro_assets.assets import user_errors
+from metro_assets.assets import check_results, check_specs, materializations, rows_per_day, user_errors
+from metro_assets.checking import CheckOutcome, evaluate_checks_by_day
 from metro_assets.errors import DataError
-from metro_assets.partitions import partition_window
 from metro_assets.importing.source import raw_batch
-from metro_assets.partitions import daily_partitions
+from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.settings import Settings, check_writable
 from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
 from metro_assets.simulation.world import RAW_TABLES
@@ -42,6 +38,7 @@ def build_raw_assets(settings: Settings):
     shares check, a property of the simulator, is reported as skipped for it.
     """
     checks = [*RAW_CHECKS, SEGMENT_SHARES_CHECK]
+    partitions = daily_partitions(settings)
 
     @multi_asset(
         name="raw_tables",
@@ -50,10 +47,10 @@ def build_raw_assets(settings: Settings):
                       owners=["team:data-platform"])
             for table in RAW_TABLES
         ],
-        check_specs=check_specs(checks),
-        partitions_def=daily_partitions(settings),
+        check_specs=check_specs(checks),  # one result per run: a backfill of 180 days is one window
+        partitions_def=partitions,
         backfill_policy=BackfillPolicy.single_run(),
-        pool="warehouse",
+        pool=settings.ops.pool,
     )
     @user_errors
     def raw_tables(context: AssetExecutionContext, warehouse: DuckDBResource):
@@ -73,7 +70,7 @@ def build_raw_assets(settings: Settings):
         with warehouse.get_connection() as con:
             ensure_schema(con)
             written = replace_partitions(con, batch.tables, start, end)
-            outcomes = evaluate_checks(con, active, start, end)
+            outcomes, failing_days = evaluate_checks_by_day(con, active, start, end)
             totals = {t: con.sql(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES}
         if batch.imported:
             skipped = "skipped: imported data has no segment targets"
@@ -81,17 +78,12 @@ def build_raw_assets(settings: Settings):
         verb = "imported" if batch.imported else "simulated"
         context.log.info(f"{verb} {start}..{end}: " + ", ".join(f"{t} {written[t]:,}" for t in RAW_TABLES))
         for table in RAW_TABLES:
-            yield MaterializeResult(
+            yield from materializations(
+                context, settings, rows_per_day(batch.tables[table], start, end),
+                {"rows_in_table": totals[table], "window": f"{start}..{end}", "source": batch.source,
+                 **batch.metadata.get(table, {})},
                 asset_key=table,
-                metadata={
-                    "dagster/row_count": written[table],  # the UI's standard row count
-                    "rows_written": written[table],
-                    "rows_in_table": totals[table],
-                    "window": f"{start}..{end}",
-                    "source": batch.source,
-                    **batch.metadata.get(table, {}),
-                },
             )
-        yield from check_results(outcomes)
+        yield from check_results(outcomes, failing_days)
 
     return raw_tables

@@ -7,10 +7,10 @@ from datetime import date
 import polars as pl
 import pytest
 
+from metro_assets.errors import SettingError
 from metro_assets.importing.loading import load_import
 from metro_assets.importing.reading import event_span
 from metro_assets.importing.report import ImportDataError
-from metro_assets.errors import SettingError
 from metro_assets.settings import load_settings
 from metro_assets.simulation.assets import build_raw_assets
 from metro_assets_tests.importing.conftest import rewrite

@@ -5,7 +5,7 @@ from datetime import timedelta
 import pytest
 
 from metro_assets.errors import DataError
-from metro_assets.monitoring.drift import MONITORED, DriftThresholds, decide, drift_report, write_drift_report
+from metro_assets.monitoring.drift import DriftThresholds, MONITORED, decide, drift_report, write_drift_report
 from metro_assets_tests.monitoring.conftest import DAY, TRAIN_DAY, run_day
 
 

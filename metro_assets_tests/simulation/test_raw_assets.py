@@ -9,7 +9,6 @@ from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import check_results
-
 from metro_assets.checking import evaluate_checks
 from metro_assets.settings import load_settings
 from metro_assets.simulation.assets import build_raw_assets

@@ -9,7 +9,7 @@ import pytest
 
 from metro_assets.simulation import world
 from metro_assets.simulation.truth import OracleUnavailable, oracle_available, true_probabilities
-from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, Shock, simulate
+from metro_assets.simulation.world import RAW_TABLES, Shock, TRUTH_TABLES, simulate
 from metro_assets.warehouse import ensure_schema, replace_partitions
 from metro_assets_tests.conftest import HISTORY_END, START, TINY
 
