@@ -112,7 +112,8 @@ def build_ranking_assets(settings: Settings):
             ensure_schema(con)
             version, model = selected_model(con, day)
             scored = score_pool(con, day, model)
-            top = top_k(scored, k, current.ranker.max_per_category, items=offer_items(con)).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+            top = top_k(scored, k, current.ranker.max_per_category, items=offer_items(con))
+            top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
             outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end,
