@@ -67,6 +67,9 @@ CREATE TABLE IF NOT EXISTS impressions (
     offer_id BIGINT NOT NULL,
     shown_timestamp TIMESTAMP NOT NULL,
     channel VARCHAR,                   -- email | app | in-store
+    position INTEGER,                  -- slot in the list shown that day, 1 = top (NULL: not logged)
+    propensity DOUBLE,                 -- the logging policy's probability of showing this offer in this slot
+    is_exploration BOOLEAN,            -- the slot was filled at random from the eligible offers
     day DATE NOT NULL
 );
 
@@ -79,33 +82,68 @@ CREATE TABLE IF NOT EXISTS redemptions (
     day DATE NOT NULL
 );
 
+-- Randomised holdout: customers in 'holdout' see no offers from from_date to
+-- to_date (inclusive); re-drawn every 4 weeks. Optional for imports.
+CREATE TABLE IF NOT EXISTS experiment_assignments (
+    customer_id BIGINT NOT NULL,
+    arm VARCHAR NOT NULL,              -- holdout | treatment
+    from_date DATE NOT NULL,
+    to_date DATE NOT NULL,
+    day DATE NOT NULL                  -- = from_date
+);
+
 -- The simulator's hidden ground truth (the oracle). Only evaluation reads it;
 -- features and the ranker never do. Empty for imported data.
 CREATE SCHEMA IF NOT EXISTS sim;
 
 CREATE TABLE IF NOT EXISTS sim.customer_traits (
     customer_id BIGINT NOT NULL,
-    visit_rate DOUBLE NOT NULL,        -- expected visits per day
-    basket_mean DOUBLE NOT NULL,       -- expected lines per order
+    visit_rate DOUBLE NOT NULL,        -- expected visits per day (before the calendar)
+    basket_mean DOUBLE NOT NULL,       -- exploratory lines of a big trip (mean)
+    topup_share DOUBLE NOT NULL,       -- share of trips that are top-ups (about one line)
     promo_sensitivity DOUBLE NOT NULL, -- 0..1
-    brand_loyalty DOUBLE NOT NULL,     -- 0..1, share of purchases from the favourite brand
+    brand_loyalty DOUBLE NOT NULL,     -- 0..1
     promo_only BOOLEAN NOT NULL,
     discount_blind BOOLEAN NOT NULL,
+    response_type VARCHAR NOT NULL,    -- persuadable | lost_cause | sleeping_dog
+    response_shift DOUBLE NOT NULL,    -- the customer's own shift of the persuasion logit
+    depth_threshold DOUBLE NOT NULL,   -- discounts shallower than this barely count
+    extra_units DOUBLE NOT NULL,       -- mean units per line - 1
+    trip_spend DOUBLE NOT NULL,        -- expected gross spend of a trip
+    shock_key BIGINT NOT NULL,         -- seeds the customer's unobserved daily shocks
+    churn_date DATE NOT NULL,          -- no visits from this day
+    life_event_date DATE,              -- from this day one category's need changes
+    life_event_category VARCHAR,
+    life_event_factor DOUBLE,
     day DATE NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS sim.customer_category_traits (
     customer_id BIGINT NOT NULL,
     category VARCHAR NOT NULL,
-    preference DOUBLE NOT NULL,        -- share of purchases in the category (sums to 1)
+    preference DOUBLE NOT NULL,        -- base weight of the category (sums to 1)
+    drift DOUBLE NOT NULL,             -- amplitude of the slow swing of the taste (log scale)
+    phase DOUBLE NOT NULL,             -- its phase (radians)
     favourite_brand VARCHAR NOT NULL,
     day DATE NOT NULL
 );
 
 CREATE TABLE IF NOT EXISTS sim.product_traits (
     product_id BIGINT NOT NULL,
-    share_in_category DOUBLE NOT NULL, -- chance a purchase in the category is this product
+    share_in_category DOUBLE NOT NULL, -- chance a popularity-driven purchase in the category is this product
     share_in_brand DOUBLE NOT NULL,    -- the same among the category's products of its brand
+    partner_id BIGINT,                 -- its complement (pasta -> sauce), NULL if none
+    day DATE NOT NULL
+);
+
+-- Each customer's own products: latent-taste weight within the category, and
+-- for regularly bought ones the consumption cycle and first stock-out day.
+CREATE TABLE IF NOT EXISTS sim.customer_products (
+    customer_id BIGINT NOT NULL,
+    product_id BIGINT NOT NULL,
+    weight DOUBLE NOT NULL,            -- share of the customer's own-set picks in the category
+    cycle_days DOUBLE,                 -- days one typical purchase lasts (NULL: not bought regularly)
+    first_due DATE,                    -- when the stock held at the start runs out
     day DATE NOT NULL
 );
 

@@ -127,6 +127,30 @@ def _positive_float(name: str, default: float) -> float:
     return value
 
 
+@dataclass(frozen=True)
+class PolicySettings:
+    """The simulated legacy policy's logging design (see metro_assets/simulation/world.py)."""
+
+    exploration: float = 0.10    # METRO_EXPLORATION: share of slots filled at random from the eligible offers
+    holdout_share: float = 0.10  # METRO_HOLDOUT_SHARE: share of customers who see no offers (re-drawn every 4 weeks)
+
+
+def _share(name: str, default: float) -> float:
+    text = _env(name, str(default))
+    try:
+        value = float(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a number") from None
+    if not 0 <= value < 1:
+        raise SettingError(f"{name}={text} must be a share between 0 (inclusive) and 1 (exclusive)")
+    return value
+
+
+def load_policy_settings() -> PolicySettings:
+    """The ``METRO_EXPLORATION`` and ``METRO_HOLDOUT_SHARE`` settings."""
+    return PolicySettings(_share("METRO_EXPLORATION", 0.10), _share("METRO_HOLDOUT_SHARE", 0.10))
+
+
 def load_drift_settings() -> DriftSettings:
     """The ``METRO_PSI_MODERATE``, ``METRO_PSI_MAJOR``, ``METRO_DRIFT_ALERT_FEATURES``, ``METRO_SCORE_PSI_ALERT`` settings."""
     moderate = _positive_float("METRO_PSI_MODERATE", 0.1)
@@ -253,6 +277,7 @@ class Settings:
     drift: DriftSettings = field(default_factory=DriftSettings)
     scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
     ops: OperationsSettings = field(default_factory=OperationsSettings)
+    policy: PolicySettings = field(default_factory=PolicySettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -330,6 +355,7 @@ def load_settings() -> Settings:
         drift=load_drift_settings(),
         scenario=load_scenario_settings(),
         ops=load_operations_settings(),
+        policy=load_policy_settings(),
     )
 
 

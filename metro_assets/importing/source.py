@@ -57,12 +57,15 @@ def raw_batch(settings: Settings, start: date, end: date, partitions: tuple[date
     """
     if settings.import_dir is None:
         shock = scenario_shock(settings)  # METRO_SCENARIO (None: the ordinary world)
-        tables = window(simulate(settings.scale, settings.seed, settings.start_date, end, shock=shock), start, end)
+        tables = window(simulate(settings.scale, settings.seed, settings.start_date, end, shock=shock,
+                                 exploration=settings.policy.exploration,
+                                 holdout_share=settings.policy.holdout_share), start, end)
         return RawBatch("simulation", {t: tables[t] for t in (*RAW_TABLES, *TRUTH_TABLES)})
     first, last = partitions or (settings.start_date, settings.partitions_end)
     result = load_import(settings.import_dir, first, last, settings.drop_orphans)
     tables = window(result.tables, start, end)
     tables.update({t: pl.DataFrame() for t in TRUTH_TABLES})  # no oracle for real data
+    tables.setdefault("experiment_assignments", pl.DataFrame())  # optional: no holdout in the import
     return RawBatch(settings.source, tables, _metadata(result), result.dropped_detail)
 
 
@@ -70,7 +73,7 @@ def _metadata(result: ImportResult) -> dict[str, dict]:
     """Per table: its file, orphans dropped and defaulted columns (over the whole import)."""
     out = {}
     for table in RAW_TABLES:
-        meta = {"source_file": result.files[table], "orphans_dropped": result.dropped.get(table, 0)}
+        meta = {"source_file": result.files.get(table, "none"), "orphans_dropped": result.dropped.get(table, 0)}
         if result.defaulted.get(table):
             meta["empty_optional"] = ", ".join(f"{c} {n:,}" for c, n in result.defaulted[table].items())
         out[table] = meta

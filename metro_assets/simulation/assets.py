@@ -25,8 +25,9 @@ RAW_DESCRIPTIONS = {
     "offers": "Promotional offers, each in the partition of the day it was published (a week before it starts).",
     "orders": "Shopping trips, including the orders that redemptions create.",
     "order_items": "Order lines, with is_promo and discount_amount.",
-    "impressions": "Offers shown to customers by the legacy targeting policy.",
-    "redemptions": "Offers redeemed within 7 days of an impression; each created its order.",
+    "impressions": "Offers shown by the legacy policy, with position, propensity and the exploration flag.",
+    "redemptions": "Offers redeemed within 7 days of an impression, inside a shopping trip (its order).",
+    "experiment_assignments": "The randomised holdout: each customer's arm (holdout sees no offers) per 4-week block.",
 }
 
 

@@ -12,8 +12,11 @@ SEGMENT_SHARES = np.array([0.40, 0.20, 0.30, 0.10])
 
 # Per segment: visits per day, order lines per order, extra units per line,
 # promo sensitivity Beta(a, b), share promo-only, share discount-blind.
-SEGMENT_VISITS = np.array([0.024, 0.050, 0.034, 0.045])
-SEGMENT_BASKET = np.array([3.9, 6.9, 6.4, 12.0])
+SEGMENT_VISITS = np.array([0.17, 0.19, 0.19, 0.21])
+# World v2: exploratory lines of a big trip (mean), regular products (mean), share of top-up trips.
+SEGMENT_BASKET = np.array([8.0, 9.5, 10.5, 14.0])
+SEGMENT_REGULARS = np.array([6.5, 7.0, 9.0, 10.0])
+SEGMENT_TOPUP = np.array([0.40, 0.45, 0.35, 0.30])
 SEGMENT_EXTRA_UNITS = np.array([0.2, 0.2, 0.5, 3.0])
 SEGMENT_PROMO_BETA = np.array([[6.0, 3.0], [2.0, 7.0], [4.0, 4.0], [2.0, 6.0]])
 SEGMENT_PROMO_ONLY = np.array([0.12, 0.01, 0.05, 0.02])
@@ -78,6 +81,18 @@ SOLD_BY = {
                      "Gin", "Olive Oil", "Detergent", "Dish Soap", "Shampoo", "Marinade", "Grill Sauce"), "volume"),
     **dict.fromkeys(("Eggs", "Croissants", "Rolls", "Diapers", "Wipes", "Capsules", "Bin Bags", "Paper Towels",
                      "Skewers", "Soap"), "count"),
+}
+# World v2: days one purchase lasts a household (before the shelf-life cap), and how
+# likely a product of the category is to be bought regularly (1 = average).
+CYCLE_DAYS = np.array([17, 12, 13, 23, 32, 26, 52, 65, 52, 32, 39, 23, 45, 55, 78, 90, 18, 29, 52, 90], dtype=float)
+REGULARITY = np.array([1.8, 1.8, 1.6, 1.2, 0.6, 0.9, 0.8, 0.8, 1.0, 0.9, 0.7, 1.2, 0.6, 1.2, 0.7, 0.7, 1.3, 1.3,
+                       0.3, 0.4])
+# Complements: a line of the first subcategory often brings one of the second.
+COMPLEMENTS = {
+    "Pasta": "Sauce", "Bread": "Butter", "Crisps": "Cola", "Charcoal": "Grill Sauce", "Ground Coffee": "Whole Milk",
+    "Cereal": "Whole Milk", "Beer": "Nuts", "Red Wine": "Cheese", "Salad": "Olive Oil", "Pizza": "Cola",
+    "Flour": "Yeast", "Diapers": "Wipes", "Dog Food": "Treats", "Minced Beef": "Pasta", "Salmon": "Salad",
+    "Coffee Beans": "Biscuits", "Sausages": "Marinade", "Croissants": "Jam", "Rolls": "Ham", "Tomatoes": "Olive Oil",
 }
 CHANNELS = ("email", "app", "in-store")
 CHANNEL_SHARES = np.array([0.45, 0.35, 0.20])

@@ -69,6 +69,15 @@ RAW_CHECKS = [
               and o.offer_id in (select offer_id from redemptions where {IN_WINDOW})
             group by o.offer_id, o.max_redemptions having count(*) > o.max_redemptions""",
     ),
+    _refers("assignments_have_customers", "experiment_assignments", "customer_id", "customers", "customer_id"),
+    Check(
+        "holdout_sees_no_offers",
+        "impressions",
+        "no impression goes to a customer in the holdout arm on that day",
+        f"""select i.impression_id from impressions i join experiment_assignments a
+            on a.customer_id = i.customer_id and i.day between a.from_date and a.to_date
+            where i.day >= $start and i.day < $end and a.arm = 'holdout'""",
+    ),
     Check(
         "order_items_have_positive_amounts",
         "order_items",

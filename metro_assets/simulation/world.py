@@ -1,12 +1,21 @@
-"""The retail simulator: a deterministic world of customers, products, offers
-and the events they produce, with no Dagster inside.
+"""The retail simulator (world v2): a deterministic world of customers, products,
+offers and the events they produce, with no Dagster inside.
 
 Determinism: every random draw comes from a stream seeded by
-``(seed, stream, day)``, and a run always simulates from the first day of the
+``(seed, stream, day)`` and a run always simulates from the first day of the
 history, so the rows of a day never depend on the range a run covers.
-Events are generated causally: regular shopping first, then the legacy
-targeting policy's impressions, then redemptions drawn from the oracle
-(:mod:`metro_assets.simulation.oracle`), which create their own orders.
+
+Each day, in order: the legacy policy shows offers (impressions, with their
+position, propensity and exploration flag; holdout customers see none); the
+customers who notice an offer are persuaded or not (the truth in
+:mod:`metro_assets.simulation.oracle`); customers visit (more near paydays and
+weekends, less after they churn, sleeping dogs less after an offer, persuaded
+customers on the day the offer brings them in); a visit buys the regular
+products whose household stock is running out, exploratory lines drawn from
+the customer's drifting category tastes and latent product tastes, and their
+complements; offers are redeemed inside those trips (bought anyway, or added
+because persuaded); purchases refill the stock (a promoted purchase stocks up
+and a substitute's redemption covers the need), so the next purchase waits.
 
 Examples
 --------
@@ -14,13 +23,13 @@ Examples
 >>> from metro_assets.settings import SCALES
 >>> tables = simulate(SCALES["tiny"], seed=7, start=date(2025, 8, 15), end=date(2025, 8, 18))
 >>> sorted(tables)[:3]
-['customers', 'impressions', 'offers']
+['customers', 'experiment_assignments', 'impressions']
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import date, timedelta
+from datetime import date
 
 import numpy as np
 import polars as pl
@@ -33,14 +42,19 @@ from metro_assets.simulation.catalog import (
     CATEGORY_ARRAY,
     CHANNEL_SHARES,
     CHANNELS,
+    COMPLEMENTS,
+    CYCLE_DAYS,
     LOYALTY_TIERS,
+    REGULARITY,
     SEGMENT_BASKET,
     SEGMENT_CATEGORY_PRIOR,
     SEGMENT_DISCOUNT_BLIND,
     SEGMENT_EXTRA_UNITS,
     SEGMENT_PROMO_BETA,
     SEGMENT_PROMO_ONLY,
+    SEGMENT_REGULARS,
     SEGMENT_SHARES,
+    SEGMENT_TOPUP,
     SEGMENT_VISITS,
     SEGMENTS,
     SIZES,
@@ -49,14 +63,25 @@ from metro_assets.simulation.catalog import (
 )
 
 # Random streams: one per kind of draw, each further split by day.
-_CUSTOMERS, _PRODUCTS, _OFFERS, _ORDERS, _IMPRESSIONS = 1, 2, 3, 4, 5
+_CUSTOMERS, _PRODUCTS, _OFFERS, _ORDERS, _IMPRESSIONS, _TASTES, _HOLDOUT = 1, 2, 3, 4, 5, 6, 7
 OFFER_LEAD_DAYS = 7        # offers are published a week before they start
 OFFER_WARMUP_DAYS = 28     # offers that started before the history may still run
 MEAN_OFFER_DAYS = 14
 WEEKLY_REACH = 0.057       # share of customers the legacy policy reaches per week
 REDEMPTION_DELAY = np.array([0.34, 0.2, 0.14, 0.11, 0.09, 0.07, 0.05])
-RAW_TABLES = ("customers", "products", "offers", "orders", "order_items", "impressions", "redemptions")
-TRUTH_TABLES = ("sim.customer_traits", "sim.customer_category_traits", "sim.product_traits")
+HOLDOUT_BLOCK_DAYS = 28    # the holdout is re-drawn every 4 weeks
+FATIGUE_DAYS = 28          # impressions this recent tire the customer
+TASTE_EPOCH = np.datetime64("2025-01-01", "D")  # day numbers of the taste drift count from here
+TASTE_PERIOD = 240.0  # days of one swing of a drifting taste
+CANDIDATES_PER_CATEGORY = 10  # popularity draws that make a customer's own product set in a category
+LATENT_FACTORS = 4
+CHURN_MEAN_DAYS = 1500.0
+LIFE_EVENT_SHARE = 0.25    # customers with a life event inside the simulated span
+PROMO_DEPTH = (0.15, 0.45)  # in-store promotion: share of the line's value taken off
+RAW_TABLES = ("customers", "products", "offers", "orders", "order_items", "impressions", "redemptions",
+              "experiment_assignments")
+TRUTH_TABLES = ("sim.customer_traits", "sim.customer_category_traits", "sim.product_traits",
+                "sim.customer_products")
 
 
 @dataclass(frozen=True)
@@ -68,7 +93,7 @@ class Shock:
     visits: float = 1.0
     basket: float = 1.0
     promo: float = 0.0       # added to the chance a line is bought on promotion
-    redemption: float = 0.0  # added to the redemption logit
+    redemption: float = 0.0  # added to the persuasion logit
 
 
 def _rng(seed: int, stream: int, index: int = 0) -> np.random.Generator:
@@ -80,8 +105,8 @@ def _days(start: date, n: int, offset: int = 0) -> np.ndarray:
 
 
 def _rank_within(groups: np.ndarray, keys: np.ndarray) -> np.ndarray:
-    """0-based rank of each row within its group, by descending key."""
-    order = np.lexsort((-keys, groups))
+    """0-based rank of each row within its group, by descending key (ties: row order)."""
+    order = np.lexsort((np.arange(len(groups)), -keys, groups))
     g = groups[order]
     starts = np.r_[0, np.flatnonzero(g[1:] != g[:-1]) + 1]
     ranks_sorted = np.arange(len(g)) - np.repeat(starts, np.diff(np.r_[starts, len(g)]))
@@ -98,12 +123,57 @@ def _grouped_cumulative(group: np.ndarray, weight: np.ndarray) -> np.ndarray:
     return group + (cum - before) / total[group]
 
 
+def _expand(starts: np.ndarray, ends: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(owner, index) for every index in the ranges [starts[i], ends[i])."""
+    n = ends - starts
+    owner = np.repeat(np.arange(len(starts)), n)
+    first = np.repeat(starts - np.r_[0, np.cumsum(n)[:-1]], n)
+    return owner, first + np.arange(n.sum())
+
+
+def _unique(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Sorted distinct keys and each key's index among them (a sort, faster than np.unique's hash here)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    first = np.r_[True, sk[1:] != sk[:-1]] if len(sk) else np.zeros(0, bool)
+    inverse = np.empty(len(keys), dtype=np.int64)
+    inverse[order] = np.cumsum(first) - 1
+    return sk[first], inverse
+
+
+def _first_of(keys: np.ndarray) -> np.ndarray:
+    """Index of the first row of each distinct key (rows in key order)."""
+    order = np.argsort(keys, kind="stable")
+    sk = keys[order]
+    return order[np.r_[True, sk[1:] != sk[:-1]]] if len(sk) else np.zeros(0, np.int64)
+
+
+def month_end(days: np.ndarray) -> np.ndarray:
+    """The last six days of a month, when money is short and discounts matter more."""
+    next_month = (days.astype("datetime64[M]") + 1).astype("datetime64[D]")
+    return days >= next_month - 6
+
+
+def taste_weights(base: np.ndarray, drift: np.ndarray, phase: np.ndarray, day_number: np.ndarray,
+                  life_category: np.ndarray, life_factor: np.ndarray, life_on: np.ndarray) -> np.ndarray:
+    """Category weights of (customers, categories) on a day: drifting slowly, with life events applied.
+
+    Each taste swings by ``exp(drift * sin(2 pi day / TASTE_PERIOD + phase))``, so tastes wander
+    without running away.
+    """
+    angle = 2.0 * np.pi * np.asarray(day_number, float)[:, None] / TASTE_PERIOD + phase
+    w = base * np.exp(drift * np.sin(angle))
+    hit = life_on[:, None] & (np.arange(base.shape[1])[None, :] == life_category[:, None])
+    return np.where(hit, w * life_factor[:, None], w)
+
+
 class _Population:
-    """Customers and their hidden traits (fixed for the whole partition range)."""
+    """Customers and their hidden traits."""
 
     def __init__(self, scale: Scale, seed: int):
         rng = _rng(seed, _CUSTOMERS)
         n = scale.customers
+        k = len(CATEGORIES)
         counts = np.floor(SEGMENT_SHARES * n).astype(int)
         counts[np.argsort(-(SEGMENT_SHARES * n - counts))[: n - counts.sum()]] += 1
         self.segment = rng.permutation(np.repeat(np.arange(len(SEGMENTS)), counts))
@@ -113,8 +183,9 @@ class _Population:
         joins_later = rng.random(n) < 0.15
         self.join_offset = np.where(joins_later, rng.integers(0, span, n), -rng.integers(1, 730, n))
         seg = self.segment
-        self.visit_rate = SEGMENT_VISITS[seg] * rng.lognormal(-0.1, 0.45, n)
-        self.basket_mean = SEGMENT_BASKET[seg] * rng.lognormal(0.0, 0.25, n)
+        self.visit_rate = SEGMENT_VISITS[seg] * rng.lognormal(-0.15, 0.55, n)
+        self.basket_mean = SEGMENT_BASKET[seg] * rng.lognormal(-0.08, 0.4, n)
+        self.topup = np.clip(SEGMENT_TOPUP[seg] + rng.normal(0, 0.12, n), 0.05, 0.9)
         sens = rng.beta(SEGMENT_PROMO_BETA[seg, 0], SEGMENT_PROMO_BETA[seg, 1])
         kind = rng.random(n)
         self.promo_only = kind < SEGMENT_PROMO_ONLY[seg]
@@ -122,24 +193,43 @@ class _Population:
         sens = np.where(self.promo_only, np.maximum(sens, 0.85), sens)
         self.promo_sensitivity = np.where(self.discount_blind, np.minimum(sens, 0.08), sens)
         self.brand_loyalty = np.where(rng.random(n) < 0.25, rng.beta(8, 2, n), rng.beta(2, 4, n))
-        taste = rng.gamma(6.0 * len(CATEGORIES) * SEGMENT_CATEGORY_PRIOR[seg] / 6.0 + 0.05)
+        taste = rng.gamma(6.0 * k * SEGMENT_CATEGORY_PRIOR[seg] / 6.0 + 0.05)
         self.preference = taste / taste.sum(axis=1, keepdims=True)
-        private_label_fan = rng.random((n, len(CATEGORIES))) < np.where(seg == 0, 0.45, 0.12)[:, None]
-        self.favourite_brand = np.where(
-            private_label_fan, 0, rng.integers(1, BRANDS_PER_CATEGORY, (n, len(CATEGORIES)))
-        )
+        private_label_fan = rng.random((n, k)) < np.where(seg == 0, 0.45, 0.12)[:, None]
+        self.favourite_brand = np.where(private_label_fan, 0, rng.integers(1, BRANDS_PER_CATEGORY, (n, k)))
         self.email_consent = rng.random(n) < 0.62
+        # v2: churn, drift, life events, response types, depth thresholds, shocks
+        self.churn_offset = (np.maximum(self.join_offset, 0) + rng.exponential(CHURN_MEAN_DAYS, n)).astype(np.int64)
+        self.drift = np.abs(rng.normal(0.0, 0.9, (n, k)))
+        self.phase = rng.uniform(0.0, 2 * np.pi, (n, k))
+        has_event = rng.random(n) < LIFE_EVENT_SHARE
+        self.life_offset = np.where(has_event, rng.integers(0, span, n), 10**6)
+        self.life_category = rng.integers(0, k, n)
+        self.life_factor = np.where(rng.random(n) < 0.6, rng.uniform(3.0, 6.0, n), rng.uniform(0.1, 0.3, n))
+        kind = rng.choice(3, size=n, p=[0.45, 0.45, 0.10])
+        kind = np.where(self.promo_only, 0, np.where(self.discount_blind, 1, kind))
+        self.response_type = np.array(oracle.RESPONSE_TYPES)[kind]
+        self.response_shift = np.array(list(oracle.RESPONSE_SHIFT.values()))[kind] + rng.normal(0, 0.5, n)
+        self.depth_threshold = rng.uniform(0.05, 0.4, n) * (1.2 - self.promo_sensitivity)
+        self.shock_key = rng.integers(0, 2**62, n, dtype=np.int64)
+        self.latent = rng.normal(0.0, 1.0, (n, LATENT_FACTORS))
+        self.regulars = SEGMENT_REGULARS[seg] * rng.lognormal(-0.1, 0.45, n)
+        self.extra_units = SEGMENT_EXTRA_UNITS[seg]
         spend = self.visit_rate * self.basket_mean
         tier = np.searchsorted(np.quantile(spend, [0.55, 0.85]), spend)
         self.loyalty_tier = np.array(LOYALTY_TIERS)[tier]
         self.customer_id = np.arange(1, n + 1, dtype=np.int64)
         # the chance a line is bought on an in-store promotion
-        self.promo_line = np.clip(0.03 + 0.38 * self.promo_sensitivity, 0.0, 0.9)
-        self.promo_line = np.where(self.promo_only, 0.78, self.promo_line)
+        self.promo_line = np.clip(0.2 + 0.7 * self.promo_sensitivity, 0.0, 0.9)
+        self.promo_line = np.where(self.promo_only, 0.85, self.promo_line)
+        # expected gross spend of a trip (for a sleeping dog's lost trips)
+        self.trip_spend = 4.0 * (1 + self.extra_units) * (
+            self.topup * oracle.TOPUP_LINES + (1 - self.topup) * self.basket_mean + 0.5 * self.regulars / 4)
 
     def tables(self, start: date) -> dict[str, pl.DataFrame]:
-        join = np.datetime64(start, "D") + self.join_offset
-        day = np.datetime64(start, "D") + np.maximum(self.join_offset, 0)
+        origin = np.datetime64(start, "D")
+        join = origin + self.join_offset
+        day = origin + np.maximum(self.join_offset, 0)
         customers = pl.DataFrame(
             {
                 "customer_id": self.customer_id,
@@ -151,18 +241,33 @@ class _Population:
                 "day": day,
             }
         )
+        life_on = self.life_offset < 10**5
         traits = pl.DataFrame(
             {
                 "customer_id": self.customer_id,
                 "visit_rate": self.visit_rate,
                 "basket_mean": self.basket_mean,
+                "topup_share": self.topup,
                 "promo_sensitivity": self.promo_sensitivity,
                 "brand_loyalty": self.brand_loyalty,
                 "promo_only": self.promo_only,
                 "discount_blind": self.discount_blind,
+                "response_type": self.response_type,
+                "response_shift": self.response_shift,
+                "depth_threshold": self.depth_threshold,
+                "extra_units": self.extra_units,
+                "trip_spend": self.trip_spend,
+                "shock_key": self.shock_key,
+                "churn_date": origin + self.churn_offset,
+                "life_on": life_on,
+                "life_event_date": origin + np.where(life_on, self.life_offset, 0),
+                "life_event_category": CATEGORY_ARRAY[self.life_category],
+                "life_event_factor": self.life_factor,
                 "day": day,
             }
-        )
+        ).with_columns(
+            pl.when("life_on").then(c).alias(c) for c in ("life_event_date", "life_event_category", "life_event_factor")
+        ).drop("life_on")
         n, k = self.preference.shape
         brands = np.array([category_brands(c) for c in range(k)])  # (categories, brands)
         category_traits = pl.DataFrame(
@@ -170,6 +275,8 @@ class _Population:
                 "customer_id": np.repeat(self.customer_id, k),
                 "category": np.tile(CATEGORY_ARRAY, n),
                 "preference": self.preference.ravel(),
+                "drift": self.drift.ravel(),
+                "phase": self.phase.ravel(),
                 "favourite_brand": brands[np.tile(np.arange(k), n), self.favourite_brand.ravel()],
                 "day": np.repeat(day, k),
             }
@@ -179,6 +286,13 @@ class _Population:
             "sim.customer_traits": traits,
             "sim.customer_category_traits": category_traits,
         }
+
+    def category_weights(self, customers: np.ndarray, t: int, start: date) -> np.ndarray:
+        """Drifted category weights (with life events) of some customers on day ``t``."""
+        day_number = np.full(len(customers), (np.datetime64(start, "D") + t - TASTE_EPOCH).astype(int))
+        return taste_weights(self.preference[customers], self.drift[customers], self.phase[customers], day_number,
+                             self.life_category[customers], self.life_factor[customers],
+                             self.life_offset[customers] <= t)
 
 
 class _Catalogue:
@@ -232,6 +346,25 @@ class _Catalogue:
         self.cum_category = _grouped_cumulative(self.category, popularity)
         self.cum_brand = _grouped_cumulative(group, popularity)
         self.product_id = rng.permutation(m).astype(np.int64) + 10_001
+        # v2: latent product factors, subcategory codes and complements
+        self.latent = rng.normal(0.0, 1.0, (m, LATENT_FACTORS))
+        self.popularity = popularity
+        names, self.subcat = np.unique(self.subcategory, return_inverse=True)
+        partner = np.full(m, -1, dtype=np.int64)
+        for anchor, target in COMPLEMENTS.items():  # a loop over 20 subcategory pairs, not rows
+            a = np.flatnonzero(self.subcategory == anchor)
+            b = np.flatnonzero(self.subcategory == target)
+            if len(a) and len(b):
+                w = popularity[b] / popularity[b].sum()
+                partner[a] = b[rng.choice(len(b), size=len(a), p=w)]
+        self.partner = partner
+        has = np.flatnonzero(partner >= 0)
+        order = has[np.argsort(partner[has], kind="stable")]
+        self.anchor_of = order  # anchors sorted by their partner
+        self.anchor_start = np.searchsorted(partner[order], np.arange(m), side="left")
+        self.anchor_end = np.searchsorted(partner[order], np.arange(m), side="right")
+        shelf = self.shelf_life.astype(float)
+        self.stock_cap = shelf  # a stock-up beyond shelf life spoils
 
     def sample(self, category: np.ndarray, brand: np.ndarray | None, u: np.ndarray) -> np.ndarray:
         """Product positions for draws ``u`` in [0, 1) within a category (or a category's brand)."""
@@ -260,10 +393,85 @@ class _Catalogue:
                     "product_id": self.product_id,
                     "share_in_category": self.share_in_category,
                     "share_in_brand": self.share_in_brand,
+                    "partner_id": pl.Series(np.where(self.partner >= 0, self.product_id[self.partner], 0)).cast(
+                        pl.Int64).replace(0, None),
                     "day": day,
                 }
             ),
         }
+
+
+class _Tastes:
+    """Each customer's own products: a set per category with latent weights, some bought regularly.
+
+    Rows are sorted by (customer, category, product), so a (customer, category)
+    group is a contiguous run and ``customer * products + product`` keys are sorted.
+    """
+
+    def __init__(self, scale: Scale, seed: int, pop: _Population, cat: _Catalogue):
+        rng = _rng(seed, _TASTES)
+        n, k, m = scale.customers, len(CATEGORIES), scale.products
+        g = np.repeat(np.arange(n * k, dtype=np.int64), CANDIDATES_PER_CATEGORY)
+        prod = cat.sample(g % k, None, rng.random(len(g)))
+        self.key = np.sort((g // k) * m + prod)
+        self.key = self.key[np.r_[True, self.key[1:] != self.key[:-1]]]
+        del g, prod
+        self.m = m
+        self.cust = self.key // m
+        self.prod = self.key % m
+        kk = cat.category[self.prod]
+        self.group = self.cust * k + kk
+        score = np.zeros(len(self.key))
+        for f in range(LATENT_FACTORS):  # a loop over 4 factors, not rows
+            score += pop.latent[self.cust, f] * cat.latent[self.prod, f]
+        match = cat.brand[self.prod] == pop.favourite_brand[self.cust, kk]
+        w = np.exp(0.5 * score + 2.0 * pop.brand_loyalty[self.cust] * match)
+        total = np.bincount(self.group, weights=w, minlength=n * k)
+        self.weight = w / total[self.group]
+        self.cum = _grouped_cumulative(self.group, w)
+        p_regular = np.clip(pop.regulars[self.cust] * pop.preference[self.cust, kk] * self.weight * REGULARITY[kk],
+                            0.0, 0.95)
+        regular = rng.random(len(self.key)) < p_regular
+        cycle = CYCLE_DAYS[kk] * rng.lognormal(0.0, 0.3, len(self.key))
+        cycle = np.minimum(cycle, 1.5 * cat.shelf_life[self.prod] + 4.0)
+        first_due = np.maximum(pop.join_offset[self.cust], 0) + np.floor(rng.random(len(self.key)) * cycle)
+        self.cycle = np.where(regular, cycle, np.nan)
+        self.first_due = np.where(regular, first_due, np.nan)
+        self.due = self.first_due.copy()
+        self.rep = np.flatnonzero(regular)
+        customers = np.arange(n)
+        self.rep_start = np.searchsorted(self.cust[self.rep], customers, side="left")
+        self.rep_end = np.searchsorted(self.cust[self.rep], customers, side="right")
+        groups = np.arange(n * k)
+        self.group_start = np.searchsorted(self.group, groups, side="left")
+        self.group_end = np.searchsorted(self.group, groups, side="right")
+
+    def sample(self, customer: np.ndarray, category: np.ndarray, u: np.ndarray) -> np.ndarray:
+        """Products drawn from the customers' own sets in a category (``u`` in [0, 1))."""
+        i = np.searchsorted(self.cum, customer * len(CATEGORIES) + category + u, side="right")
+        return self.prod[np.minimum(i, len(self.prod) - 1)]
+
+    def lookup(self, customer: np.ndarray, product: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(row, found) of (customer, product) pairs in the set."""
+        key = customer * self.m + product
+        i = np.minimum(np.searchsorted(self.key, key), len(self.key) - 1)
+        return i, self.key[i] == key
+
+    def table(self, pop: _Population, cat: _Catalogue, start: date) -> pl.DataFrame:
+        origin = np.datetime64(start, "D")
+        regular = ~np.isnan(self.cycle)
+        return pl.DataFrame(
+            {
+                "customer_id": pop.customer_id[self.cust],
+                "product_id": cat.product_id[self.prod],
+                "weight": self.weight,
+                "cycle_days": pl.Series(self.cycle).fill_nan(None),
+                "first_due": pl.Series(np.where(regular, np.nan_to_num(self.first_due), 0)).cast(pl.Int64),
+                "regular": regular,
+                "day": origin + np.maximum(pop.join_offset[self.cust], 0),
+            }
+        ).with_columns(first_due=pl.when("regular").then(pl.lit(start) + pl.duration(days="first_due"))).drop(
+            "regular")
 
 
 def _offers(scale: Scale, seed: int, cat: _Catalogue, n_days: int) -> dict[str, np.ndarray]:
@@ -326,6 +534,135 @@ def _scope_strings(ids: np.ndarray, mask: np.ndarray, scoped: np.ndarray, labels
     return out.sort("row")["label"]
 
 
+def _holdout(scale: Scale, seed: int, pop: _Population, n_blocks: int, share: float) -> np.ndarray:
+    """(blocks, customers): is the customer in the holdout during each 4-week block.
+
+    Only customers who have joined by a block's first day are drawn (and
+    listed in experiment_assignments); later joiners are treated until the next block.
+    """
+    out = np.zeros((max(n_blocks, 1), scale.customers), dtype=bool)
+    for b in range(n_blocks):  # a loop over 4-week blocks, not rows
+        joined = pop.join_offset <= b * HOLDOUT_BLOCK_DAYS
+        out[b] = (_rng(seed, _HOLDOUT, b).random(scale.customers) < share) & joined
+    return out
+
+
+def _assignments(pop: _Population, holdout: np.ndarray, n_days: int, start: date) -> pl.DataFrame:
+    """experiment_assignments: every customer who has joined by a block's first day, per 4-week block."""
+    origin = np.datetime64(start, "D")
+    parts = []
+    for b in range(-(-n_days // HOLDOUT_BLOCK_DAYS)):  # a loop over blocks, not rows
+        first, last = b * HOLDOUT_BLOCK_DAYS, (b + 1) * HOLDOUT_BLOCK_DAYS - 1
+        c = np.flatnonzero(pop.join_offset <= first)
+        parts.append(pl.DataFrame({
+            "customer_id": pop.customer_id[c],
+            "arm": np.where(holdout[b, c], "holdout", "treatment"),
+            "from_date": np.full(len(c), origin + first),
+            "to_date": np.full(len(c), origin + last),
+        }))
+    frame = pl.concat(parts) if parts else pl.DataFrame(schema={"customer_id": pl.Int64, "arm": pl.String,
+                                                              "from_date": pl.Date, "to_date": pl.Date})
+    return frame.with_columns(day=pl.col("from_date"))
+
+
+def _impressions(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes: _Tastes,
+                 offers: dict[str, np.ndarray], n_days: int, holdout: np.ndarray, exploration: float) -> dict[str, np.ndarray]:
+    """The legacy policy with epsilon-exploration: lists of 5-10 offers for the customers it reaches.
+
+    The legacy ranks a customer's eligible offers by segment taste, the
+    customer's category taste and depth (deterministically) and keeps the
+    top k. When at least 2k offers are eligible, each slot is, with
+    probability ``exploration``, given to an offer drawn uniformly without
+    replacement from the eligible offers outside the legacy's list. So the
+    probability of showing an offer in a slot is ``1 - exploration`` for the
+    legacy's offer of that slot and ``exploration / (N - k)`` for any other
+    eligible offer (``propensity``); without exploration it is 1.
+    """
+    reach = WEEKLY_REACH / 7.0 * np.where(pop.email_consent, 1.25, 0.6)
+    out = []
+    offer_cat = cat.category[offers["product"]]
+    for t in range(n_days):  # a loop over days, not rows
+        rng = _rng(seed, _IMPRESSIONS, t)
+        u = rng.random(scale.customers)
+        c = np.flatnonzero((pop.join_offset < t) & (u < reach) & ~holdout[t // HOLDOUT_BLOCK_DAYS])
+        live = np.flatnonzero((offers["start"] <= t) & (offers["end"] >= t))
+        if len(c) == 0 or len(live) == 0:
+            continue
+        k = rng.integers(5, 11, len(c))
+        channel = rng.choice(len(CHANNELS), size=len(c), p=CHANNEL_SHARES)
+        channel = np.where((channel == 0) & ~pop.email_consent[c], 1, channel)  # email needs consent
+        pc, po = np.repeat(c, len(live)), np.tile(live, len(c))
+        owner = np.repeat(np.arange(len(c)), len(live))
+        ok = offers["stores"][po, pop.home_store[pc] - 1] & offers["segments"][po, pop.segment[pc]]
+        pc, po, owner = pc[ok], po[ok], owner[ok]
+        oc = offer_cat[po]
+        row, found = tastes.lookup(pc, offers["product"][po])
+        own = np.where(found, tastes.weight[row], 0.0)
+        regular = found & ~np.isnan(tastes.cycle[row])
+        # the legacy targets what the customer already buys (the taste set stands in for its purchase history)
+        score = (np.log(SEGMENT_CATEGORY_PRIOR[pop.segment[pc], oc]) + np.log(0.4 + offers["depth"][po])
+                 + np.log(pop.preference[pc, oc] * len(CATEGORIES)) + np.log(own + 0.02) + 1.5 * regular)
+        rank = _rank_within(owner, score)
+        n_eligible = np.bincount(owner, minlength=len(c))
+        k_eff = np.minimum(k, n_eligible)
+        explorable = n_eligible >= 2 * k
+        legacy = rank < k_eff[owner]
+        explored = legacy & (rng.random(len(pc)) < exploration) & explorable[owner]
+        # explored slots, in slot order, take the non-legacy offers in a random order
+        slot_j = _rank_within(owner[explored], -rank[explored].astype(float))
+        nl = ~legacy
+        nl_rank = _rank_within(owner[nl], rng.random(nl.sum()))
+        nl_key = owner[nl] * 1_000_000 + nl_rank
+        want = owner[explored] * 1_000_000 + slot_j
+        order = np.argsort(nl_key)
+        pick = np.flatnonzero(nl)[order[np.searchsorted(nl_key[order], want)]]
+        shown_legacy = np.flatnonzero(legacy & ~explored)
+        rows = np.r_[shown_legacy, pick]
+        position = np.r_[rank[shown_legacy], rank[explored]] + 1
+        o = owner[rows]
+        propensity = np.where(
+            np.arange(len(rows)) < len(shown_legacy),
+            np.where(explorable[o], 1.0 - exploration, 1.0),
+            exploration / np.maximum(n_eligible[o] - k_eff[o], 1),
+        )
+        n = len(rows)
+        out.append(
+            dict(
+                t=np.full(n, t),
+                customer=pc[rows],
+                offer=po[rows],
+                position=position,
+                propensity=propensity,
+                exploration=np.arange(n) >= len(shown_legacy),
+                seconds=rng.integers(6 * 3600, 21 * 3600, len(c))[o],
+                channel=channel[o],
+                u_notice=rng.random(n),
+                u_persuade=rng.random(n),
+                delay=rng.choice(len(REDEMPTION_DELAY), size=n, p=REDEMPTION_DELAY),
+            )
+        )
+    keys = ("t", "customer", "offer", "position", "propensity", "exploration", "seconds", "channel", "u_notice",
+            "u_persuade", "delay")
+    if not out:
+        return {key: np.zeros(0, dtype=np.int64) for key in keys}
+    imp = {key: np.concatenate([o[key] for o in out]) for key in keys}
+    order = np.lexsort((imp["position"], imp["customer"], imp["t"]))
+    imp = {key: v[order] for key, v in imp.items()}
+    imp["fatigue_offer"] = _prior_counts(imp["customer"] * len(offers["offer_id"]) + imp["offer"], imp["t"])
+    imp["fatigue_category"] = _prior_counts(imp["customer"] * len(CATEGORIES) + offer_cat[imp["offer"]], imp["t"])
+    return imp
+
+
+def _prior_counts(group: np.ndarray, t: np.ndarray, window: int = FATIGUE_DAYS) -> np.ndarray:
+    """Rows of the same group on the ``window`` days before each row's day (same day excluded)."""
+    key = group.astype(np.int64) * 100_000 + t
+    order = np.argsort(key, kind="stable")
+    sk = key[order]
+    counts = np.empty(len(key), dtype=np.int64)
+    counts[order] = np.searchsorted(sk, sk, side="left") - np.searchsorted(sk, sk - window, side="left")
+    return counts
+
+
 def _shock_arrays(shock: Shock | None, days: np.ndarray) -> tuple[np.ndarray, ...]:
     on = np.zeros(len(days), dtype=bool)
     if shock is not None:
@@ -337,128 +674,218 @@ def _shock_arrays(shock: Shock | None, days: np.ndarray) -> tuple[np.ndarray, ..
     return visits, basket, promo, redemption
 
 
-def _regular_orders(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, days: np.ndarray,
-                    shock: Shock | None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
-    """Shopping that happens with or without offers, one vectorised draw per day."""
-    visits_mult = calendar.visit_multiplier(days)
-    cat_mult = calendar.category_multiplier(days)
-    promo_boost = calendar.promo_boost(days)
-    s_visits, s_basket, s_promo, _ = _shock_arrays(shock, days)
-    orders, lines = [], []
-    for t in range(len(days)):  # a loop over days, not rows
+class _Calendar:
+    """Per-day multipliers of the simulated days and the week after them."""
+
+    def __init__(self, start: date, n_days: int, shock: Shock | None):
+        days = _days(start, n_days + oracle.WEEK)
+        self.visits = calendar.visit_multiplier(days)
+        self.categories = calendar.category_multiplier(days)
+        self.promo = calendar.promo_boost(days)
+        self.month_end = month_end(days)
+        self.day_number = (days - TASTE_EPOCH).astype(np.int64)
+        self.s_visits, self.s_basket, self.s_promo, self.s_redemption = _shock_arrays(shock, days)
+
+
+def line_probability(pi_own: np.ndarray, weight: np.ndarray, share: np.ndarray) -> np.ndarray:
+    """Chance an exploratory line is a product: its category's chance x (own set or popularity)."""
+    return pi_own * ((1.0 - oracle.NOVELTY) * weight[:, None] + oracle.NOVELTY * share[:, None])
+
+
+def _impression_truth(pop: _Population, cat: _Catalogue, tastes: _Tastes, offers: dict[str, np.ndarray],
+                      cal: _Calendar, start: date, t: int, c: np.ndarray, o: np.ndarray,
+                      fatigue_offer: np.ndarray, fatigue_category: np.ndarray) -> dict[str, np.ndarray]:
+    """The oracle's figures for (customer, offer) pairs shown on day ``t``, from the simulator's state."""
+    p = offers["product"][o]
+    k = cat.category[p]
+    w = np.arange(oracle.WEEK)
+    day = t + w
+    active = (pop.join_offset[c][:, None] <= day[None, :]) & (day[None, :] < pop.churn_offset[c][:, None])
+    pv = np.where(active, 1.0 - np.exp(-pop.visit_rate[c][:, None] * (cal.visits[day] * cal.s_visits[day])[None, :]),
+                  0.0)
+    uc, inv = _unique(c)
+    weights = pop.category_weights(uc, t, start)  # (customers, categories)
+    z = weights @ cal.categories[day].T            # (customers, 7)
+    pi = lambda kk, owner: weights[owner, kk][:, None] * cal.categories[day][:, kk].T / z[owner]  # noqa: E731
+    row, found = tastes.lookup(c, p)
+    own = np.where(found, tastes.weight[row], 0.0)
+    line = line_probability(pi(k, inv), own, cat.share_in_category[p])
+    # complements: anchors of the product bring it along
+    a_owner, a_idx = _expand(cat.anchor_start[p], cat.anchor_end[p])
+    if len(a_owner):
+        anchor = cat.anchor_of[a_idx]
+        arow, afound = tastes.lookup(c[a_owner], anchor)
+        a_line = line_probability(pi(cat.category[anchor], inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0),
+                                  cat.share_in_category[anchor])
+        line += oracle.COMPLEMENT * np.vstack([np.bincount(a_owner, weights=a_line[:, j], minlength=len(c))
+                                               for j in range(oracle.WEEK)]).T
+    due = np.where(found, tastes.due[row] - t, np.nan)
+    depth = offers["depth"][o]
+    kind = offers["kind"][o]
+    x = {
+        "pv": pv,
+        "due_rel": due,
+        "line_prob": line,
+        "topup": pop.topup[c],
+        "lines": pop.basket_mean[c][:, None] * cal.s_basket[day][None, :],
+        "window": np.minimum(oracle.WEEK, offers["end"][o] - t + 1),
+        "depth": depth,
+        "depth_threshold": pop.depth_threshold[c],
+        "promo_sensitivity": pop.promo_sensitivity[c],
+        "response_shift": pop.response_shift[c],
+        "response_type": pop.response_type[c],
+        "brand_match": pop.favourite_brand[c, k] == cat.brand[p],
+        "brand_loyalty": pop.brand_loyalty[c],
+        "month_end": np.full(len(c), cal.month_end[t]),
+        "fatigue_offer": fatigue_offer,
+        "fatigue_category": fatigue_category,
+        "shock": oracle.daily_shock(pop.shock_key[c], np.full(len(c), cal.day_number[t])) + cal.s_redemption[t],
+        "trip_spend": pop.trip_spend[c],
+        "base_price": cat.base_price[p],
+        "units": np.where(kind == 2, 1.0 + offers["value"][o], 1.0),
+    }
+    return oracle.evaluate(x)
+
+
+def _offer_discount(kind: np.ndarray, value: np.ndarray, price: np.ndarray, qty: np.ndarray) -> np.ndarray:
+    """Money an offer takes off a line (bogo: one free item)."""
+    return np.round(np.select([kind == 0, kind == 1], [price * qty * value / 100.0, np.minimum(value, price * qty)],
+                              price), 2)
+
+
+def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes: _Tastes,
+             offers: dict[str, np.ndarray], imp: dict[str, np.ndarray], cal: _Calendar, start: date,
+             n_days: int) -> tuple[dict, dict, dict, dict]:
+    """The day-by-day world: trips, lines, redemptions and the truth of each impression."""
+    n, m, k_cat = scale.customers, scale.products, len(CATEGORIES)
+    deter_until = np.full(n, -1)
+    used = np.zeros(len(offers["offer_id"]), dtype=np.int64)  # redemptions per offer (caps)
+    pend = {key: np.zeros(0, dtype=np.int64) for key in ("c", "p", "offer", "until", "pday", "shown", "t0")}
+    pend["persuaded"] = np.zeros(0, dtype=bool)
+    truth = {key: np.zeros(len(imp["t"])) for key in ("p_redeem", "p_base", "uplift", "spend_effect")}
+    day_first = np.searchsorted(imp["t"], np.arange(n_days + 1))
+    eq = 1.0 + pop.extra_units
+    orders, lines, reds = [], [], []
+    for t in range(n_days):  # a loop over days (stock carries from one day to the next), not rows
         rng = _rng(seed, _ORDERS, t)
-        u = rng.random(scale.customers)
-        p = 1.0 - np.exp(-pop.visit_rate * visits_mult[t] * s_visits[t])
-        c = np.flatnonzero((pop.join_offset <= t) & (u < p))
-        n_lines = 1 + rng.poisson(np.maximum(pop.basket_mean[c] * s_basket[t] - 1.0, 0.0))
-        store = np.where(rng.random(len(c)) < 0.9, pop.home_store[c], rng.integers(1, scale.stores + 1, len(c)))
-        seconds = rng.integers(7 * 3600, 22 * 3600, len(c))
-        lc = np.repeat(c, n_lines)
-        pref = pop.preference[lc] * cat_mult[t]
-        cum = np.cumsum(pref, axis=1)
-        category = (rng.random(len(lc))[:, None] * cum[:, -1:] > cum).sum(axis=1)
-        loyal = rng.random(len(lc)) < pop.brand_loyalty[lc]
-        u_product = rng.random(len(lc))
-        product = np.where(
-            loyal,
-            cat.sample(category, pop.favourite_brand[lc, category], u_product),
-            cat.sample(category, None, u_product),
-        )
-        qty = 1 + rng.poisson(SEGMENT_EXTRA_UNITS[pop.segment[lc]])
-        price = np.round(cat.base_price[product] * rng.uniform(0.95, 1.05, len(lc)), 2)
-        promo = rng.random(len(lc)) < np.clip(pop.promo_line[lc] + promo_boost[t] + s_promo[t], 0, 0.95)
-        discount = np.where(promo, np.round(qty * price * rng.uniform(0.1, 0.3, len(lc)), 2), 0.0)
-        orders.append(dict(t=np.full(len(c), t), customer=c, store=store, seconds=seconds, n_lines=n_lines))
-        lines.append(dict(t=np.repeat(np.full(len(c), t), n_lines), order_local=np.repeat(np.arange(len(c)), n_lines),
-                          customer=lc, product=product, qty=qty, price=price, promo=promo, discount=discount))
-    cat_o = {k: np.concatenate([o[k] for o in orders]) for k in orders[0]}
-    cat_l = {k: np.concatenate([x[k] for x in lines]) for k in lines[0]}
-    # index lines to their order across days
-    day_first = np.r_[0, np.cumsum([len(o["customer"]) for o in orders])[:-1]]
-    cat_l["order"] = day_first[cat_l["t"]] + cat_l["order_local"]
-    return cat_o, cat_l
+        # 1. today's impressions: truth, noticing, persuasion
+        s = slice(day_first[t], day_first[t + 1])
+        ic, io = imp["customer"][s], imp["offer"][s]
+        if len(ic):
+            f = _impression_truth(pop, cat, tastes, offers, cal, start, t, ic, io, imp["fatigue_offer"][s],
+                                  imp["fatigue_category"][s])
+            for key in truth:
+                truth[key][s] = f[key]
+            notice = imp["u_notice"][s] < (oracle.position_attention(imp["position"][s])
+                                           * oracle.CHANNEL_ATTENTION[imp["channel"][s]])
+            persuaded = imp["u_persuade"][s] < f["p_persuade"]
+            dogs = notice & (pop.response_type[ic] == "sleeping_dog")
+            deter_until[ic[dogs]] = t + oracle.WEEK - 1
+            window = np.minimum(oracle.WEEK, offers["end"][io] - t + 1)
+            new = {"c": ic, "p": offers["product"][io], "offer": io, "until": t + window - 1,
+                   "pday": t + np.minimum(imp["delay"][s], window - 1), "shown": imp["seconds"][s],
+                   "t0": np.full(len(ic), t), "persuaded": persuaded}
+            pend = {key: np.r_[pend[key], new[key][notice]] for key in pend}
+        # 2. visits: ordinary ones, fewer for deterred sleeping dogs, plus the trips persuaded customers make
+        active = (pop.join_offset <= t) & (t < pop.churn_offset)
+        rate = pop.visit_rate * cal.visits[t] * cal.s_visits[t] * np.where(deter_until >= t,
+                                                                          1.0 - oracle.DETERRENCE, 1.0)
+        visit = active & (rng.random(n) < 1.0 - np.exp(-rate))
+        forced = pend["persuaded"] & (pend["pday"] == t)
+        visit[pend["c"][forced]] |= active[pend["c"][forced]]
+        v = np.flatnonzero(visit)
+        top = rng.random(len(v)) < pop.topup[v]
+        # 3a. regular products whose stock runs out
+        owner, ri = _expand(tastes.rep_start[v], tastes.rep_end[v])
+        row = tastes.rep[ri]
+        h = np.where(top[owner], oracle.H_TOPUP, oracle.H_BIG) * oracle.stock_pressure(tastes.due[row] - t)
+        buy = rng.random(len(row)) < h
+        due_c, due_p = v[owner[buy]], tastes.prod[row[buy]]
+        # 3b. exploratory lines from the drifting category tastes and the customer's own products
+        lam = np.where(top, oracle.TOPUP_LINES, pop.basket_mean[v] * cal.s_basket[t])
+        cnt = rng.poisson(lam * rng.gamma(oracle.BASKET_SHAPE, 1.0 / oracle.BASKET_SHAPE, len(v)))
+        lo = np.repeat(np.arange(len(v)), cnt)
+        lc = v[lo]
+        cw = np.cumsum(pop.category_weights(v, t, start) * cal.categories[t], axis=1)
+        category = (rng.random(len(lc))[:, None] * cw[lo, -1:] > cw[lo]).sum(axis=1)
+        u = rng.random(len(lc))
+        novel = rng.random(len(lc)) < oracle.NOVELTY
+        ep = np.where(novel, cat.sample(category, None, u), tastes.sample(lc, category, u))
+        partner = cat.partner[ep]
+        comp = (partner >= 0) & (rng.random(len(lc)) < oracle.COMPLEMENT)
+        # 3c. one line per (customer, product), quantities summed
+        c_all = np.r_[due_c, lc, lc[comp]]
+        p_all = np.r_[due_p, ep, partner[comp]]
+        q_all = 1 + rng.poisson(pop.extra_units[c_all])
+        key, inv = _unique(c_all * m + p_all)
+        qty = np.bincount(inv, weights=q_all).astype(np.int64)
+        # 4. redemptions inside today's trips: bought anyway, or added because persuaded
+        live = pend["until"] >= t
+        pkey = pend["c"] * m + pend["p"]
+        pos = np.minimum(np.searchsorted(key, pkey), max(len(key) - 1, 0))
+        bought = live & (key[pos] == pkey) if len(key) else np.zeros(len(pkey), bool)
+        cand = np.flatnonzero(bought | (live & pend["persuaded"] & (pend["pday"] <= t) & visit[pend["c"]]))
+        cand = np.sort(cand[_first_of(pend["c"][cand] * len(used) + pend["offer"][cand])])
+        cand = np.sort(cand[_first_of(pkey[cand])])  # one offer per line
+        nth = _rank_within(pend["offer"][cand], -cand.astype(float))
+        cap = offers["cap"][pend["offer"][cand]]
+        cand = cand[(cap < 0) | (used[pend["offer"][cand]] + nth < cap)]
+        np.add.at(used, pend["offer"][cand], 1)
+        rc, rp, ro = pend["c"][cand], pend["p"][cand], pend["offer"][cand]
+        r_shown = np.where(pend["t0"][cand] == t, pend["shown"][cand], -1)
+        add = np.setdiff1d(rc * m + rp, key)
+        if len(add):
+            key = np.r_[key, add]
+            qty = np.r_[qty, np.zeros(len(add), np.int64)]
+            order = np.argsort(key)
+            key, qty = key[order], qty[order]
+        rpos = np.searchsorted(key, rc * m + rp)
+        kind = offers["kind"][ro]
+        # a promoted purchase stocks up: a unit more than usual (bogo: the free ones)
+        typical = np.round(eq[rc]).astype(np.int64)
+        qty[rpos] = np.maximum(qty[rpos], typical) + np.where(kind == 2, offers["value"][ro], 1).astype(np.int64)
+        done = np.isin(pend["c"] * len(used) + pend["offer"], rc * len(used) + ro)
+        keep = ~done & (pend["until"] > t) & ~(pend["persuaded"] & (pend["pday"] <= t))
+        pend = {kk: vv[keep] for kk, vv in pend.items()}
+        # 5. lines, promotions and the orders of the day
+        lcust, lprod = key // m, key % m
+        price = np.round(cat.base_price[lprod] * rng.uniform(0.95, 1.05, len(key)), 2)
+        promo = rng.random(len(key)) < np.clip(pop.promo_line[lcust] + cal.promo[t] + cal.s_promo[t], 0, 0.95)
+        discount = np.where(promo, np.round(qty * price * rng.uniform(*PROMO_DEPTH, len(key)), 2), 0.0)
+        red_offer = np.full(len(key), -1)
+        red_offer[rpos] = ro
+        discount[rpos] = _offer_discount(kind, offers["value"][ro], price[rpos], qty[rpos])
+        promo[rpos] = True
+        oc = lcust[np.r_[True, lcust[1:] != lcust[:-1]]] if len(lcust) else lcust
+        seconds = rng.integers(7 * 3600, 22 * 3600, len(oc))
+        at = np.searchsorted(oc, rc)  # a redemption shown today happens after it was shown
+        np.maximum.at(seconds, at, np.where(r_shown >= 0, r_shown + 600, 0))
+        seconds = np.minimum(seconds, 86_399)
+        orders.append(dict(t=np.full(len(oc), t), customer=oc, seconds=seconds,
+                           store=np.where(rng.random(len(oc)) < 0.9, pop.home_store[oc],
+                                          rng.integers(1, scale.stores + 1, len(oc)))))
+        lines.append(dict(t=np.full(len(key), t), customer=lcust, product=lprod, qty=qty, price=price, promo=promo,
+                          discount=discount, offer=red_offer))
+        reds.append(dict(t=np.full(len(rc), t), customer=rc, offer=ro))
+        # 6. stock: purchases refill regular products; a redemption covers the need of its substitutes
+        row, found = tastes.lookup(lcust, lprod)
+        regular = found & ~np.isnan(tastes.cycle[row])
+        r = row[regular]
+        cyc = tastes.cycle[r]
+        tastes.due[r] = t + np.minimum(cyc * qty[regular] / eq[lcust[regular]],
+                                       np.maximum(cyc, cat.stock_cap[lprod[regular]]))
+        if len(rc):
+            g = rc * k_cat + cat.category[rp]
+            so, si = _expand(tastes.group_start[g], tastes.group_end[g])
+            hit = ((cat.subcat[tastes.prod[si]] == cat.subcat[rp[so]]) & (tastes.prod[si] != rp[so])
+                   & ~np.isnan(tastes.cycle[si]))
+            si = si[hit]
+            tastes.due[si] = np.maximum(tastes.due[si], t + tastes.cycle[si])
+    return orders, lines, reds, truth
 
 
-def _last_purchase_day(lines: dict[str, np.ndarray], cat: _Catalogue) -> pl.DataFrame:
-    """(customer, category, t): the days each customer bought in each category."""
-    return (
-        pl.DataFrame({"customer": lines["customer"], "category": cat.category[lines["product"]], "t": lines["t"]})
-        .unique()
-        .sort("t")
-    )
-
-
-def _impressions(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, offers: dict[str, np.ndarray],
-                 days: np.ndarray) -> dict[str, np.ndarray]:
-    """The legacy targeting policy: 5-10 offers for the customers it reaches."""
-    reach = WEEKLY_REACH / 7.0 * np.where(pop.email_consent, 1.25, 0.6)
-    out = []
-    offer_cat = cat.category[offers["product"]]
-    for t in range(len(days)):  # a loop over days, not rows
-        rng = _rng(seed, _IMPRESSIONS, t)
-        u = rng.random(scale.customers)
-        c = np.flatnonzero((pop.join_offset < t) & (u < reach))
-        live = np.flatnonzero((offers["start"] <= t) & (offers["end"] >= t))
-        if len(c) == 0 or len(live) == 0:
-            continue
-        k = rng.integers(5, 11, len(c))
-        pc, po = np.repeat(c, len(live)), np.tile(live, len(c))
-        ok = offers["stores"][po, pop.home_store[pc] - 1] & offers["segments"][po, pop.segment[pc]]
-        pc, po = pc[ok], po[ok]
-        legacy = SEGMENT_CATEGORY_PRIOR[pop.segment[pc], offer_cat[po]] * (0.4 + offers["depth"][po])
-        key = np.log(legacy) + rng.gumbel(size=len(pc))
-        keep = _rank_within(pc, key) < k[np.searchsorted(c, pc)]
-        pc, po = pc[keep], po[keep]
-        n = len(pc)
-        out.append(
-            dict(
-                t=np.full(n, t),
-                customer=pc,
-                offer=po,
-                seconds=rng.integers(6 * 3600, 21 * 3600, n),
-                channel=rng.choice(len(CHANNELS), size=n, p=CHANNEL_SHARES),
-                u_redeem=rng.random(n),
-                delay=rng.choice(len(REDEMPTION_DELAY), size=n, p=REDEMPTION_DELAY),
-                u_time=rng.random(n),
-            )
-        )
-    if not out:
-        return {k: np.zeros(0, dtype=np.int64) for k in
-                ("t", "customer", "offer", "seconds", "channel", "u_redeem", "delay", "u_time")}
-    imp = {k: np.concatenate([o[k] for o in out]) for k in out[0]}
-    order = np.lexsort((imp["seconds"], imp["customer"], imp["t"]))
-    return {k: v[order] for k, v in imp.items()}
-
-
-def impression_probabilities(pop: _Population, cat: _Catalogue, offers: dict[str, np.ndarray],
-                             imp: dict[str, np.ndarray], purchases: pl.DataFrame,
-                             shock_logit: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """True (p_redeem, p_base) of each impression, as of the start of its day."""
-    c, o, t = imp["customer"], imp["offer"], imp["t"]
-    product = offers["product"][o]
-    category = cat.category[product]
-    since = (
-        pl.DataFrame({"customer": c, "category": category, "t": t, "row": np.arange(len(c))})
-        .sort("t")
-        .join_asof(purchases.rename({"t": "bought"}).sort("bought"), left_on="t", right_on="bought",
-                   by=["customer", "category"], strategy="backward", allow_exact_matches=False,
-                   check_sortedness=False)
-        .sort("row")
-    )
-    days_since = (since["t"] - since["bought"]).to_numpy().astype(float)  # NaN: never bought
-    pref = pop.preference[c, category]
-    match = pop.favourite_brand[c, category] == cat.brand[product]
-    share = oracle.product_share(match, pop.brand_loyalty[c], cat.share_in_category[product],
-                                 cat.share_in_brand[product])
-    p_base = oracle.baseline_purchase_probability(pop.visit_rate[c], pop.basket_mean[c], pref, share)
-    uplift = oracle.uplift_probability(
-        offers["depth"][o], pref, pop.promo_sensitivity[c], days_since, match, pop.brand_loyalty[c],
-        pop.promo_only[c], pop.discount_blind[c], shock_logit[t],
-    )
-    return oracle.redemption_probability(p_base, uplift), p_base
-
-
-def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | None = None) -> dict[str, pl.DataFrame]:
+def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | None = None,
+             exploration: float = 0.10, holdout_share: float = 0.10) -> dict[str, pl.DataFrame]:
     """Simulate the retailer from ``start`` (first day of the history) to ``end`` (exclusive).
 
     Parameters
@@ -471,81 +898,56 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
         The simulated days. Rows of a day do not depend on ``end``.
     shock : Shock, optional
         A behaviour change on some days (scenarios).
+    exploration : float
+        Share of the legacy policy's slots filled at random (METRO_EXPLORATION).
+    holdout_share : float
+        Share of customers who see no offers, re-drawn every 4 weeks (METRO_HOLDOUT_SHARE).
 
     Returns
     -------
     dict of str to polars.DataFrame
-        The raw tables and the hidden ``sim.*`` truth tables, every row with
-        its ``day``. Callers keep the days they need.
+        The raw tables, the hidden ``sim.*`` truth tables and
+        ``sim.impression_truth`` (the oracle's figures of every impression, for
+        tests), every row with its ``day``. Callers keep the days they need.
     """
     n_days = max((end - start).days, 0)
-    days = _days(start, n_days)
     pop = _Population(scale, seed)
     cat = _Catalogue(scale, seed)
+    tastes = _Tastes(scale, seed, pop, cat)
     offers = _offers(scale, seed, cat, n_days)
-    reg_orders, reg_lines = _regular_orders(scale, seed, pop, cat, days, shock)
-    purchases = _last_purchase_day(reg_lines, cat)
-    imp = _impressions(scale, seed, pop, cat, offers, days)
-    shock_logit = _shock_arrays(shock, days)[3]
-    p_redeem, _ = impression_probabilities(pop, cat, offers, imp, purchases, shock_logit)
+    n_blocks = -(-n_days // HOLDOUT_BLOCK_DAYS)
+    holdout = _holdout(scale, seed, pop, n_blocks, holdout_share)
+    imp = _impressions(scale, seed, pop, cat, tastes, offers, n_days, holdout, exploration)
+    cal = _Calendar(start, n_days, shock)
+    day_orders, day_lines, day_reds, truth = _history(scale, seed, pop, cat, tastes, offers, imp, cal, start, n_days)
 
-    # Redemptions: drawn per impression, at most one per (customer, offer), within
-    # 7 days of the impression and the offer's end, stopped once a cap is reached.
-    redeemed = imp["u_redeem"] < p_redeem
-    r = {k: v[redeemed] for k, v in imp.items()}
-    shown = r["t"] * 86400 + r["seconds"]
-    latest = np.minimum(shown + 7 * 86400 - 1, (offers["end"][r["offer"]] + 1) * 86400 - 1)
-    at = np.minimum(shown + r["delay"] * 86400 + 600 + (r["u_time"] * 5 * 3600).astype(np.int64), latest)
-    red = pl.DataFrame({"customer": r["customer"], "offer": r["offer"], "at": at})
-    red = red.filter(pl.col("at") < n_days * 86400).sort("at", "customer", "offer")
-    red = red.unique(["customer", "offer"], keep="first", maintain_order=True)
-    cap = offers["cap"][red["offer"].to_numpy()]
-    red = red.with_columns(nth=pl.int_range(pl.len()).over("offer"), cap=cap)
-    red = red.filter((pl.col("cap") < 0) | (pl.col("nth") < pl.col("cap"))).sort("at", "customer", "offer")
-    rc, ro, rat = red["customer"].to_numpy(), red["offer"].to_numpy(), red["at"].to_numpy()
-    r_product = offers["product"][ro]
-    r_kind = offers["kind"][ro]
-    r_price = cat.base_price[r_product]
-    r_qty = np.where(r_kind == 2, 2, 1)
-    r_discount = np.round(np.select([r_kind == 0, r_kind == 1],
-                                    [r_price * offers["value"][ro] / 100.0, np.minimum(offers["value"][ro], r_price)],
-                                    r_price), 2)
+    def cat_days(parts, keys):
+        if not parts:
+            return {key: np.zeros(0, dtype=np.int64) for key in keys}
+        return {key: np.concatenate([p[key] for p in parts]) for key in keys}
 
-    # Orders: regular and redemption orders, numbered by (time, kind, customer).
+    o = cat_days(day_orders, ("t", "customer", "seconds", "store"))
+    li = cat_days(day_lines, ("t", "customer", "product", "qty", "price", "promo", "discount", "offer"))
+    r = cat_days(day_reds, ("t", "customer", "offer"))
     origin = np.datetime64(start, "s")
-    all_orders = pl.DataFrame(
-        {
-            "src": np.r_[np.arange(len(reg_orders["customer"])), np.arange(len(rc))],
-            "kind": np.r_[np.zeros(len(reg_orders["customer"]), int), np.ones(len(rc), int)],
-            "customer": np.r_[reg_orders["customer"], rc],
-            "store": np.r_[reg_orders["store"], pop.home_store[rc]],
-            "at": np.r_[reg_orders["t"] * 86400 + reg_orders["seconds"], rat],
-        }
-    ).sort("at", "kind", "customer", "src").with_columns(order_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-    regular_id = np.empty(len(reg_orders["customer"]), np.int64)
-    red_id = np.empty(len(rc), np.int64)
-    kinds, srcs, ids = (all_orders[c].to_numpy() for c in ("kind", "src", "order_id"))
-    regular_id[srcs[kinds == 0]] = ids[kinds == 0]
-    red_id[srcs[kinds == 1]] = ids[kinds == 1]
-
-    items = pl.DataFrame(
-        {
-            "order_id": np.r_[regular_id[reg_lines["order"]], red_id],
-            "product_id": cat.product_id[np.r_[reg_lines["product"], r_product]],
-            "quantity": np.r_[reg_lines["qty"], r_qty].astype(np.int32),
-            "unit_price": np.r_[reg_lines["price"], r_price],
-            "is_promo": np.r_[reg_lines["promo"], np.ones(len(rc), bool)],
-            "discount_amount": np.r_[reg_lines["discount"], r_discount],
-        }
-    ).sort("order_id", maintain_order=True).with_columns(
-        order_item_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64)
+    orders = pl.DataFrame({"t": o["t"], "customer": o["customer"], "at": o["t"] * 86400 + o["seconds"],
+                           "store": o["store"]}).sort("at", "customer").with_columns(
+        order_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
+    by_visit = orders.select("t", "customer", "order_id", "at")
+    items = (
+        pl.DataFrame({"t": li["t"], "customer": li["customer"], "product": li["product"], "quantity": li["qty"],
+                      "unit_price": li["price"], "is_promo": li["promo"].astype(bool),
+                      "discount_amount": li["discount"]})
+        .join(by_visit, on=["t", "customer"], how="left")
+        .sort("order_id", "product")
+        .with_columns(order_item_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
     )
     totals = items.group_by("order_id").agg(
         total_amount=(pl.col("quantity") * pl.col("unit_price") - pl.col("discount_amount")).sum().round(2),
         num_items=pl.len().cast(pl.Int32),
     )
     orders = (
-        all_orders.join(totals, on="order_id")
+        orders.join(totals, on="order_id")
         .with_columns(
             customer_id=(pl.col("customer") + 1).cast(pl.Int64),  # ids are 1..n
             store_id=pl.col("store").cast(pl.Int32),
@@ -555,7 +957,26 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
         .select("order_id", "customer_id", "store_id", "order_timestamp", "total_amount", "num_items", "day")
         .sort("order_id")
     )
-    items = items.join(orders.select("order_id", "day"), on="order_id").sort("order_item_id")
+    items = items.with_columns(
+        product_id=pl.col("product").map_batches(lambda s: pl.Series(cat.product_id[s.to_numpy()])),
+        quantity=pl.col("quantity").cast(pl.Int32),
+        day=(pl.lit(origin) + pl.duration(seconds=pl.col("at"))).dt.date(),
+    ).select("order_item_id", "order_id", "product_id", "quantity", "unit_price", "is_promo", "discount_amount",
+             "day")
+
+    redemptions = (
+        pl.DataFrame({"t": r["t"], "customer": r["customer"], "offer": r["offer"]})
+        .join(by_visit, on=["t", "customer"], how="left")
+        .sort("at", "customer", "offer")
+        .with_columns(
+            redemption_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+            customer_id=(pl.col("customer") + 1).cast(pl.Int64),
+            offer_id=pl.col("offer").map_batches(lambda s: pl.Series(offers["offer_id"][s.to_numpy()])),
+            redeemed_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("at")),
+        )
+        .with_columns(day=pl.col("redeemed_timestamp").dt.date())
+        .select("redemption_id", "customer_id", "offer_id", "order_id", "redeemed_timestamp", "day")
+    )
 
     imp_frame = pl.DataFrame(
         {
@@ -563,23 +984,22 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
             "offer_id": offers["offer_id"][imp["offer"]],
             "shown_at": imp["t"] * 86400 + imp["seconds"],
             "channel": np.array(CHANNELS)[imp["channel"]] if len(imp["t"]) else np.array([], dtype=str),
+            "position": imp["position"].astype(np.int32),
+            "propensity": imp["propensity"].astype(float),
+            "is_exploration": imp["exploration"].astype(bool),
         }
     ).with_columns(
         impression_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
         shown_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("shown_at")),
-    ).with_columns(day=pl.col("shown_timestamp").dt.date()).drop("shown_at")
-
-    redemptions = pl.DataFrame(
-        {
-            "customer_id": pop.customer_id[rc],
-            "offer_id": offers["offer_id"][ro],
-            "order_id": red_id,
-            "at": rat,
-        }
-    ).with_columns(
-        redemption_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
-        redeemed_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("at")),
-    ).with_columns(day=pl.col("redeemed_timestamp").dt.date()).drop("at")
+    ).with_columns(day=pl.col("shown_timestamp").dt.date()).select(
+        "impression_id", "customer_id", "offer_id", "shown_timestamp", "channel", "position", "propensity",
+        "is_exploration", "day")
+    impression_truth = pl.DataFrame({
+        "customer_id": pop.customer_id[imp["customer"]],
+        "offer_id": offers["offer_id"][imp["offer"]],
+        "position": imp["position"].astype(np.int32),
+        **truth,
+    }).with_columns(day=imp_frame["day"])
 
     offer_start = np.datetime64(start, "D") + offers["start"]
     offer_frame = pl.DataFrame(
@@ -599,16 +1019,18 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
         }
     ).with_columns(max_redemptions=pl.when(pl.col("max_redemptions") > 0).then("max_redemptions"))
 
-    tables = {
+    return {
         **pop.tables(start),
         **cat.tables(start),
+        "sim.customer_products": tastes.table(pop, cat, start),
         "offers": offer_frame,
         "orders": orders,
         "order_items": items,
         "impressions": imp_frame,
         "redemptions": redemptions,
+        "experiment_assignments": _assignments(pop, holdout, n_days, start),
+        "sim.impression_truth": impression_truth,
     }
-    return tables
 
 
 def window(tables: dict[str, pl.DataFrame], start: date, end: date) -> dict[str, pl.DataFrame]:
