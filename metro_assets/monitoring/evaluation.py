@@ -285,35 +285,52 @@ def pool_truth(con: duckdb.DuckDBPyConnection, day: date, shock: Shock | None = 
 
 
 def incremental(truth: pl.DataFrame) -> pl.Expr:
-    """The expected incremental redemptions of a pair: what showing the offer causes.
+    """The expected incremental purchases of a pair shown at position 1: what showing the offer causes.
 
-    The truth's ``uplift`` when it has one (World v2); before it, p_redeem - p_base.
+    The truth's ``uplift`` (World v2: negative for sleeping dogs); a truth
+    without it (World v1) gives p_redeem - p_base.
     """
     if "uplift" in truth.columns:
         return pl.col("uplift").fill_null(0.0)
     return pl.col("p_redeem").fill_null(0.0) - pl.col("p_base").fill_null(0.0)
 
 
+def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
+    """The expected change of the customer's gross spend at position 1 (the truth's ``spend_effect``:
+    the product's extra sales, and for sleeping dogs the trips they skip); else incremental x shelf value."""
+    if "spend_effect" in truth.columns:
+        return pl.col("spend_effect").fill_null(0.0)
+    return incremental(truth) * pl.col("gross")
+
+
 def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
     """Per customer of ``customers``: expected, incremental redemptions, incremental margin, discount of the top k.
 
-    ``truth`` holds ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base``
-    (and ``uplift`` when the truth has it) and the :func:`offer_economics`
-    columns. Incremental margin = incremental redemptions x shelf value x
-    margin rate - discount paid on every expected redemption (also those the
-    customer would have made anyway: the discount given to sure things).
-    Customers without a ranked pair get zeros.
+    ``ranked`` holds ``customer_id``, ``offer_id``, ``rank``; ``truth`` holds
+    ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base`` (``uplift``,
+    ``spend_effect`` with World v2) and the :func:`offer_economics` columns,
+    all for position 1: an offer at rank r gets
+    ``oracle.position_attention(r)`` of each (lower slots are seen less).
+    Incremental margin = incremental revenue x margin rate - discount paid on
+    every expected redemption (also those the customer would have made
+    anyway: the discount given to sure things). Customers without a ranked
+    pair get zeros.
     """
+    attention = pl.Series(oracle.position_attention(ranked["rank"].to_numpy()))
+    x = ranked.select("customer_id", "offer_id", attention=attention).join(
+        truth, on=["customer_id", "offer_id"], how="inner")
     p = pl.col("p_redeem").fill_null(0.0)
-    x = ranked.select("customer_id", "offer_id").join(truth, on=["customer_id", "offer_id"], how="inner").select(
+    x = x.select(
         "customer_id",
+        pl.col("attention"),
         expected=p,
         incremental=incremental(truth),
-        margin=incremental(truth) * pl.col("gross") * pl.col("margin") - p * pl.col("discount"),
+        margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
         discount=p * pl.col("discount"),
     )
-    sums = x.group_by("customer_id").agg(pl.col("expected", "incremental", "margin", "discount").sum())
-    return (customers.join(sums, on="customer_id", how="left").fill_null(0.0).sort("customer_id"))
+    sums = x.group_by("customer_id").agg(
+        (pl.col(c) * pl.col("attention")).sum().alias(c) for c in ("expected", "incremental", "margin", "discount"))
+    return customers.join(sums, on="customer_id", how="left").fill_null(0.0).sort("customer_id")
 
 
 def _runs(ranking) -> list[pl.DataFrame]:
@@ -406,7 +423,7 @@ def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.
             continue
         runs = []
         for r in _runs(rankings[p]):
-            per = offpolicy.per_customer(log, r.select("customer_id", "offer_id").join(dates, on="offer_id"))
+            per = offpolicy.per_customer(log, r.select("customer_id", "offer_id", "rank").join(dates, on="offer_id"))
             clipped = max(clipped, int(per["clipped"].sum()))
             runs.append(offpolicy.estimates(per, replicates, seed))
         if not all(runs):

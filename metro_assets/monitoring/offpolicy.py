@@ -1,30 +1,39 @@
 """Off-policy estimates of a policy's redemptions@10 from the logged impressions and their propensities.
 
 What a retailer with real data can compute (no simulator truth): the
-legacy policy logged, for each impression, the probability it had of
-including that offer in the list it showed that customer that day
-(``impressions.propensity``; its exploration share keeps every eligible
-offer's probability above zero). A target policy is a deterministic top-k
-per customer, so item-level importance sampling applies:
+logging policy recorded, for each impression, its slot (``position``) and
+the probability it had of showing that offer in that slot
+(``propensity``); its exploration share keeps every eligible offer's
+probability above zero. A target policy is a deterministic top-k per
+customer, so item-level importance sampling applies:
 
 * A *list* is what one customer was shown on one day of the log window (the
   7 days up to and including the run date D; each impression's reward is a
   redemption of that offer within 7 days of it, so every reward is in the
   warehouse when D's label week is).
-* Weight of an impression: ``w = min(1 / propensity, max_weight)`` when the
-  offer is in the target's top-k for that customer, else 0.
-* Per live slot: the target's offers that were live on the list's day (the
-  logging policy could show only those); with every offer live this is k.
+* Inclusion probability: an exploration slot draws uniformly, so its offer's
+  chance of being in the list is propensity x list length; a legacy slot's
+  offer can only be in that slot: the propensity itself.
+* Weight of an impression whose offer is in the target's top-k for that
+  customer: ``w0 = min(1 / inclusion, max_weight)``, and ``w = w0 x
+  attention(r) / attention(s)``, which moves the reward seen at slot s to the
+  target's slot r with the position model
+  (:func:`metro_assets.simulation.oracle.position_attention`, examination ∝
+  position^-0.5; on real data estimate it from the exploration slots).
+  Other impressions weigh 0.
+* Slots: the target's offers per list; live slots: those live on the list's
+  day (the logging policy could show only those).
 * ``ips`` = Σ w·r / Σ live slots x mean slots (with every offer live:
-  Σ w·r / number of lists, the textbook IPS); ``snips`` = Σ w·r / Σ w x mean
-  slots (self-normalised: the realised weight total replaces its expectation,
-  which trades a little bias for much less variance). Both are redemptions of
-  the target's top-k per list, i.e. per customer reached by the logging policy.
+  Σ w·r / lists, the textbook IPS); ``snips`` = Σ w·r / Σ w0 x mean slots
+  (self-normalised: Σ w0 estimates the live slots, and the realised total
+  replaces its expectation, trading a little bias for much less variance).
+  Both are redemptions of the target's top-k per list, i.e. per customer the
+  logging policy reached.
 * ``ess`` = (Σ w)² / Σ w²: how many impressions the estimate is really worth.
 
 Only customers with a target ranking (those of D's candidate pool) count.
-Clipping the weights at ``max_weight`` bounds the variance and biases the
-estimate down when it binds; the evaluation notes how many weights it clipped.
+Clipping at ``max_weight`` bounds the variance and biases the estimate down
+where it binds; the evaluation notes how many weights it clipped.
 
 Examples
 --------
@@ -47,6 +56,7 @@ import numpy as np
 import polars as pl
 
 from metro_assets.monitoring.bootstrap import REPLICATES, interval, replicate_sums
+from metro_assets.simulation import oracle
 
 MAX_WEIGHT = 1000.0   # clip: 1 / propensity above this counts as this
 LOG_DAYS = 7          # the log window: the run date and the 6 days before it
@@ -58,7 +68,7 @@ def log_columns_missing(con: duckdb.DuckDBPyConnection) -> list[str]:
     """The columns off-policy estimation needs that ``impressions`` lacks (empty: it can run)."""
     have = {r[0] for r in con.sql("SELECT column_name FROM information_schema.columns "
                                   "WHERE table_name = 'impressions'").fetchall()}
-    return [c for c in ("propensity",) if c not in have]
+    return [c for c in ("propensity", "position", "is_exploration") if c not in have]
 
 
 def logged_lists(con: duckdb.DuckDBPyConnection, day: date) -> pl.DataFrame:
@@ -71,14 +81,15 @@ def logged_lists(con: duckdb.DuckDBPyConnection, day: date) -> pl.DataFrame:
     return con.sql(
         """
         WITH shown AS (
-            SELECT customer_id, offer_id, day, min(propensity) AS propensity
+            SELECT customer_id, offer_id, day, min(propensity) AS propensity, min(position) AS position,
+                   coalesce(bool_or(is_exploration), false) AS is_exploration
             FROM impressions
             WHERE day > $day::DATE - $log_days AND day <= $day AND propensity > 0
             GROUP BY ALL
         )
         SELECT s.customer_id, s.offer_id, s.day,
                hash(s.customer_id, s.day) AS list_id,
-               s.propensity,
+               s.propensity, s.position, s.is_exploration,
                (count(r.offer_id) > 0)::INTEGER AS reward
         FROM shown s
         LEFT JOIN redemptions r
@@ -97,24 +108,31 @@ def per_customer(log: pl.DataFrame, target: pl.DataFrame, max_weight: float = MA
     ----------
     log : polars.DataFrame
         ``customer_id``, ``offer_id``, ``list_id``, ``propensity``, ``reward``;
-        with a ``day`` column, target offers count as live on a list's day only
-        between their ``start_date`` and ``end_date`` (columns of ``target``).
+        optionally ``day`` (target offers then count as live on a list's day
+        only between their ``start_date`` and ``end_date``, columns of
+        ``target``), ``position`` (the slot shown, 1 = top) and
+        ``is_exploration`` (the slot was drawn at random: its per-slot
+        propensity is the same in every slot, so the chance the offer was in
+        the list at all is propensity x list length).
     target : polars.DataFrame
-        The target policy's top-k: ``customer_id``, ``offer_id`` (and
-        optionally ``start_date``, ``end_date``).
+        The target policy's top-k: ``customer_id``, ``offer_id``, optionally
+        ``rank`` (with ``position``: the reward seen at slot s is moved to
+        slot r by attention(r) / attention(s)), ``start_date``, ``end_date``.
     max_weight : float
-        Clip of the importance weight.
+        Clip of the inverse inclusion probability.
 
     Returns
     -------
     polars.DataFrame
         ``customer_id``, ``lists``, ``slots`` (Σ over the customer's lists of
         the target's list length), ``live`` (of those, offers live that day),
-        ``wr`` (Σ w·r), ``w`` (Σ w), ``w2`` (Σ w²), ``clipped`` (impressions
-        whose weight was clipped).
+        ``wr`` (Σ w·r), ``w0`` (Σ clipped inverse inclusion probabilities),
+        ``w`` (Σ w), ``w2`` (Σ w²), ``clipped`` (impressions whose weight was clipped).
     """
-    t = target.select("customer_id", "offer_id", *[c for c in ("start_date", "end_date") if c in target.columns])
-    log = log.join(t.select("customer_id").unique(), on="customer_id", how="semi")
+    extra = [c for c in ("rank", "start_date", "end_date") if c in target.columns]
+    t = target.select("customer_id", "offer_id", *extra)
+    log = log.with_columns(_size=pl.len().over("list_id")).join(t.select("customer_id").unique(), on="customer_id",
+                                                                how="semi")
     lists = log.select("customer_id", "list_id", *(["day"] if "day" in log.columns else [])).unique()
     size = t.group_by("customer_id").agg(k=pl.len())
     if "day" in lists.columns and "start_date" in t.columns:
@@ -125,24 +143,34 @@ def per_customer(log: pl.DataFrame, target: pl.DataFrame, max_weight: float = MA
         live = lists.join(size, on="customer_id").group_by("customer_id").agg(live=pl.col("k").sum())
     counts = (lists.group_by("customer_id").agg(lists=pl.len())
               .join(size, on="customer_id").with_columns(slots=pl.col("lists") * pl.col("k")).drop("k"))
-    raw = 1.0 / pl.col("propensity")
-    weights = (log.join(t.select("customer_id", "offer_id"), on=["customer_id", "offer_id"], how="semi")
-               .with_columns(w=raw.clip(upper_bound=max_weight), clipped=(raw > max_weight).cast(pl.Int64))
+    inclusion = pl.col("propensity")
+    if "is_exploration" in log.columns:
+        inclusion = pl.when(pl.col("is_exploration").fill_null(False)).then(inclusion * pl.col("_size")) \
+            .otherwise(inclusion)
+    raw = 1.0 / inclusion
+    shown = log.join(t, on=["customer_id", "offer_id"], how="inner")
+    shift = np.ones(shown.height)
+    if "rank" in shown.columns and "position" in shown.columns:
+        # the position model: the reward seen at slot s, moved to the target's slot r
+        slot = shown["position"].cast(pl.Float64).fill_null(shown["rank"].cast(pl.Float64)).to_numpy()
+        shift = oracle.position_attention(shown["rank"].to_numpy()) / oracle.position_attention(slot)
+    weights = (shown.with_columns(w0=raw.clip(upper_bound=max_weight), clipped=(raw > max_weight).cast(pl.Int64))
+               .with_columns(w=pl.col("w0") * pl.Series(shift))
                .group_by("customer_id")
                .agg(wr=(pl.col("w") * pl.col("reward")).sum(), w2=(pl.col("w") ** 2).sum(), w=pl.col("w").sum(),
-                    clipped=pl.col("clipped").sum()))
+                    w0=pl.col("w0").sum(), clipped=pl.col("clipped").sum()))
     return (counts.join(live, on="customer_id", how="left").join(weights, on="customer_id", how="left")
-            .with_columns(pl.col("live", "wr", "w", "w2", "clipped").fill_null(0).cast(pl.Float64))
-            .select("customer_id", "lists", "slots", "live", "wr", "w", "w2", "clipped")
+            .with_columns(pl.col("live", "wr", "w0", "w", "w2", "clipped").fill_null(0).cast(pl.Float64))
+            .select("customer_id", "lists", "slots", "live", "wr", "w0", "w", "w2", "clipped")
             .sort("customer_id"))
 
 
 def _statistics(s: np.ndarray) -> np.ndarray:
-    """IPS, SNIPS and ESS from sums (rows) of lists, slots, live, wr, w, w2."""
-    lists, slots, live, wr, w, w2 = (s[:, i] for i in range(6))
+    """IPS, SNIPS and ESS from sums (rows) of lists, slots, live, wr, w0, w, w2."""
+    lists, slots, live, wr, w0, w, w2 = (s[:, i] for i in range(7))
     with np.errstate(divide="ignore", invalid="ignore"):
         mean_slots = slots / lists
-        return np.column_stack([wr / live * mean_slots, wr / w * mean_slots, w ** 2 / w2])
+        return np.column_stack([wr / live * mean_slots, wr / w0 * mean_slots, w ** 2 / w2])
 
 
 def estimates(per: pl.DataFrame, replicates: int = REPLICATES,
@@ -152,9 +180,9 @@ def estimates(per: pl.DataFrame, replicates: int = REPLICATES,
     Customers are resampled with Poisson weights (:mod:`.bootstrap`); ESS's
     interval is its bootstrap spread. Empty when no impression weighs anything.
     """
-    cols = ["lists", "slots", "live", "wr", "w", "w2"]
+    cols = ["lists", "slots", "live", "wr", "w0", "w", "w2"]
     x = per.select(cols).to_numpy().astype(float) if per.height else np.zeros((0, len(cols)))
-    if x.shape[0] == 0 or x[:, 4].sum() <= 0:
+    if x.shape[0] == 0 or x[:, 5].sum() <= 0:
         return {}
     point = _statistics(x.sum(axis=0, keepdims=True))[0]
     low, high = interval(_statistics(replicate_sums(x, replicates, seed)))

@@ -67,3 +67,15 @@ def test_only_target_offers_live_on_the_list_day_count_as_slots():
     # per live slot: weight 2 x one reward over 2 live slots; times 2 slots per list
     assert est["ips_redemptions_at_10"][0] == pytest.approx(2.0)
     assert est["snips_redemptions_at_10"][0] == pytest.approx(1.0)  # 2 / total weight 4, times 2 slots
+
+
+def test_exploration_slots_and_positions():
+    # one list of 5: four legacy slots (propensity 0.9) and an exploration slot (0.02 per slot -> 0.1 in the list)
+    log = pl.DataFrame({"customer_id": [1] * 5, "offer_id": [1, 2, 3, 4, 5], "list_id": [1] * 5,
+                        "propensity": [0.9, 0.9, 0.9, 0.9, 0.02], "reward": [0, 0, 0, 1, 1],
+                        "position": [1, 2, 3, 4, 5], "is_exploration": [False] * 4 + [True]})
+    target = pl.DataFrame({"customer_id": [1, 1], "offer_id": [4, 5], "rank": [1, 2]})
+    per = per_customer(log, target).row(0, named=True)
+    assert per["w0"] == pytest.approx(1 / 0.9 + 1 / 0.1)
+    # offer 4 seen at slot 4, counted at slot 1: attention 1 / 4^-0.5 = 2; offer 5 from slot 5 to slot 2
+    assert per["wr"] == pytest.approx(2 / 0.9 + (5 / 2) ** 0.5 / 0.1)
