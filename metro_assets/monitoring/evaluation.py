@@ -149,9 +149,12 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
 
     * ``popularity``: the offer's redemptions before D; ``segment_popularity``:
       the same among customers of the customer's segment.
-    * ``legacy``: how the logging policy targets: the share of its impressions
-      of the last 28 days that customers of the segment got in the offer's
-      category (smoothed), times (0.4 + discount depth), the legacy weighting.
+    * ``legacy``: how the logging policy targets (its documented rule, with
+      the retailer's own data for what it reads): the share of its impressions
+      of the last 28 days that the customer's segment got in the offer's
+      category (smoothed) x (0.4 + discount depth) x the customer's
+      category line share x (0.02 + bought the product before) x e^1.5 when
+      the product is a regular purchase.
     * ``affinity_rule``: ``category_line_share`` (interaction_features of D) x discount depth.
     * ``buy_again``: products the customer bought on 2+ days before D come
       first, soonest due first (due = last purchase + mean gap; most overdue
@@ -180,7 +183,8 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
             FROM evaluation_pool q JOIN customers c ON c.customer_id = q.customer_id
             JOIN offers o ON o.offer_id = q.offer_id JOIN products p ON p.product_id = o.product_id
             LEFT JOIN share s ON s.segment = c.segment AND s.category = p.category""", day=day, days=LEGACY_DAYS)
-        affinity = _frame(con, """SELECT q.customer_id, q.offer_id, f.category_line_share AS share
+        affinity = _frame(con, """SELECT q.customer_id, q.offer_id, f.category_line_share AS share,
+                                         coalesce(f.bought_product_before, false)::DOUBLE AS bought_before
                                   FROM evaluation_pool q LEFT JOIN interaction_features f
                                   ON f.customer_id = q.customer_id AND f.offer_id = q.offer_id AND f.day = $day""",
                           day=day)
@@ -209,7 +213,11 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
         "segment_popularity": pool.join(segments, on="customer_id", how="left")
         .join(by_segment, on=["segment", "offer_id"], how="left"),
         "legacy": base.join(legacy, on=keys, how="left")
-        .with_columns(score=pl.col("share") * (0.4 + pl.col("depth"))),
+        .join(affinity.rename({"share": "line_share"}), on=keys, how="left")
+        .join(regular, on=keys, how="left")
+        .with_columns(score=pl.col("share") * (0.4 + pl.col("depth")) * pl.col("line_share").fill_null(0.0)
+                      * (0.02 + pl.col("bought_before").fill_null(0.0))
+                      * pl.when(pl.col("due_in").is_not_null()).then(np.exp(1.5)).otherwise(1.0)),
         "affinity_rule": rule,
         # regular products score in (1, 2), decreasing with days until due; the rest the rule's [0, 1]
         "buy_again": rule.join(regular, on=keys, how="left")
