@@ -7,10 +7,14 @@ the probability it had of showing that offer in that slot
 probability above zero. A target policy is a deterministic top-k per
 customer, so item-level importance sampling applies:
 
-* A *list* is what one customer was shown on one day of the log window (the
-  7 days up to and including the run date D; each impression's reward is a
-  redemption of that offer within 7 days of it, so every reward is in the
-  warehouse when D's label week is).
+* A *list* is what one customer was shown on one day of the log window, the
+  7 days from the run date D on: the target's top-k is decided with the
+  events before D, so it cannot have seen these impressions or their
+  outcomes (a window before D would let a model pick exactly the offers it
+  saw redeemed, and grade itself on them). An impression's reward is a
+  redemption of its offer within 7 days of it; impressions whose 7 days are
+  not all in the warehouse yet are left out (evaluated a week after D, only
+  D's own impressions count; a backfill later uses the whole week).
 * Inclusion probability: an exploration slot draws uniformly, so its offer's
   chance of being in the list is propensity x list length; a legacy slot's
   offer can only be in that slot: the propensity itself.
@@ -59,7 +63,7 @@ from metro_assets.monitoring.bootstrap import REPLICATES, interval, replicate_su
 from metro_assets.simulation import oracle
 
 MAX_WEIGHT = 1000.0   # clip: 1 / propensity above this counts as this
-LOG_DAYS = 7          # the log window: the run date and the 6 days before it
+LOG_DAYS = 7          # the log window: the run date and the 6 days after it
 REWARD_DAYS = 7       # an impression's reward: a redemption of its offer within this many days
 METRICS = ("ips_redemptions_at_10", "snips_redemptions_at_10", "ess")
 
@@ -84,7 +88,9 @@ def logged_lists(con: duckdb.DuckDBPyConnection, day: date) -> pl.DataFrame:
             SELECT customer_id, offer_id, day, min(propensity) AS propensity, min(position) AS position,
                    coalesce(bool_or(is_exploration), false) AS is_exploration
             FROM impressions
-            WHERE day > $day::DATE - $log_days AND day <= $day AND propensity > 0
+            WHERE day >= $day AND day < $day::DATE + $log_days AND propensity > 0
+              -- only impressions whose whole reward week is in the warehouse
+              AND day + $reward_days - 1 <= (SELECT max(day) FROM orders)
             GROUP BY ALL
         )
         SELECT s.customer_id, s.offer_id, s.day,
