@@ -191,6 +191,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="101,202,303", help="comma-separated evaluation seeds")
     parser.add_argument("--dates", type=int, default=4, help="run dates per seed (weekly, from history_end - 21)")
     parser.add_argument("--headline", action="store_true", help="default scale, the first seed, one run date")
+    parser.add_argument("--keep", action="store_true", help="keep the temporary warehouses (to look into them)")
     parser.add_argument("--child", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--child-out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -214,7 +215,10 @@ def main() -> None:
         timings.update({f"seed {seed} {k}": v for k, v in t.items()})
         print(f"seed {seed}: done ({time.perf_counter() - started:.0f} s so far)", flush=True)
     rows = pl.concat(frames)
-    shutil.rmtree(workdir, ignore_errors=True)  # the warehouses: the rows are kept below
+    if args.keep:
+        print(f"warehouses kept in {workdir}")
+    else:
+        shutil.rmtree(workdir, ignore_errors=True)  # the warehouses: the rows are kept below
     text = report(rows, timings, args.scale) + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores."
     print(text)
     results = ROOT / "benchmarks" / "results"
