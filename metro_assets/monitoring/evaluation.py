@@ -338,7 +338,9 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
     )
     sums = x.group_by("customer_id").agg(
         (pl.col(c) * pl.col("attention")).sum().alias(c) for c in ("expected", "incremental", "margin", "discount"))
-    return customers.join(sums, on="customer_id", how="left").fill_null(0.0).sort("customer_id")
+    names = ["expected", "incremental", "margin", "discount"]
+    return customers.join(sums, on="customer_id", how="left").with_columns(pl.col(names).fill_null(0.0)) \
+        .sort("customer_id")
 
 
 def _runs(ranking) -> list[pl.DataFrame]:
