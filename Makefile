@@ -45,8 +45,9 @@ ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/dagster dev -m metro_assets.definitions -h 127.0.0.1 -p $(UI_PORT)
 
 ## make serve: the recommendations API on http://127.0.0.1:8000 over the snapshot at METRO_SERVING
+## (uvicorn with the API's connection guards: head size, read timeout, connection limit; docs/API.md)
 serve: $(STAMP)
-	$(BIN)/uvicorn api.app:app --host 127.0.0.1 --port 8000
+	$(BIN)/python -m api.server --host 127.0.0.1 --port 8000
 
 ## make docs: regenerate docs/DATA_MODEL.md from metro_assets/schema.sql (a test fails when they differ)
 docs: $(STAMP)

@@ -8,7 +8,9 @@ swaps it in without a restart.
 Endpoints
 ---------
 ``GET /health``
-    The snapshot served (run dates, model version, rows, age); 503 before one exists.
+    The snapshot served (run dates, model version, rows, age) and ``ok`` or ``degraded``
+    with the reasons (a failed reload, a snapshot behind the committed recommendations);
+    503 before one exists.
 ``GET /recommendations?customer_id=&run_date=&limit=``
     A customer's ranked offers; ``run_date`` defaults to the newest run date served.
 ``GET /recommendations/batch?customer_ids=1&customer_ids=2`` and ``POST`` with a JSON list
@@ -34,12 +36,15 @@ from datetime import date, datetime, timezone
 from typing import Annotated
 
 from fastapi import Body, FastAPI, HTTPException, Query, Request
+from fastapi.encoders import jsonable_encoder
 from fastapi.exception_handlers import http_exception_handler
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from api.docs import add_docs
 from api.fastpath import FastPath
+from api.inputs import QueryDate, StrictJsonRoute, json_int, query_int
 from api.models import BatchResponse, Health, Problem, RecommendationResponse, Unavailable
 from api.settings import ApiSettings, SettingError, load_api_settings
 from api.store import ServedDay, Snapshot, SnapshotStore
@@ -47,14 +52,16 @@ from api.store import ServedDay, Snapshot, SnapshotStore
 MAX_ID = 2**63 - 1  # ids are BIGINT in the snapshot
 MAX_LIMIT = 100
 
-CustomerId = Annotated[int, Field(ge=1, le=MAX_ID)]
+# Strict forms (api/inputs.py): canonical decimal ids and limits, ISO dates, whole JSON numbers in bodies.
+CustomerId = query_int(1, MAX_ID)
+BodyCustomerId = json_int(1, MAX_ID)
 RunDate = Annotated[
-    date | None,
+    QueryDate | None,
     Query(description="Run date (YYYY-MM-DD); default: the newest run date served, not today's date"),
 ]
 Limit = Annotated[
-    int | None,
-    Query(ge=1, le=MAX_LIMIT, description="At most this many offers per customer (best first); default: all served"),
+    query_int(1, MAX_LIMIT) | None,
+    Query(description="At most this many offers per customer (best first); default: all served"),
 ]
 
 DESCRIPTION = """Personalized offers for Metro customers, precomputed by the daily pipeline.
@@ -118,12 +125,16 @@ def create_app(
         version="1.0.0",
         description=DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # add_docs serves both pages with local assets: FastAPI's load them from a CDN
+        redoc_url=None,
     )
+    add_docs(app)
     app.state.settings = settings
     app.state.store = store
 
     def unavailable_detail() -> str:
-        detail = f"no serving snapshot loaded yet (METRO_SERVING={settings.serving})"
+        # The file's name, never its folder: clients learn nothing about the server's paths.
+        detail = f"no serving snapshot loaded yet (METRO_SERVING file {settings.serving.name})"
         return f"{detail}: {store.last_error}" if store.last_error else detail
 
     def served_day(snapshot: Snapshot | None, run_date: date | None) -> ServedDay:
@@ -158,8 +169,12 @@ def create_app(
             return problem(404, f"customer {customer_id} has no recommendations on {day.run_date.isoformat()}")
         return 200, body.encode()
 
-    # 400 never comes from the API itself: uvicorn refuses a request head over 80 KB before routing.
-    unparsable = {400: {"description": "The HTTP server could not parse the request (e.g. a head over 80 KB)"}}
+    # These never come from the API itself but from the server before routing (api/server.py).
+    unparsable = {
+        400: {"description": "The HTTP server could not parse the request"},
+        408: {"description": "The request did not arrive whole within METRO_API_READ_TIMEOUT_SECONDS"},
+        431: {"description": "The request head is over METRO_API_MAX_HEADER_KB"},
+    }
     errors = {**unparsable, 404: {"model": Problem}, 503: {"model": Problem}}
 
     @app.exception_handler(StarletteHTTPException)
@@ -169,6 +184,15 @@ def create_app(
             detail = [{"type": "json_invalid", "loc": ["body"], "msg": "Body is not valid JSON text", "input": None}]
             return JSONResponse({"detail": detail}, status_code=422)
         return await http_exception_handler(request, exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's handler, but a body that is not JSON says why in "msg" (e.g. "NaN is not a JSON number").
+        errors = jsonable_encoder(exc.errors())
+        for error in errors:
+            if error.get("type") == "json_invalid" and isinstance(error.get("ctx"), dict) and "error" in error["ctx"]:
+                error["msg"] = f"Body is not valid JSON: {error['ctx']['error']}"
+        return JSONResponse({"detail": errors}, status_code=422)
 
     @app.get(
         "/health",
@@ -189,9 +213,20 @@ def create_app(
         newest = snapshot.newest
         now = datetime.now(timezone.utc)
         published = snapshot.published_at
+        committed = store.committed
+        reasons = []
+        if store.last_error:
+            reasons.append(f"the last reload failed: {store.last_error}")
+        if committed is not None and committed > newest.run_date:
+            reasons.append(
+                f"the snapshot lags the pipeline: recommendations are committed through {committed.isoformat()} "
+                f"but the snapshot serves through {newest.run_date.isoformat()} (not published yet, or publishing failed)"
+            )
+        if store.marker_error:
+            reasons.append(f"cannot tell whether the snapshot is current: {store.marker_error}")
         body = {
-            "status": "ok",
-            "snapshot": str(snapshot.path),
+            "status": "degraded" if reasons else "ok",
+            "reasons": reasons,
             "run_dates": [d.isoformat() for d in snapshot.run_dates],
             "newest_run_date": newest.run_date.isoformat(),
             "model_version": newest.model_version,
@@ -201,8 +236,9 @@ def create_app(
             "age_seconds": round((now - published).total_seconds(), 3) if published else None,
             "loaded_at": snapshot.loaded_at.isoformat(),
             "last_reload_error": store.last_error,
+            "committed_run_date": committed.isoformat() if committed else None,
         }
-        return 200, _dumps(body)
+        return 200, _dumps(body)  # degraded still serves: a balancer must not drop every replica at once
 
     @app.get(
         "/recommendations",
@@ -211,7 +247,7 @@ def create_app(
         summary="A customer's ranked offers",
     )
     async def recommendations(
-        customer_id: Annotated[int, Query(ge=1, le=MAX_ID, description="Customer id")],
+        customer_id: Annotated[CustomerId, Query(description="Customer id")],
         run_date: RunDate = None,
         limit: Limit = None,
     ) -> Response:
@@ -249,21 +285,26 @@ def create_app(
     ) -> Response:
         return batch(customer_ids, run_date, limit)
 
-    @app.post(
-        "/recommendations/batch",
-        response_model=BatchResponse,
-        responses={**errors, 413: {"model": Problem, "description": "Body too large"}},
-        summary="Offers for many customers (ids as a JSON list in the body)",
-        max_body_size=64 * settings.max_batch + 4096,  # room for pretty-printed ids; refuses abuse early
-    )
     async def recommendations_batch_post(
         customer_ids: Annotated[
-            list[CustomerId], Body(min_length=1, max_length=settings.max_batch, description=batch_ids)
+            list[BodyCustomerId], Body(min_length=1, max_length=settings.max_batch, description=batch_ids)
         ],
         run_date: RunDate = None,
         limit: Limit = None,
     ) -> Response:
         return batch(customer_ids, run_date, limit)
+
+    # The one route with a JSON body parses it strictly (no NaN, Infinity or 1e400): see api/inputs.py.
+    app.router.add_api_route(
+        "/recommendations/batch",
+        recommendations_batch_post,
+        methods=["POST"],
+        response_model=BatchResponse,
+        responses={**errors, 413: {"model": Problem, "description": "Body too large"}},
+        summary="Offers for many customers (ids as a JSON list in the body)",
+        max_body_size=64 * settings.max_batch + 4096,  # room for pretty-printed ids; refuses abuse early
+        route_class_override=StrictJsonRoute,
+    )
 
     if settings.fast_path:
         app.add_middleware(FastPath, answer=answer, health=health_reply, max_id=MAX_ID, max_limit=MAX_LIMIT)

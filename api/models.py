@@ -57,8 +57,10 @@ class Health(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    status: Literal["ok"]
-    snapshot: str = Field(..., description="Path of the serving snapshot (METRO_SERVING)")
+    status: Literal["ok", "degraded"] = Field(
+        ..., description="degraded: still serving, but the last reload failed or the snapshot lags the pipeline"
+    )
+    reasons: list[str] = Field(..., description="Why the status is degraded (empty when ok)")
     run_dates: list[date] = Field(..., description="Run dates served, oldest first")
     newest_run_date: date = Field(..., description="What /recommendations serves without run_date")
     model_version: str = Field(..., description="Model that scored the newest run date")
@@ -69,6 +71,9 @@ class Health(BaseModel):
     loaded_at: datetime = Field(..., description="When this server loaded the snapshot (UTC)")
     last_reload_error: str | None = Field(
         ..., description="Why the newest file on disk is not being served, if it is not (else null)"
+    )
+    committed_run_date: date | None = Field(
+        ..., description="Newest run date the pipeline has committed recommendations for (null if it does not say)"
     )
 
 

@@ -41,9 +41,11 @@ Examples
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
+import stat
 import threading
 import time
 from dataclasses import dataclass, field
@@ -53,7 +55,14 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from metro_assets.serving import SnapshotContractError, SnapshotFile, file_identity, read_snapshot_file, validate
+from metro_assets.serving import (
+    SnapshotContractError,
+    SnapshotFile,
+    committed_marker_path,
+    file_identity,
+    read_committed_marker,
+    validate,
+)
 
 log = logging.getLogger("api.snapshot")
 
@@ -156,13 +165,14 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     SnapshotLoadError
         If the file breaks the contract of :func:`metro_assets.serving.validate`, or has no rows
         (a valid contract, but publishing nothing is a pipeline bug: the last good snapshot stays).
+        Messages name the file, not its folder: ``/health`` shows them to clients.
     """
     try:
         frame = validate(file.frame)
     except SnapshotContractError as exc:
-        raise SnapshotLoadError(f"{path}: {exc}") from None
+        raise SnapshotLoadError(f"{path.name}: {exc}") from None
     if frame.height == 0:
-        raise SnapshotLoadError(f"{path}: the serving snapshot has no rows")
+        raise SnapshotLoadError(f"{path.name}: the serving snapshot has no rows")
     # Distinct score-free row fragments, each JSON-encoded once: '{"rank":1,...,"strategy":"x","score":'
     keys = frame.select(FRAGMENT_COLUMNS).unique().with_row_index("fragment")
     fragments = (
@@ -186,7 +196,7 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
         .agg(pl.col("row").min().alias("start"), pl.len().alias("count"), pl.first("model_version"))
     )
     if spans.get_column("count").max() > SPAN_MASK:
-        raise SnapshotLoadError(f"{path}: more than {SPAN_MASK} offers for one customer and run date")
+        raise SnapshotLoadError(f"{path.name}: more than {SPAN_MASK} offers for one customer and run date")
     spans = spans.with_columns(
         span=(pl.col("start").cast(pl.Int64) * (1 << SPAN_BITS)) + pl.col("count").cast(pl.Int64)
     ).partition_by("run_date", as_dict=True)
@@ -216,6 +226,44 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     )
 
 
+def read_regular_file(path: Path) -> SnapshotFile:
+    """Like :func:`metro_assets.serving.read_snapshot_file`, but only ever reads a regular file.
+
+    The file is opened without blocking and checked on the open handle: a FIFO
+    at the path would otherwise block the reader (the watcher thread) forever,
+    and a device such as /dev/zero would be read without end.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    SnapshotLoadError
+        Not a regular file, or not readable as Parquet.
+    """
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0))
+    with os.fdopen(fd, "rb") as handle:
+        info = os.fstat(handle.fileno())
+        if not stat.S_ISREG(info.st_mode):
+            raise SnapshotLoadError(f"{path.name}: not a regular file ({_kind(info.st_mode)}); not read")
+        data = handle.read()
+    try:
+        frame = pl.read_parquet(io.BytesIO(data))
+        metadata = pl.read_parquet_metadata(io.BytesIO(data))
+    except pl.exceptions.PolarsError as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SnapshotLoadError(f"{path.name}: not a readable Parquet file ({first})") from None
+    metadata = {k: v for k, v in metadata.items() if not k.startswith("ARROW:")}
+    return SnapshotFile(frame=frame, metadata=metadata, identity=file_identity(info))
+
+
+def _kind(mode: int) -> str:
+    for test, name in ((stat.S_ISFIFO, "a FIFO"), (stat.S_ISDIR, "a folder"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return name
+    return "not a plain file"
+
+
 def load_snapshot(path: str | os.PathLike) -> Snapshot:
     """Read and index the snapshot at ``path``.
 
@@ -224,17 +272,15 @@ def load_snapshot(path: str | os.PathLike) -> Snapshot:
     FileNotFoundError
         No file at ``path``.
     SnapshotLoadError
-        The file is unreadable or breaks the contract.
+        The file is not a regular file, is unreadable or breaks the contract.
     """
     path = Path(path)
     try:
-        file = read_snapshot_file(path)
+        file = read_regular_file(path)
     except FileNotFoundError:
         raise
     except OSError as exc:
-        raise SnapshotLoadError(f"{path}: cannot read ({exc.strerror or exc})") from None
-    except pl.exceptions.PolarsError as exc:
-        raise SnapshotLoadError(f"{path}: not a readable Parquet file ({str(exc).strip().splitlines()[0]})") from None
+        raise SnapshotLoadError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
     return build_snapshot(file, path)
 
 
@@ -246,7 +292,19 @@ class SnapshotStore:
     path : Path
         The snapshot file (``METRO_SERVING``).
     reload_seconds : float
-        How often the watcher thread ``stat``s the file.
+        How often the watcher thread ``stat``s the file (and the pipeline's
+        committed marker next to it, see :func:`metro_assets.serving.write_committed_marker`).
+
+    Attributes
+    ----------
+    current : Snapshot or None
+        What requests are answered from.
+    last_error : str or None
+        Why the file on disk is not what is served (None when it is); names the file, never its folder.
+    committed : date or None
+        The newest run date the pipeline has committed recommendations for (from the marker); None without one.
+    marker_error : str or None
+        Why the marker cannot be read, if it cannot.
     """
 
     def __init__(self, path: Path, reload_seconds: float = 0.5):
@@ -254,52 +312,88 @@ class SnapshotStore:
         self.reload_seconds = reload_seconds
         self.current: Snapshot | None = None
         self.last_error: str | None = None
+        self.committed: date | None = None
+        self.marker_error: str | None = None
         self.reloads = 0
         self._failed: tuple[int, int, int, int] | None = None  # identity of a file that failed to load
+        self._marker_identity: tuple[int, int, int, int] | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()  # one refresh at a time (watcher vs. an explicit call)
 
     def refresh(self) -> bool:
-        """Load the file if it changed since the last (good or bad) load; True if a new snapshot was swapped in."""
+        """Load the file if it changed since the last (good or bad) load; True if a new snapshot was swapped in.
+
+        Also re-reads the committed marker when it changed.
+        """
         with self._lock:
-            try:
-                identity = file_identity(os.stat(self.path))
-            except FileNotFoundError:
-                missing = f"{self.path} no longer exists; serving the snapshot loaded before"
-                if self.current is not None and self.last_error != missing:
-                    self.last_error = missing
-                    self._failed = None  # the same file coming back is worth loading again
-                    log.warning("serving snapshot: %s", missing)
-                return False
-            except OSError as exc:
-                self.last_error = f"{self.path}: cannot stat ({exc.strerror or exc})"
-                return False
-            current = self.current
-            if (current is not None and identity == current.identity) or identity == self._failed:
-                return False
-            started = time.perf_counter()
-            try:
-                snapshot = load_snapshot(self.path)
-            except FileNotFoundError:
-                return False  # replaced away between stat and open: the next check sees the new file
-            except SnapshotLoadError as exc:
-                self._failed = identity
-                self.last_error = str(exc)
-                log.error("serving snapshot not loaded, still serving the previous one: %s", exc)
-                return False
-            self.current = snapshot  # the one atomic swap readers rely on
-            self.last_error = None
-            self._failed = None
-            self.reloads += 1
-            log.info(
-                "serving snapshot loaded: %s, %d rows, run dates %s, in %.2f s",
-                self.path,
-                snapshot.rows,
-                snapshot.describe_run_dates(),
-                time.perf_counter() - started,
-            )
-            return True
+            self._refresh_marker()
+            return self._refresh_snapshot()
+
+    def _fail(self, identity: tuple[int, int, int, int] | None, error: str) -> None:
+        self._failed = identity
+        self.last_error = error
+        log.error("serving snapshot %s not loaded, %s: %s", self.path,
+                  "still serving the previous one" if self.current else "nothing to serve yet", error)
+
+    def _refresh_snapshot(self) -> bool:
+        name = self.path.name
+        try:
+            info = os.stat(self.path)
+        except FileNotFoundError:
+            missing = f"{name} no longer exists; serving the snapshot loaded before"
+            if self.current is not None and self.last_error != missing:
+                self.last_error = missing
+                self._failed = None  # the same file coming back is worth loading again
+                log.warning("serving snapshot: %s (%s)", missing, self.path)
+            return False
+        except OSError as exc:
+            self.last_error = f"{name}: cannot stat ({exc.strerror or exc})"
+            return False
+        identity = file_identity(info)
+        current = self.current
+        if (current is not None and identity == current.identity) or identity == self._failed:
+            return False
+        if not stat.S_ISREG(info.st_mode):  # a FIFO would block the open below forever
+            self._fail(identity, f"{name} is {_kind(info.st_mode)}, not a regular file; not read")
+            return False
+        started = time.perf_counter()
+        try:
+            snapshot = load_snapshot(self.path)
+        except FileNotFoundError:
+            return False  # replaced away between stat and open: the next check sees the new file
+        except SnapshotLoadError as exc:
+            self._fail(identity, str(exc))
+            return False
+        self.current = snapshot  # the one atomic swap readers rely on
+        self.last_error = None
+        self._failed = None
+        self.reloads += 1
+        log.info(
+            "serving snapshot loaded: %s, %d rows, run dates %s, in %.2f s",
+            self.path,
+            snapshot.rows,
+            snapshot.describe_run_dates(),
+            time.perf_counter() - started,
+        )
+        return True
+
+    def _refresh_marker(self) -> None:
+        marker = committed_marker_path(self.path)
+        try:
+            identity = file_identity(os.stat(marker))
+        except OSError:
+            identity = None  # no marker (a pipeline that never wrote one, or an older one): nothing to compare
+        if identity == self._marker_identity:
+            return
+        self._marker_identity = identity
+        try:
+            self.committed = read_committed_marker(self.path)
+            self.marker_error = None
+        except SnapshotContractError as exc:
+            self.committed = None
+            self.marker_error = str(exc)
+            log.error("committed marker %s: %s", marker, exc)
 
     def start(self) -> None:
         """Start the watcher thread (daemon; :meth:`stop` ends it)."""

@@ -5,7 +5,7 @@ What it does, in one run:
 1. builds a default-scale serving snapshot (50,000 customers x 10 offers x
    ``--run-dates`` run dates, synthetic but realistic in shape) or takes
    ``--snapshot``;
-2. starts ``uvicorn api.app:app`` (one worker, uvloop + httptools, access log
+2. starts ``python -m api.server`` (uvicorn, one worker, uvloop + httptools + the API's guards, access log
    off) as a subprocess on 127.0.0.1;
 3. drives it from a separate process with a bounded number of requests over
    ``--concurrency`` keep-alive connections (closed loop: each connection sends
@@ -168,13 +168,13 @@ def _free_port() -> int:
 
 
 class Server:
-    """``uvicorn api.app:app`` as a subprocess, the way ``make serve`` starts it (plus --no-access-log)."""
+    """``python -m api.server`` as a subprocess, the way ``make serve`` starts it (plus --no-access-log)."""
 
     def __init__(self, snapshot: Path, fast_path: bool, log: Path):
         self.port = _free_port()
         env = {**os.environ, "METRO_SERVING": str(snapshot), "METRO_API_FAST_PATH": "1" if fast_path else "0"}
-        uvicorn = Path(sys.executable).parent / "uvicorn"
-        self.command = [str(uvicorn), "api.app:app", "--host", "127.0.0.1", "--port", str(self.port), "--no-access-log"]
+        self.command = [sys.executable, "-m", "api.server", "--host", "127.0.0.1", "--port", str(self.port),
+                        "--no-access-log"]
         self.log = log.open("w")
         started = time.perf_counter()
         self.proc = subprocess.Popen(self.command, cwd=ROOT, env=env, stdout=self.log, stderr=subprocess.STDOUT)

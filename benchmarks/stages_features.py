@@ -4,7 +4,9 @@ Times, on an existing warehouse holding the raw history: the four daily
 tables of ``day`` as the assets write them (customer and offer features,
 candidate pool, interaction features), then the ranker's two uses of
 :func:`metro_assets.features.compute.feature_matrix`: eight weeks of
-historical impression pairs, and every pair of the day's pool.
+historical impression pairs, and every pair of the day's pool; then the
+scoring path's read of that pool, :func:`~metro_assets.features.compute.stored_matrix`
+(the day's feature tables joined, nothing recomputed).
 
 Usage (the lead's harness calls :func:`bench_features`)::
 
@@ -22,7 +24,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from metro_assets.candidates.retrieval import write_candidate_pool  # noqa: E402
-from metro_assets.features.compute import feature_matrix  # noqa: E402
+from metro_assets.features.compute import feature_matrix, stored_matrix  # noqa: E402
 from metro_assets.features.daily import write_features  # noqa: E402
 from metro_assets.settings import load_candidate_limits  # noqa: E402
 
@@ -75,7 +77,13 @@ def bench_features(con, day: date, history_days: int = 56) -> list[dict]:
                 "WHERE day = $day", {"day": day})
     started = time.perf_counter()
     matrix = feature_matrix(con, "bench_pool")
-    rows.append(_row("feature_matrix: the day's pool", time.perf_counter() - started, matrix.height))
+    rows.append(_row("feature_matrix: the day's pool, computed (what scoring did before)",
+                     time.perf_counter() - started, matrix.height))
+    del matrix
+    started = time.perf_counter()
+    matrix = stored_matrix(con, "bench_pool", day)
+    rows.append(_row("stored_matrix: the day's pool, read from its feature tables (scoring)",
+                     time.perf_counter() - started, matrix.height))
     del matrix
     con.execute("DROP TABLE IF EXISTS bench_history")
     con.execute("DROP TABLE IF EXISTS bench_pool")

@@ -12,10 +12,11 @@ from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
 from metro_assets.resources import warehouse_resource
 from metro_assets.settings import Settings, load_settings
+from metro_assets.serving.assets import build_serving_assets
 from metro_assets.simulation.assets import build_raw_assets
 
 # The daily pipeline's asset groups, upstream first: add a stage by adding its group.
-DAILY_PIPELINE_GROUPS = ["features", "candidates", "recommendations", "monitoring"]
+DAILY_PIPELINE_GROUPS = ["features", "candidates", "recommendations", "serving", "monitoring"]
 
 
 def build_defs(settings: Settings) -> Definitions:
@@ -60,6 +61,7 @@ def build_defs(settings: Settings) -> Definitions:
         *build_feature_assets(settings),
         *build_candidate_assets(settings),
         *build_ranking_assets(settings),
+        *build_serving_assets(settings),
         *build_monitoring_assets(settings),
     ]
     return Definitions(
@@ -69,7 +71,7 @@ def build_defs(settings: Settings) -> Definitions:
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},
-        # One process per run (DESIGN.md): the steps share the one writer anyway (pool "warehouse"),
+        # One process per run (docs/ARCHITECTURE.md): the steps share the one writer anyway (pool "warehouse"),
         # and a process per step would re-import the code location for each (~3 s).
         executor=in_process_executor,
     )

@@ -92,17 +92,38 @@ class RankerSettings:
     top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
     max_per_category: int = 3        # METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
     serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
+    max_train_weeks: int = 52        # METRO_TRAIN_MAX_WEEKS: how far the window may grow for enough positives
+    min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES: positives the training part should hold
+    min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES: positives validation should hold
+    train_label: str = "redemption"  # METRO_TRAIN_LABEL: redemption | product_purchase
+
+
+TRAIN_LABELS = ("redemption", "product_purchase")
 
 
 def load_ranker_settings() -> RankerSettings:
-    """The ``METRO_TRAIN_WEEKS``, ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``,
-    ``METRO_SERVING_DAYS`` settings."""
+    """The ranker's settings: ``METRO_TRAIN_WEEKS``, ``METRO_TRAIN_MAX_WEEKS``, ``METRO_MIN_TRAIN_POSITIVES``,
+    ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``, ``METRO_NEGATIVES_PER_POSITIVE``,
+    ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``, ``METRO_SERVING_DAYS``."""
+    weeks = _limit("METRO_TRAIN_WEEKS", 8)
+    if weeks < 3:  # one week validates, the rest trains, and labels close a week before the day
+        raise SettingError(f"METRO_TRAIN_WEEKS={weeks} must be at least 3")
+    max_weeks = _limit("METRO_TRAIN_MAX_WEEKS", max(52, weeks))
+    if max_weeks < weeks:
+        raise SettingError(f"METRO_TRAIN_MAX_WEEKS={max_weeks} must be at least METRO_TRAIN_WEEKS={weeks}")
+    label = _env("METRO_TRAIN_LABEL", "redemption").lower()
+    if label not in TRAIN_LABELS:
+        raise SettingError(f"METRO_TRAIN_LABEL={label!r} is not one of {', '.join(TRAIN_LABELS)}")
     return RankerSettings(
-        train_weeks=_limit("METRO_TRAIN_WEEKS", 8),
+        train_weeks=weeks,
         negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
         top_k=_limit("METRO_TOP_K", 10),
         max_per_category=_limit("METRO_MAX_PER_CATEGORY", 3),
         serving_days=_limit("METRO_SERVING_DAYS", 7),
+        max_train_weeks=max_weeks,
+        min_train_positives=_limit("METRO_MIN_TRAIN_POSITIVES", 500),
+        min_validation_positives=_limit("METRO_MIN_VALIDATION_POSITIVES", 50),
+        train_label=label,
     )
 
 

@@ -24,7 +24,8 @@ def build_candidate_assets(settings: Settings) -> list:
         "repeat purchases and high margin (cold start: store popularity, segment defaults, essentials), "
         "deduplicated and capped. Metadata: coverage, sizes, strategy shares, retrieval recall.",
         deps=[AssetKey("customer_features"), AssetKey("offer_features"), AssetKey("customers"),
-              AssetKey("offers"), AssetKey("products"), AssetKey("orders"), AssetKey("order_items")],
+              AssetKey("offers"), AssetKey("products"), AssetKey("orders"), AssetKey("order_items"),
+              AssetKey("redemptions")],  # the redemption caps (eligibility) and the pool's recall (metadata)
         partitions_def=partitions,
         group_name="candidates",
         kinds={"duckdb", "sql"},

@@ -39,7 +39,7 @@ FEATURE_TABLES = {
     "customer_features": (
         "Per customer known before D: RFM over 90 days, promo affinity, basket size, category entropy and top "
         "categories, usual discount depth, days since joining (events before D only).",
-        ["customers", "orders", "order_items", "products"],
+        ["customers", "orders", "order_items", "products", "impressions", "redemptions"],
         CUSTOMER_CHECKS,
     ),
     "offer_features": (
@@ -51,7 +51,7 @@ FEATURE_TABLES = {
     "interaction_features": (
         "Per candidate pair of D: bought the product before, days since the last purchase in the category, "
         "category and brand affinity, discount depth vs the customer's usual, price sensitivity match.",
-        ["candidate_pool", "orders", "order_items", "products", "offers"],
+        ["candidate_pool", "orders", "order_items", "products", "offers", "redemptions"],
         INTERACTION_CHECKS,
     ),
 }

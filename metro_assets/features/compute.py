@@ -8,6 +8,12 @@ sees only events dated before D (the state at the start of D).
 
 The SQL lives in ``sql/<table>.sql`` with a ``{requests}`` placeholder.
 
+Two paths, one matrix: training computes features for past days with
+:func:`feature_matrix`; scoring day D reads D's stored feature tables with
+:func:`stored_matrix`. Both run the same SELECT list (:func:`_matrix_sql`),
+and the tables are written by the same SQL, so for the same (customer,
+offer, day) the two return the same bits (a test proves it).
+
 Examples
 --------
 >>> import duckdb
@@ -78,6 +84,14 @@ INTERACTION_NUMERIC = [
 ]
 ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
 
+#: The feature tables :func:`stored_matrix` reads, with their keys.
+FEATURE_TABLES = {
+    "customer_features": ("customer_id",),
+    "offer_features": ("offer_id",),
+    "interaction_features": ("customer_id", "offer_id"),
+}
+
+
 #: The numeric model features of :func:`feature_matrix`, in column order (nulls allowed).
 MODEL_FEATURES = CUSTOMER_NUMERIC + OFFER_NUMERIC + INTERACTION_NUMERIC + ENCODED
 
@@ -107,7 +121,7 @@ def sql_params(sql: str) -> dict:
     return {"prior_weight": PRIOR_WEIGHT} if "$prior_weight" in sql else {}
 
 
-def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
+def _frame(con: duckdb.DuckDBPyConnection, sql: str, params: dict | None = None) -> pl.DataFrame:
     """Run ``sql`` into Polars, rows in no particular order.
 
     Measured: collecting millions of rows with insertion order preserved is
@@ -116,7 +130,7 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str) -> pl.DataFrame:
     previous = con.sql("SELECT current_setting('preserve_insertion_order')").fetchall()[0][0]
     con.execute("SET preserve_insertion_order = false")
     try:
-        return con.sql(sql, params=sql_params(sql) or None).pl()
+        return con.sql(sql, params={**sql_params(sql), **(params or {})} or None).pl()
     finally:
         con.execute(f"SET preserve_insertion_order = {'true' if previous else 'false'}")
 
@@ -144,41 +158,99 @@ def offer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     return _frame(con, feature_sql("offer_features", _relation(requests)))
 
 
-def interaction_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
-    """Pair features for each distinct (customer_id, offer_id, day) of ``requests``."""
-    return _frame(con, feature_sql("interaction_features", _relation(requests)))
+def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: tuple[str, ...] = (),
+                flags: bool = False) -> str:
+    """The model matrix: ``requests`` joined with the three feature relations, encoded.
 
-
-def feature_matrix_sql(requests: str) -> str:
-    """One set-based SELECT: every model feature for each row of ``requests``."""
-    rel = _relation(requests)
-    customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
-    offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
-    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
+    The one place the matrix's columns and encodings are written, so the
+    training path (features computed for past days) and the scoring path
+    (the day's stored feature tables) cannot drift apart. With ``flags``, a
+    ``missing_<table>`` column per relation is true where a request found no
+    row in it (each relation's key columns are never null in a found row).
+    """
     segment = ", ".join(f"(cf.segment = '{s}')::INTEGER AS segment_{s}" for s in SEGMENTS)
     kinds = ", ".join(
         f"(lower(trim(ofe.discount_type)) = '{t}')::INTEGER AS discount_{t}" for t in DISCOUNT_TYPES
     )
     columns = (
-        [f"cf.{c}" for c in CUSTOMER_NUMERIC]
+        [f"r.{c}" for c in carry]
+        + [f"cf.{c}" for c in CUSTOMER_NUMERIC]
         + [f"ofe.{c}" for c in OFFER_NUMERIC]
         + ["ixf.bought_product_before::INTEGER AS bought_product_before"]
         + [f"ixf.{c}" for c in INTERACTION_NUMERIC[1:]]
     )
+    columns += [segment, kinds]
+    if flags:
+        columns += [f"{alias}.{FEATURE_TABLES[t][-1]} IS NULL AS missing_{t}"
+                    for t, alias in zip(FEATURE_TABLES, ("cf", "ofe", "ixf"))]
     return f"""
         SELECT r.customer_id, r.offer_id, r.day,
-               {', '.join(columns)},
-               {segment},
-               {kinds}
-        FROM {rel} r
-        LEFT JOIN ({customers}) cf ON cf.customer_id = r.customer_id AND cf.day = r.day
-        LEFT JOIN ({offers}) ofe ON ofe.offer_id = r.offer_id AND ofe.day = r.day
-        LEFT JOIN ({pairs}) ixf
+               {', '.join(columns)}
+        FROM {requests} r
+        LEFT JOIN {customers} cf ON cf.customer_id = r.customer_id AND cf.day = r.day
+        LEFT JOIN {offers} ofe ON ofe.offer_id = r.offer_id AND ofe.day = r.day
+        LEFT JOIN {pairs} ixf
                ON ixf.customer_id = r.customer_id AND ixf.offer_id = r.offer_id AND ixf.day = r.day
     """
 
 
-def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool = False) -> pl.DataFrame:
+def feature_matrix_sql(requests: str) -> str:
+    """One set-based SELECT: every model feature for each row of ``requests``, computed point in time."""
+    rel = _relation(requests)
+    customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
+    offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
+    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
+    return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})")
+
+
+def stored_matrix_sql(requests: str, carry: tuple[str, ...] = ()) -> str:
+    """The SELECT of :func:`stored_matrix`: the day's feature tables joined, with a
+    ``missing_<table>`` flag per table (true where the request has no row in it).
+
+    Uses the named parameter ``$day``: only that day's partitions are read.
+    """
+    rel = _relation(requests)
+    for column in carry:
+        _relation(column)
+    # only the requests' customers: scoring sends a batch of customers, and the join then reads that batch's
+    # rows of the day, not all 4.9M (measured on a 1M-pair batch: ~0.2 GB less peak, no slower)
+    mine = f"customer_id IN (SELECT customer_id FROM {rel})"
+    customers = f"(SELECT * FROM customer_features WHERE day = $day AND {mine})"
+    offers = "(SELECT * FROM offer_features WHERE day = $day)"
+    pairs = f"(SELECT * FROM interaction_features WHERE day = $day AND {mine})"
+    return _matrix_sql(rel, customers, offers, pairs, carry, flags=True)
+
+
+def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tuple[str, ...] = ()) -> pl.DataFrame:
+    """The model matrix of ``day``'s requests, read from the stored feature tables.
+
+    The scoring path: ``candidate_pool x customer_features x offer_features x
+    interaction_features`` for one day, one set-based join, with exactly the
+    columns and encodings of :func:`feature_matrix` (they share one SELECT).
+    Nothing is recomputed: a request without a row in a table gets
+    ``missing_<table> = true`` and null features; the caller decides.
+
+    Parameters
+    ----------
+    con : duckdb.DuckDBPyConnection
+        The warehouse.
+    requests : str
+        A table or view with ``customer_id``, ``offer_id``, ``day`` (all ``day``).
+    day : datetime.date
+        The partition read from each feature table.
+    carry : tuple of str
+        Further columns of ``requests`` to keep (e.g. ``strategy``).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``customer_id``, ``offer_id``, ``day``, ``carry``, the :data:`MODEL_FEATURES`
+        and one ``missing_<table>`` flag per :data:`FEATURE_TABLES` entry.
+    """
+    return _frame(con, stored_matrix_sql(requests, carry), {"day": day})
+
+
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
     """All numeric model features for (customer_id, offer_id, day) requests, point in time.
 
     Parameters
@@ -188,9 +260,6 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool 
     requests : str
         A table or view with columns ``customer_id``, ``offer_id`` and ``day``
         (any number of days: each request sees only events before its day).
-    float32 : bool, default False
-        Return the features as Float32: a third less memory for the millions
-        of pairs of a day's pool (LightGBM bins features anyway).
 
     Returns
     -------
@@ -209,11 +278,4 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, float32: bool 
     >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
     True
     """
-    sql = feature_matrix_sql(requests)
-    if float32:
-        sql = (
-            "SELECT customer_id, offer_id, day, "
-            + ", ".join(f"{c}::FLOAT AS {c}" for c in MODEL_FEATURES)
-            + f" FROM ({sql}) matrix"
-        )
-    return _frame(con, sql)
+    return _frame(con, feature_matrix_sql(requests))

@@ -1,6 +1,6 @@
 """The daily feature tables: one day's requests through :mod:`~metro_assets.features.compute`.
 
-Each ``write_*`` function replaces one day's partition of its table in one
+:func:`write_features` replaces one day's partition of a table in one
 transaction, with the same SQL the ranker uses for historical pairs: only the
 requests differ (that day's customers, offers or candidate pairs).
 
@@ -10,7 +10,7 @@ Examples
 >>> from metro_assets.warehouse import ensure_schema
 >>> con = duckdb.connect()
 >>> ensure_schema(con)
->>> write_offer_features(con, date(2025, 9, 26))  # no offers yet: an empty partition
+>>> write_features(con, "offer_features", date(2025, 9, 26))  # no offers yet: an empty partition
 0
 """
 
@@ -46,17 +46,3 @@ def write_features(con: duckdb.DuckDBPyConnection, table: str, day: date) -> int
     finally:
         con.execute("DROP TABLE IF EXISTS daily_requests")
 
-
-def write_customer_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
-    """One row per customer known before ``day``."""
-    return write_features(con, "customer_features", day)
-
-
-def write_offer_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
-    """One row per offer active on ``day`` and published before it."""
-    return write_features(con, "offer_features", day)
-
-
-def write_interaction_features(con: duckdb.DuckDBPyConnection, day: date) -> int:
-    """One row per candidate pair of ``day`` (needs ``candidate_pool`` of that day)."""
-    return write_features(con, "interaction_features", day)

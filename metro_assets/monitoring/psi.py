@@ -1,4 +1,4 @@
-"""The Population Stability Index, as DESIGN.md defines it, with no Dagster inside.
+"""The Population Stability Index, as docs/DRIFT.md defines it, with no Dagster inside.
 
 ``PSI = sum((a - e) * ln(a / e))`` over bins, where ``e`` and ``a`` are the
 shares of the baseline ("expected") and current ("actual") values per bin.

@@ -20,10 +20,10 @@ from metro_assets.checking import evaluate_checks
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
-from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.serving import write_snapshot
+from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
+from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
-from metro_assets.warehouse import ensure_schema, read_sql, replace_partitions
+from metro_assets.warehouse import ensure_schema, replace_partitions
 
 RAW_INPUTS = ["customers", "products", "offers", "orders", "order_items", "impressions", "redemptions"]
 
@@ -55,8 +55,10 @@ def build_ranking_assets(settings: Settings):
         day, end = partition_window(context)
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            ts = training_set(con, day, current.ranker.train_weeks, current.ranker.negatives_per_positive,
-                              current.seed)
+            r = current.ranker
+            rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
+                              r.train_label)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
             trained, reason = train_rankers(ts)
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
@@ -65,12 +67,14 @@ def build_ranking_assets(settings: Settings):
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
             f"| {'yes' if m.selected else ''} |" for m in trained)
-        context.log.info(f"ranker for {day}: {reason}")
+        (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": len(trained),  # model_versions rows: one per model kind
                 "model_version": f"{day}-{chosen.stored.kind}",
                 "selection": reason,
+                **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
+                "train_label": ts.label,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,
@@ -85,10 +89,10 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="recommendations",
-        description="Each customer's top offers for the day: the candidate pool scored by the newest model "
-                    "trained on or before it. Publishes the serving snapshot the API reads.",
+        description="Each customer's top offers for the day: the day's candidate pool, with its features read "
+                    "from the day's feature tables, scored by the newest model trained on or before it.",
         group_name="recommendations",
-        kinds={"duckdb", "parquet"},
+        kinds={"duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[
@@ -118,12 +122,12 @@ def build_ranking_assets(settings: Settings):
                                day, end, column="run_date")
             outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end,
                                        {"top_k": k, "max_per_category": current.ranker.max_per_category})
-            snapshot = con.sql(read_sql("metro_assets.ranking", "serving_snapshot"),
-                               params={"run_dates": current.ranker.serving_days}).pl()
-        path = write_snapshot(snapshot, current.serving)
+            try:  # the API compares it with the snapshot serving_snapshot publishes next
+                mark_committed(con, current.serving)
+            except OSError as exc:
+                context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
         customers = top["customer_id"].n_unique()
-        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}; "
-                         f"snapshot {path} ({snapshot.height} rows)")
+        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}")
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": top.height,  # the UI's standard row count
@@ -136,8 +140,6 @@ def build_ranking_assets(settings: Settings):
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
                         .write_json())),
-                "serving_snapshot": str(path),
-                "snapshot_rows": snapshot.height,
             }
         )
         yield from check_results(outcomes)

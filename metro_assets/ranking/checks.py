@@ -69,6 +69,15 @@ RECOMMENDATION_CHECKS = [
 
 MODEL_CHECKS = [
     Check(
+        "ranker_model_was_validated",
+        "ranker_model",
+        "the serving model was validated on enough positives (a warning, not a stop: sparse data may not allow "
+        "it; the selection reason says what was short)",
+        "select model_version from model_versions where day >= $start and day < $end and selected "
+        "and (validation_auc is null or selection_reason like '%WARNING%')",
+        blocking=False,
+    ),
+    Check(
         "ranker_model_has_one_selected_version",
         "ranker_model",
         "each training day has exactly one selected model",

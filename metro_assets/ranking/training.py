@@ -6,17 +6,25 @@ D, with features computed as of each impression's own day (point in time,
 through :func:`metro_assets.features.compute.feature_matrix`). The last week
 of the window is the validation set (a temporal split, never shuffled).
 
+Sparse data (a real retailer's few redemptions): the window grows week by week
+from ``METRO_TRAIN_WEEKS`` up to ``METRO_TRAIN_MAX_WEEKS`` until its training
+part holds ``METRO_MIN_TRAIN_POSITIVES`` positives, and validation takes as many
+recent weeks as it needs for ``METRO_MIN_VALIDATION_POSITIVES`` (at most half
+the window); what could not be reached is said in the selection reason.
+
 Examples
 --------
 >>> from datetime import date
 >>> TrainingWindow.ending(date(2026, 2, 9), weeks=8)
 TrainingWindow(start=datetime.date(2025, 12, 15), validation_start=datetime.date(2026, 1, 26), end=datetime.date(2026, 2, 2))
+>>> TrainingWindow.ending(date(2026, 2, 9), weeks=12, validation_weeks=3).validation_start
+datetime.date(2026, 1, 12)
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, timedelta
 
 import duckdb
@@ -39,6 +47,10 @@ EXPOSURE_FEATURES = ("historical_redemption_rate", "impressions_before", "redemp
 RANKER_FEATURES = [f for f in MODEL_FEATURES if f not in EXPOSURE_FEATURES]
 
 
+#: Training labels: what counts as a positive for an impression (``METRO_TRAIN_LABEL``).
+LABELS = {"redemption": "redeemed", "product_purchase": "purchased"}
+
+
 @dataclass(frozen=True)
 class TrainingWindow:
     """Impression days [start, end): training [start, validation_start), validation [validation_start, end)."""
@@ -48,41 +60,110 @@ class TrainingWindow:
     end: date
 
     @classmethod
-    def ending(cls, train_day: date, weeks: int) -> "TrainingWindow":
+    def ending(cls, train_day: date, weeks: int, validation_weeks: int = 1) -> "TrainingWindow":
         end = train_day - timedelta(days=LABEL_DAYS)  # labels of impressions before `end` closed before D
-        return cls(train_day - timedelta(weeks=weeks), end - timedelta(days=7), end)
+        return cls(train_day - timedelta(weeks=weeks), end - timedelta(weeks=validation_weeks), end)
+
+
+@dataclass(frozen=True)
+class WindowRule:
+    """How far back training may reach for enough positives (the ``METRO_TRAIN_*`` settings)."""
+
+    weeks: int = 8                   # METRO_TRAIN_WEEKS: the window when positives are plentiful
+    max_weeks: int = 52              # METRO_TRAIN_MAX_WEEKS: how far it may grow
+    min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES
+    min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES
+    label: str = "redemption"        # METRO_TRAIN_LABEL: redemption | product_purchase
 
 
 @dataclass
 class TrainingSet:
     train: pl.DataFrame       # sampled: all positives, negatives kept at `sampling_rate`
-    validation: pl.DataFrame  # the last week, unsampled
+    validation: pl.DataFrame  # the last week(s), unsampled
     sampling_rate: float
     window: TrainingWindow
+    label: str = "redemption"
+    notes: list[str] = field(default_factory=list)  # what the window rule could not reach
 
 
-def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int = 8,
+def _labelled(con: duckdb.DuckDBPyConnection, start: date, end: date, label: str) -> pl.DataFrame:
+    # selecting one label lets DuckDB drop the other's subquery (the purchase one joins every order line)
+    sql = read_sql("metro_assets.ranking", "training_impressions")
+    return con.sql(f"SELECT customer_id, offer_id, day, {LABELS[label]} AS label FROM ({sql}) ORDER BY ALL",
+                   params={"window_start": start, "label_cutoff": end}).pl()
+
+
+def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tuple[TrainingWindow, list[str]]:
+    """The smallest window (and validation weeks) that holds the positives ``rule`` asks for.
+
+    ``shown`` holds the labelled impressions of the largest window (``max_weeks``);
+    counting is done per week at once, no query per candidate window.
+    """
+    end = train_day - timedelta(days=LABEL_DAYS)
+    weeks_back = (((pl.lit(end) - pl.col("day")).dt.total_days() - 1) // 7).alias("week")  # 0 = the newest week
+    per_week = shown.group_by(weeks_back).agg(pl.col("label").sum()).sort("week")
+    positives = np.zeros(rule.max_weeks + 1, dtype=np.int64)
+    weeks_idx = per_week["week"].to_numpy()
+    inside = weeks_idx <= rule.max_weeks
+    positives[weeks_idx[inside]] = per_week["label"].to_numpy()[inside]
+    notes = []
+    # validation: the newest weeks, as many as needed, but never more than a third of all the positives
+    # (training must keep twice as many) and never more than half the largest window
+    cum = np.cumsum(positives)
+    most = max(1, rule.max_weeks // 2)
+    allowed = np.nonzero(cum[:most] <= cum[-1] / 3)[0]
+    most = max(1, int(allowed[-1]) + 1 if allowed.size else 1)
+    enough = np.nonzero(cum[:most] >= rule.min_validation_positives)[0]
+    validation_weeks = int(enough[0]) + 1 if enough.size else most  # short: as many as it may take
+    if not enough.size:
+        notes.append(f"validation holds {int(cum[validation_weeks - 1])} positives over {validation_weeks} "
+                     f"week(s), fewer than METRO_MIN_VALIDATION_POSITIVES={rule.min_validation_positives}")
+    # training: weeks after validation, growing from the usual window
+    for weeks in range(rule.weeks, rule.max_weeks + 1):
+        train_weeks = weeks - 1 - validation_weeks  # the window spans weeks - 1 weeks of impressions
+        train_positives = int(positives[validation_weeks: validation_weeks + max(train_weeks, 0)].sum())
+        if train_positives >= rule.min_train_positives:
+            break
+    else:
+        notes.append(f"training holds {train_positives} positives over {rule.max_weeks} weeks, fewer than "
+                     f"METRO_MIN_TRAIN_POSITIVES={rule.min_train_positives}")
+    weeks = max(weeks, validation_weeks + 2)
+    return TrainingWindow.ending(train_day, weeks, validation_weeks), notes
+
+
+def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | WindowRule = 8,
                  negatives_per_positive: float = 4.0, seed: int = 42) -> TrainingSet:
     """Labelled impressions before ``train_day`` with point-in-time features.
+
+    ``weeks`` is a fixed window in weeks, or a :class:`WindowRule` that grows
+    the window until it holds enough positives.
 
     Raises
     ------
     DataError
-        When the window holds no impressions or its training part no redemption.
+        When the window holds no impressions or its training part no positive example.
     """
-    window = TrainingWindow.ending(train_day, weeks)
-    shown = con.sql(
-        read_sql("metro_assets.ranking", "training_impressions"),
-        params={"window_start": window.start, "label_cutoff": window.end},
-    ).pl()
+    rule = weeks if isinstance(weeks, WindowRule) else WindowRule(weeks=weeks, max_weeks=weeks,
+                                                                   min_train_positives=0,
+                                                                   min_validation_positives=0)
+    notes: list[str] = []
+    if rule.max_weeks > rule.weeks or rule.min_validation_positives > 0:
+        widest = TrainingWindow.ending(train_day, rule.max_weeks)
+        window, notes = choose_window(_labelled(con, widest.start, widest.end, rule.label), train_day, rule)
+    else:
+        window = TrainingWindow.ending(train_day, rule.weeks)
+    shown = _labelled(con, window.start, window.end, rule.label)
     if shown.height == 0:
         raise DataError(f"no impressions shown between {window.start} and {window.end} to train the ranker "
                         f"for {train_day}: materialize the raw data of those days first")
     train = shown.filter(pl.col("day") < window.validation_start)
     positives = int(train["label"].sum())
     if positives == 0:
-        raise DataError(f"no redemption followed the {train.height} impressions shown between {window.start} and "
-                        f"{window.validation_start}: the ranker for {train_day} has no positive example")
+        what = "redemption" if rule.label == "redemption" else "purchase of the offer's product"
+        raise DataError(f"no {what} followed the {train.height} impressions shown between {window.start} and "
+                        f"{window.validation_start}: the ranker for {train_day} has no positive example "
+                        "(METRO_TRAIN_MAX_WEEKS lets the window grow; METRO_TRAIN_LABEL=product_purchase "
+                        "learns from purchases)")
     negatives = train.height - positives
     rate = min(1.0, negatives_per_positive * positives / max(negatives, 1))
     keep = np.random.default_rng([seed, train_day.toordinal()]).random(train.height) < rate
@@ -101,6 +182,8 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int = 8
         validation=sample.filter(pl.col("day") >= window.validation_start),
         sampling_rate=rate,
         window=window,
+        label=rule.label,
+        notes=notes,
     )
 
 
@@ -135,12 +218,17 @@ def train_rankers(ts: TrainingSet) -> tuple[list[TrainedModel], str]:
     lgbm, lr = trained
     if lgbm.metrics["auc"] is None:
         lr.selected = True
-        reason = ("validation week has " + ("no impressions" if len(yv) == 0 else "a single class")
-                  + ": logistic regression serves by default")
+        reason = ("WARNING: not validated: the validation weeks hold "
+                  + ("no impressions" if len(yv) == 0 else f"{int(yv.sum())} positives of {len(yv)} (a single class)")
+                  + "; logistic regression serves by default, unvalidated")
     elif models.better(lgbm.metrics, lr.metrics):
         lgbm.selected, reason = True, "lightgbm: better validation AUC/log-loss"
     else:
         lr.selected, reason = True, "logistic_regression: better validation AUC/log-loss"
+    if ts.label != "redemption":
+        reason += f"; trained on label {ts.label}"
+    if ts.notes:
+        reason += "; WARNING: " + "; ".join(ts.notes)
     return trained, reason
 
 

@@ -12,7 +12,7 @@ SEGMENT_SHARES = np.array([0.40, 0.20, 0.30, 0.10])
 
 # Per segment: visits per day, order lines per order, extra units per line,
 # promo sensitivity Beta(a, b), share promo-only, share discount-blind.
-SEGMENT_VISITS = np.array([0.17, 0.19, 0.19, 0.21])
+SEGMENT_VISITS = np.array([0.185, 0.205, 0.205, 0.225])
 # World v2: exploratory lines of a big trip (mean), regular products (mean), share of top-up trips.
 SEGMENT_BASKET = np.array([8.0, 9.5, 10.5, 14.0])
 SEGMENT_REGULARS = np.array([6.5, 7.0, 9.0, 10.0])
@@ -84,7 +84,7 @@ SOLD_BY = {
 }
 # World v2: days one purchase lasts a household (before the shelf-life cap), and how
 # likely a product of the category is to be bought regularly (1 = average).
-CYCLE_DAYS = np.array([17, 12, 13, 23, 32, 26, 52, 65, 52, 32, 39, 23, 45, 55, 78, 90, 18, 29, 52, 90], dtype=float)
+CYCLE_DAYS = np.array([20, 14, 15, 26, 36, 30, 60, 75, 60, 36, 45, 26, 52, 63, 90, 100, 21, 33, 60, 100], dtype=float)
 REGULARITY = np.array([1.8, 1.8, 1.6, 1.2, 0.6, 0.9, 0.8, 0.8, 1.0, 0.9, 0.7, 1.2, 0.6, 1.2, 0.7, 0.7, 1.3, 1.3,
                        0.3, 0.4])
 # Complements: a line of the first subcategory often brings one of the second.

@@ -14,7 +14,8 @@ World v2, for one (customer, offer) pair on day D:
   a chance that rises as the household stock runs out (``stock_pressure`` of
   the days of stock left); any product can also be picked by the trip's
   exploratory lines (Poisson with a Gamma-distributed mean, so a visit misses
-  the product with probability ``(1 + lines * line_prob / shape) ** -shape``).
+  the product with probability ``(1 + lines * line_prob / shape) ** -shape``;
+  for a regular product these picks are thinned by the same stock pressure).
 * **persuasion** (``p_persuade``): the chance the offer itself makes the
   customer buy, a logit of discount depth (below the customer's own depth
   threshold it barely counts), promo sensitivity (stronger near month end),
@@ -104,6 +105,8 @@ def visit_miss(line_prob: np.ndarray, lines: np.ndarray) -> np.ndarray:
 def buy_at_visit(due_in: np.ndarray, line_prob: np.ndarray, topup: np.ndarray, lines: np.ndarray) -> np.ndarray:
     """Chance a visit buys the product; arrays broadcast to (pairs, days)."""
     q = stock_pressure(due_in)
+    # a household with stock of a regular product rarely picks it on impulse either
+    line_prob = line_prob * np.where(np.isnan(due_in), 1.0, q)
     miss_top = (1.0 - H_TOPUP * q) * visit_miss(line_prob, TOPUP_LINES)
     miss_big = (1.0 - H_BIG * q) * visit_miss(line_prob, lines)
     return 1.0 - (topup * miss_top + (1.0 - topup) * miss_big)
@@ -143,8 +146,8 @@ def persuasion_probability(depth, depth_threshold, affinity, promo_sensitivity, 
     sens = np.asarray(promo_sensitivity, dtype=float)
     felt = np.where(depth >= depth_threshold, depth, 0.25 * depth)  # a per-customer depth threshold
     logit = (
-        -2.8
-        + 3.2 * felt * (0.4 + sens)
+        -3.1
+        + 5.0 * felt * (0.4 + sens)
         + 0.75 * np.log(np.maximum(affinity, 0.02))
         + 1.0 * sens * (1.0 + 0.8 * np.asarray(month_end, dtype=float))
         + response_shift
@@ -154,6 +157,13 @@ def persuasion_probability(depth, depth_threshold, affinity, promo_sensitivity, 
         + shock
     )
     return 1.0 / (1.0 + np.exp(-logit))
+
+
+def popular_share(brand_match: np.ndarray, brand_loyalty: np.ndarray, share_in_category: np.ndarray,
+                  share_in_brand: np.ndarray) -> np.ndarray:
+    """Chance a popularity pick in the category is this product: loyal picks stay with the favourite brand."""
+    return ((1.0 - brand_loyalty) * share_in_category
+            + brand_loyalty * np.where(brand_match, share_in_brand, 0.0))
 
 
 def affinity(line_prob_today: np.ndarray) -> np.ndarray:

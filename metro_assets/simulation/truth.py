@@ -54,7 +54,7 @@ def _pairs_sql(pairs: str, day_expr: str) -> str:
     CREATE OR REPLACE TEMP TABLE truth_req AS
     SELECT DISTINCT r.customer_id, r.offer_id, r.day, o.product_id, o.discount_type, o.discount_value,
            o.end_date, p.category, p.subcategory, p.brand, p.base_price, coalesce(p.margin, 0.0) AS margin_rate,
-           p.shelf_life_days, pt.share_in_category
+           p.shelf_life_days, pt.share_in_category, pt.share_in_brand
     FROM (SELECT DISTINCT customer_id, offer_id, {day_expr} AS day FROM {pairs}) r
     JOIN offers o ON o.offer_id = r.offer_id
     JOIN products p ON p.product_id = o.product_id
@@ -120,11 +120,15 @@ JOIN sim.customer_traits t ON t.customer_id = r.customer_id
 """
 
 _ANCHORS = """
-SELECT r.customer_id, r.offer_id, r.day, pa.category, pt.share_in_category, coalesce(cp.weight, 0.0) AS weight
+SELECT r.customer_id, r.offer_id, r.day, pa.category, pt.share_in_category, pt.share_in_brand,
+       coalesce(cp.weight, 0.0) AS weight, coalesce(cct.favourite_brand = pa.brand, false) AS brand_match,
+       t.brand_loyalty
 FROM truth_req r
 JOIN sim.product_traits pt ON pt.partner_id = r.product_id
 JOIN products pa ON pa.product_id = pt.product_id
 LEFT JOIN sim.customer_products cp ON cp.customer_id = r.customer_id AND cp.product_id = pt.product_id
+LEFT JOIN sim.customer_category_traits cct ON cct.customer_id = r.customer_id AND cct.category = pa.category
+LEFT JOIN sim.customer_traits t ON t.customer_id = r.customer_id
 """
 
 
@@ -193,7 +197,8 @@ def _inputs(con: duckdb.DuckDBPyConnection, shock: Shock | None) -> tuple[pl.Dat
         return weights[rows, cat_k][:, None] * cats[days, :, cat_k] / z[rows]
 
     own = np.nan_to_num(f("weight"))
-    share = np.nan_to_num(f("share_in_category"))
+    match = (x["favourite_brand"] == x["brand"]).fill_null(False).to_numpy()
+    share = np.nan_to_num(oracle.popular_share(match, f("brand_loyalty"), f("share_in_category"), f("share_in_brand")))
     line = pi(ci, category, day_ix) * ((1 - oracle.NOVELTY) * own + oracle.NOVELTY * share)[:, None]
     a = con.sql(_ANCHORS).pl()
     if a.height:
@@ -202,7 +207,9 @@ def _inputs(con: duckdb.DuckDBPyConnection, shock: Shock | None) -> tuple[pl.Dat
         ai = a["i"].to_numpy()
         acat = a["category"].replace_strict(CATEGORY_INDEX, default=0).to_numpy()
         a_line = pi(ci[ai], acat, day_ix[ai]) * (
-            (1 - oracle.NOVELTY) * a["weight"].to_numpy() + oracle.NOVELTY * a["share_in_category"].to_numpy())[:, None]
+            (1 - oracle.NOVELTY) * a["weight"].to_numpy() + oracle.NOVELTY * np.nan_to_num(oracle.popular_share(
+                a["brand_match"].to_numpy(), a["brand_loyalty"].cast(pl.Float64).fill_null(0.0).to_numpy(),
+                a["share_in_category"].to_numpy(), a["share_in_brand"].to_numpy())))[:, None]
         line += oracle.COMPLEMENT * np.vstack([np.bincount(ai, weights=a_line[:, j], minlength=n)
                                                for j in range(w)]).T
     # household stock of a regular product: last purchase (and quantity), a substitute's redemption
@@ -229,7 +236,7 @@ def _inputs(con: duckdb.DuckDBPyConnection, shock: Shock | None) -> tuple[pl.Dat
         "promo_sensitivity": f("promo_sensitivity"),
         "response_shift": f("response_shift"),
         "response_type": x["response_type"].fill_null("").to_numpy(),
-        "brand_match": (x["favourite_brand"] == x["brand"]).fill_null(False).to_numpy(),
+        "brand_match": match,
         "brand_loyalty": f("brand_loyalty"),
         "month_end": month_end(day),
         "fatigue_offer": f("fatigue_offer"),

@@ -148,6 +148,14 @@ def _first_of(keys: np.ndarray) -> np.ndarray:
     return order[np.r_[True, sk[1:] != sk[:-1]]] if len(sk) else np.zeros(0, np.int64)
 
 
+def _member(x: np.ndarray, sorted_keys: np.ndarray) -> np.ndarray:
+    """Is each x in ``sorted_keys`` (a sorted array)?"""
+    if len(sorted_keys) == 0:
+        return np.zeros(len(x), dtype=bool)
+    pos = np.minimum(np.searchsorted(sorted_keys, x), len(sorted_keys) - 1)
+    return sorted_keys[pos] == x
+
+
 def month_end(days: np.ndarray) -> np.ndarray:
     """The last six days of a month, when money is short and discounts matter more."""
     next_month = (days.astype("datetime64[M]") + 1).astype("datetime64[D]")
@@ -221,7 +229,7 @@ class _Population:
         self.customer_id = np.arange(1, n + 1, dtype=np.int64)
         # the chance a line is bought on an in-store promotion
         self.promo_line = np.clip(0.2 + 0.7 * self.promo_sensitivity, 0.0, 0.9)
-        self.promo_line = np.where(self.promo_only, 0.85, self.promo_line)
+        self.promo_line = np.where(self.promo_only, 0.85, np.where(self.discount_blind, 0.02, self.promo_line))
         # expected gross spend of a trip (for a sleeping dog's lost trips)
         self.trip_spend = 4.0 * (1 + self.extra_units) * (
             self.topup * oracle.TOPUP_LINES + (1 - self.topup) * self.basket_mean + 0.5 * self.regulars / 4)
@@ -688,7 +696,11 @@ class _Calendar:
 
 
 def line_probability(pi_own: np.ndarray, weight: np.ndarray, share: np.ndarray) -> np.ndarray:
-    """Chance an exploratory line is a product: its category's chance x (own set or popularity)."""
+    """Chance an exploratory line is a product: its category's chance x (own set or popularity).
+
+    ``share`` is the product's chance among popularity picks (brand loyalty included,
+    :func:`metro_assets.simulation.oracle.popular_share`).
+    """
     return pi_own * ((1.0 - oracle.NOVELTY) * weight[:, None] + oracle.NOVELTY * share[:, None])
 
 
@@ -709,14 +721,19 @@ def _impression_truth(pop: _Population, cat: _Catalogue, tastes: _Tastes, offers
     pi = lambda kk, owner: weights[owner, kk][:, None] * cal.categories[day][:, kk].T / z[owner]  # noqa: E731
     row, found = tastes.lookup(c, p)
     own = np.where(found, tastes.weight[row], 0.0)
-    line = line_probability(pi(k, inv), own, cat.share_in_category[p])
+    share = oracle.popular_share(pop.favourite_brand[c, k] == cat.brand[p], pop.brand_loyalty[c],
+                                 cat.share_in_category[p], cat.share_in_brand[p])
+    line = line_probability(pi(k, inv), own, share)
     # complements: anchors of the product bring it along
     a_owner, a_idx = _expand(cat.anchor_start[p], cat.anchor_end[p])
     if len(a_owner):
         anchor = cat.anchor_of[a_idx]
         arow, afound = tastes.lookup(c[a_owner], anchor)
-        a_line = line_probability(pi(cat.category[anchor], inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0),
-                                  cat.share_in_category[anchor])
+        ak = cat.category[anchor]
+        a_share = oracle.popular_share(pop.favourite_brand[c[a_owner], ak] == cat.brand[anchor],
+                                       pop.brand_loyalty[c[a_owner]], cat.share_in_category[anchor],
+                                       cat.share_in_brand[anchor])
+        a_line = line_probability(pi(ak, inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0), a_share)
         line += oracle.COMPLEMENT * np.vstack([np.bincount(a_owner, weights=a_line[:, j], minlength=len(c))
                                                for j in range(oracle.WEEK)]).T
     due = np.where(found, tastes.due[row] - t, np.nan)
@@ -810,12 +827,20 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
         category = (rng.random(len(lc))[:, None] * cw[lo, -1:] > cw[lo]).sum(axis=1)
         u = rng.random(len(lc))
         novel = rng.random(len(lc)) < oracle.NOVELTY
-        ep = np.where(novel, cat.sample(category, None, u), tastes.sample(lc, category, u))
+        loyal = rng.random(len(lc)) < pop.brand_loyalty[lc]
+        popular = np.where(loyal, cat.sample(category, pop.favourite_brand[lc, category], u), cat.sample(category, None, u))
+        ep = np.where(novel, popular, tastes.sample(lc, category, u))
         partner = cat.partner[ep]
         comp = (partner >= 0) & (rng.random(len(lc)) < oracle.COMPLEMENT)
-        # 3c. one line per (customer, product), quantities summed
-        c_all = np.r_[due_c, lc, lc[comp]]
-        p_all = np.r_[due_p, ep, partner[comp]]
+        # 3c. impulse picks of a regular product are thinned by its stock (a full cupboard buys none)
+        xc, xp = np.r_[lc, lc[comp]], np.r_[ep, partner[comp]]
+        xrow, xfound = tastes.lookup(xc, xp)
+        gate = np.where(xfound, oracle.stock_pressure(tastes.due[xrow] - t), 0.0)  # NaN due (not regular) -> 0
+        regular_pick = xfound & ~np.isnan(tastes.cycle[xrow])
+        keep_pick = ~regular_pick | (rng.random(len(xc)) < gate)
+        # 3d. one line per (customer, product), quantities summed
+        c_all = np.r_[due_c, xc[keep_pick]]
+        p_all = np.r_[due_p, xp[keep_pick]]
         q_all = 1 + rng.poisson(pop.extra_units[c_all])
         key, inv = _unique(c_all * m + p_all)
         qty = np.bincount(inv, weights=q_all).astype(np.int64)
@@ -833,7 +858,8 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
         np.add.at(used, pend["offer"][cand], 1)
         rc, rp, ro = pend["c"][cand], pend["p"][cand], pend["offer"][cand]
         r_shown = np.where(pend["t0"][cand] == t, pend["shown"][cand], -1)
-        add = np.setdiff1d(rc * m + rp, key)
+        want = rc * m + rp  # distinct: one offer per line
+        add = np.sort(want[~_member(want, key)])
         if len(add):
             key = np.r_[key, add]
             qty = np.r_[qty, np.zeros(len(add), np.int64)]
@@ -844,7 +870,7 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
         # a promoted purchase stocks up: a unit more than usual (bogo: the free ones)
         typical = np.round(eq[rc]).astype(np.int64)
         qty[rpos] = np.maximum(qty[rpos], typical) + np.where(kind == 2, offers["value"][ro], 1).astype(np.int64)
-        done = np.isin(pend["c"] * len(used) + pend["offer"], rc * len(used) + ro)
+        done = _member(pend["c"] * len(used) + pend["offer"], np.sort(rc * len(used) + ro))
         keep = ~done & (pend["until"] > t) & ~(pend["persuaded"] & (pend["pday"] <= t))
         pend = {kk: vv[keep] for kk, vv in pend.items()}
         # 5. lines, promotions and the orders of the day
@@ -864,9 +890,9 @@ def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
         orders.append(dict(t=np.full(len(oc), t), customer=oc, seconds=seconds,
                            store=np.where(rng.random(len(oc)) < 0.9, pop.home_store[oc],
                                           rng.integers(1, scale.stores + 1, len(oc)))))
-        lines.append(dict(t=np.full(len(key), t), customer=lcust, product=lprod, qty=qty, price=price, promo=promo,
+        lines.append(dict(t=np.full(len(key), t), local=np.searchsorted(oc, lcust), customer=lcust, product=lprod, qty=qty, price=price, promo=promo,
                           discount=discount, offer=red_offer))
-        reds.append(dict(t=np.full(len(rc), t), customer=rc, offer=ro))
+        reds.append(dict(t=np.full(len(rc), t), local=np.searchsorted(oc, rc), customer=rc, offer=ro))
         # 6. stock: purchases refill regular products; a redemption covers the need of its substitutes
         row, found = tastes.lookup(lcust, lprod)
         regular = found & ~np.isnan(tastes.cycle[row])
@@ -927,56 +953,49 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
         return {key: np.concatenate([p[key] for p in parts]) for key in keys}
 
     o = cat_days(day_orders, ("t", "customer", "seconds", "store"))
-    li = cat_days(day_lines, ("t", "customer", "product", "qty", "price", "promo", "discount", "offer"))
-    r = cat_days(day_reds, ("t", "customer", "offer"))
+    li = cat_days(day_lines, ("t", "local", "customer", "product", "qty", "price", "promo", "discount"))
+    r = cat_days(day_reds, ("t", "local", "customer", "offer"))
     origin = np.datetime64(start, "s")
-    orders = pl.DataFrame({"t": o["t"], "customer": o["customer"], "at": o["t"] * 86400 + o["seconds"],
-                           "store": o["store"]}).sort("at", "customer").with_columns(
-        order_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-    by_visit = orders.select("t", "customer", "order_id", "at")
-    items = (
-        pl.DataFrame({"t": li["t"], "customer": li["customer"], "product": li["product"], "quantity": li["qty"],
-                      "unit_price": li["price"], "is_promo": li["promo"].astype(bool),
-                      "discount_amount": li["discount"]})
-        .join(by_visit, on=["t", "customer"], how="left")
-        .sort("order_id", "product")
-        .with_columns(order_item_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64))
-    )
-    totals = items.group_by("order_id").agg(
-        total_amount=(pl.col("quantity") * pl.col("unit_price") - pl.col("discount_amount")).sum().round(2),
-        num_items=pl.len().cast(pl.Int32),
-    )
-    orders = (
-        orders.join(totals, on="order_id")
-        .with_columns(
-            customer_id=(pl.col("customer") + 1).cast(pl.Int64),  # ids are 1..n
-            store_id=pl.col("store").cast(pl.Int32),
-            order_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("at")),
-        )
-        .with_columns(day=pl.col("order_timestamp").dt.date())
-        .select("order_id", "customer_id", "store_id", "order_timestamp", "total_amount", "num_items", "day")
-        .sort("order_id")
-    )
-    items = items.with_columns(
-        product_id=pl.col("product").map_batches(lambda s: pl.Series(cat.product_id[s.to_numpy()])),
-        quantity=pl.col("quantity").cast(pl.Int32),
-        day=(pl.lit(origin) + pl.duration(seconds=pl.col("at"))).dt.date(),
-    ).select("order_item_id", "order_id", "product_id", "quantity", "unit_price", "is_promo", "discount_amount",
-             "day")
-
-    redemptions = (
-        pl.DataFrame({"t": r["t"], "customer": r["customer"], "offer": r["offer"]})
-        .join(by_visit, on=["t", "customer"], how="left")
-        .sort("at", "customer", "offer")
-        .with_columns(
-            redemption_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
-            customer_id=(pl.col("customer") + 1).cast(pl.Int64),
-            offer_id=pl.col("offer").map_batches(lambda s: pl.Series(offers["offer_id"][s.to_numpy()])),
-            redeemed_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("at")),
-        )
-        .with_columns(day=pl.col("redeemed_timestamp").dt.date())
-        .select("redemption_id", "customer_id", "offer_id", "order_id", "redeemed_timestamp", "day")
-    )
+    # orders are numbered by time, then customer; lines and redemptions find theirs by (day, customer)
+    day_first = np.searchsorted(o["t"], np.arange(n_days + 1))
+    at = o["t"] * 86400 + o["seconds"]
+    by_time = np.lexsort((o["customer"], at))
+    order_id = np.empty(len(at), dtype=np.int64)
+    order_id[by_time] = np.arange(1, len(at) + 1)
+    line_order = day_first[li["t"]] + li["local"]
+    line_sort = np.argsort(order_id[line_order] * scale.products + li["product"], kind="stable")
+    gross = li["qty"] * li["price"] - li["discount"]
+    stamp = lambda sec: (origin + sec.astype("timedelta64[s]")).astype("datetime64[us]")  # noqa: E731
+    orders = pl.DataFrame({
+        "order_id": order_id[by_time],
+        "customer_id": pop.customer_id[o["customer"][by_time]],
+        "store_id": o["store"][by_time].astype(np.int32),
+        "order_timestamp": stamp(at[by_time]),
+        "total_amount": np.round(np.bincount(line_order, weights=gross, minlength=len(at)), 2)[by_time],
+        "num_items": np.bincount(line_order, minlength=len(at))[by_time].astype(np.int32),
+        "day": np.datetime64(start, "D") + o["t"][by_time],
+    })
+    ls = line_sort
+    items = pl.DataFrame({
+        "order_item_id": np.arange(1, len(ls) + 1, dtype=np.int64),
+        "order_id": order_id[line_order[ls]],
+        "product_id": cat.product_id[li["product"][ls]],
+        "quantity": li["qty"][ls].astype(np.int32),
+        "unit_price": li["price"][ls],
+        "is_promo": li["promo"][ls].astype(bool),
+        "discount_amount": li["discount"][ls],
+        "day": np.datetime64(start, "D") + li["t"][ls],
+    })
+    red_order = day_first[r["t"]] + r["local"]
+    red_sort = np.lexsort((r["offer"], r["customer"], at[red_order]))
+    redemptions = pl.DataFrame({
+        "redemption_id": np.arange(1, len(red_sort) + 1, dtype=np.int64),
+        "customer_id": pop.customer_id[r["customer"][red_sort]],
+        "offer_id": offers["offer_id"][r["offer"][red_sort]],
+        "order_id": order_id[red_order[red_sort]],
+        "redeemed_timestamp": stamp(at[red_order[red_sort]]),
+        "day": np.datetime64(start, "D") + r["t"][red_sort],
+    })
 
     imp_frame = pl.DataFrame(
         {

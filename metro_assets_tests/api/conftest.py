@@ -20,6 +20,7 @@ import uvicorn
 from fastapi import FastAPI
 
 from api.app import create_app
+from api.server import server_config
 from api.settings import ApiSettings
 from metro_assets.serving import write_snapshot
 from metro_assets_tests.api.snapshots import synthetic_snapshot
@@ -54,7 +55,7 @@ def start_server(settings: ApiSettings) -> ApiServer:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", access_log=False, lifespan="on")
+    config = server_config(app, settings, log_level="warning", access_log=False)  # as `make serve` runs it
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True, name=f"api-{port}")
     thread.start()
@@ -69,11 +70,18 @@ def start_server(settings: ApiSettings) -> ApiServer:
 
 @pytest.fixture
 def serve_api() -> Iterator[Callable[..., ApiServer]]:
-    """Factory: ``serve_api(path, reload_seconds=0.1, max_batch=1000, fast_path=True)`` -> running server."""
+    """Factory: ``serve_api(path, reload_seconds=0.1, max_batch=1000, fast_path=True, **limits)`` -> running server.
+
+    ``limits``: other :class:`ApiSettings` fields (``max_header_kb``, ``read_timeout_seconds``, ``max_connections``).
+    """
     servers = []
 
-    def serve(path: Path, reload_seconds: float = 0.1, max_batch: int = 1000, fast_path: bool = True) -> ApiServer:
-        settings = ApiSettings(Path(path), max_batch=max_batch, reload_seconds=reload_seconds, fast_path=fast_path)
+    def serve(
+        path: Path, reload_seconds: float = 0.1, max_batch: int = 1000, fast_path: bool = True, **limits
+    ) -> ApiServer:
+        settings = ApiSettings(
+            Path(path), max_batch=max_batch, reload_seconds=reload_seconds, fast_path=fast_path, **limits
+        )
         servers.append(start_server(settings))
         return servers[-1]
 

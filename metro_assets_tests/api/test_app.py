@@ -187,7 +187,8 @@ def test_openapi_documents_every_endpoint_and_error(api):
 _values = st.one_of(
     st.integers(-3, 4100).map(str),
     st.sampled_from(
-        ["007", "+5", " 5", "5 ", "1e3", "2026-02-10", "2026-02-11", "2026-2-11", "2026-02-30", "", "%35", "0x1"]
+        ["007", "+5", "%2B5", " 5", "5 ", "1e3", "1_000", "5.0", "nan", "inf", "1e400", "1770768000", "-0",
+         "2026-02-10", "2026-02-11", "2026-2-11", "2026-02-30", "2026-02-11T00:00", "", "%35", "0x1"]
     ),
     st.text(alphabet="0123456789-=&%+ab", max_size=8),
     st.just(str(2**63 - 1)),
@@ -234,15 +235,14 @@ def free_port() -> int:
 
 
 def test_make_serve_command_serves_the_snapshot_without_loading_dagster(module_snapshot, tmp_path):
-    """`make serve` runs `uvicorn api.app:app`: same command here, on a free port, settings from the environment."""
+    """`make serve` runs `python -m api.server`: same command here, on a free port, settings from the environment."""
     makefile = (ROOT / "Makefile").read_text()
-    assert "$(BIN)/uvicorn api.app:app --host 127.0.0.1 --port 8000" in makefile
+    assert "$(BIN)/python -m api.server --host 127.0.0.1 --port 8000" in makefile
     port = free_port()
-    env = {**os.environ, "METRO_SERVING": str(module_snapshot)}
-    uvicorn = Path(sys.executable).parent / "uvicorn"
+    env = {**os.environ, "METRO_SERVING": str(module_snapshot), "METRO_API_MAX_HEADER_KB": "4"}
     log = (tmp_path / "server.log").open("w")
     proc = subprocess.Popen(
-        [str(uvicorn), "api.app:app", "--host", "127.0.0.1", "--port", str(port)],
+        [sys.executable, "-m", "api.server", "--host", "127.0.0.1", "--port", str(port)],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT,
     )
     try:
@@ -254,30 +254,41 @@ def test_make_serve_command_serves_the_snapshot_without_loading_dagster(module_s
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "server.log").read_text()
                 time.sleep(0.1)
-        assert health.status_code == 200 and health.json()["snapshot"] == str(module_snapshot)
+        assert health.status_code == 200 and health.json()["status"] == "ok"
+        assert str(module_snapshot.parent) not in health.text  # no server paths for clients
         assert httpx.get(f"http://127.0.0.1:{port}/recommendations?customer_id=1").status_code == 200
+        # The guarded protocol is in place, with the limit from the environment.
+        big = httpx.get(f"http://127.0.0.1:{port}/health", headers={"x-pad": "a" * 5000})
+        assert big.status_code == 431
     finally:
         proc.terminate()
         proc.wait(timeout=15)
     # The API process stays lean: no Dagster, no DuckDB.
     probe = subprocess.run(
-        [sys.executable, "-c", "import sys, api.app; print([m for m in ('dagster', 'duckdb') if m in sys.modules])"],
+        [sys.executable, "-c",
+         "import sys, api.app, api.server; print([m for m in ('dagster', 'duckdb') if m in sys.modules])"],
         cwd=ROOT, env=env, capture_output=True, text=True, check=True,
     )
     assert probe.stdout.strip() == "[]"
 
 
-def test_a_bad_setting_stops_the_server_with_one_line(tmp_path):
-    env = {**os.environ, "METRO_API_MAX_BATCH": "lots", "METRO_SERVING": str(tmp_path / "s.parquet")}
-    uvicorn = Path(sys.executable).parent / "uvicorn"
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("METRO_API_MAX_BATCH", "lots", "METRO_API_MAX_BATCH='lots' is not a whole number"),
+        ("METRO_API_READ_TIMEOUT_SECONDS", "0", "METRO_API_READ_TIMEOUT_SECONDS=0 must be between 0.1 and 600"),
+    ],
+)
+def test_a_bad_setting_stops_the_server_with_one_line(tmp_path, variable, value, message):
+    env = {**os.environ, variable: value, "METRO_SERVING": str(tmp_path / "s.parquet")}
 
     done = subprocess.run(
-        [str(uvicorn), "api.app:app", "--port", str(free_port())],
+        [sys.executable, "-m", "api.server", "--port", str(free_port())],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
     )
 
     assert done.returncode != 0
-    assert done.stderr.strip().splitlines()[-1] == "metro-offers api: METRO_API_MAX_BATCH='lots' is not a whole number"
+    assert done.stderr.strip().splitlines()[-1] == f"metro-offers api: {message}"
     assert "Traceback" not in done.stderr
 
 
@@ -290,6 +301,23 @@ def test_without_a_snapshot_everything_is_503_and_says_which_file(serve_api, tmp
 
     assert health.status_code == 503
     detail = Unavailable.model_validate_json(health.content).detail
-    assert detail.endswith(f"(METRO_SERVING={tmp_path / 'missing.parquet'})")
+    assert detail.endswith("(METRO_SERVING file missing.parquet)") and str(tmp_path) not in health.text
     assert single.status_code == batch.status_code == 503
     assert "no serving snapshot loaded yet" in single.json()["detail"]
+
+
+def test_docs_pages_load_their_assets_from_this_server_not_a_cdn(api):
+    """/docs and /redoc work on a machine without internet: every script, style and icon is local."""
+    import re
+
+    with api.client() as client:
+        for page in ("/docs", "/redoc"):
+            html = client.get(page)
+            assert html.status_code == 200 and html.headers["content-type"].startswith("text/html")
+            refs = re.findall(r'(?:src|href)="([^"]+)"', html.text) + re.findall(r"url: '([^']+)'", html.text)
+            assert refs and not [r for r in refs if "://" in r or r.startswith("//")], refs
+            for ref in (r for r in refs if r.startswith("/docs-assets/")):
+                asset = client.get(ref)
+                assert asset.status_code == 200 and len(asset.content) > 1000, ref
+        assert "SwaggerUIBundle" in client.get("/docs-assets/swagger-ui-bundle.js").text
+        assert client.get("/openapi.json").json()["openapi"].startswith("3.1")  # Swagger UI 5 renders 3.1

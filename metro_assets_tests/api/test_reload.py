@@ -7,7 +7,7 @@ from datetime import date, timedelta
 
 import pytest
 
-from metro_assets.serving import write_snapshot
+from metro_assets.serving import write_committed_marker, write_snapshot
 from metro_assets_tests.api.hammer import Hammer
 from metro_assets_tests.api.snapshots import customer_ids, synthetic_snapshot
 
@@ -87,7 +87,9 @@ def test_a_broken_new_file_keeps_the_last_good_snapshot_and_is_reported(serve_ap
     os.replace(junk, path)  # someone copies a bad file over the snapshot
     with api.client() as client:
         error = wait_for(bool, lambda: reload_error(client))
-        assert "not a readable Parquet file" in error and str(path) in error
+        assert error.startswith("serving.parquet: not a readable Parquet file") and str(tmp_path) not in error
+        health = client.get("/health").json()
+        assert health["status"] == "degraded" and health["reasons"] == [f"the last reload failed: {error}"]
         assert client.get("/recommendations", params={"customer_id": 1}).json()["model_version"] == "m1"
 
         bad = generation(2).drop("score").with_columns(score=None)
@@ -102,6 +104,7 @@ def test_a_broken_new_file_keeps_the_last_good_snapshot_and_is_reported(serve_ap
         write_snapshot(generation(3), path)
         health = wait_for(lambda h: h["model_version"] == "m3", lambda: client.get("/health").json())
         assert health["last_reload_error"] is None
+        assert (health["status"], health["reasons"]) == ("ok", [])
 
 
 @pytest.mark.parametrize("fast_path", [True, False], ids=["fast-path", "fastapi-only"])
@@ -133,3 +136,60 @@ def test_hammering_while_snapshots_are_replaced_gives_no_error_and_no_mixed_resp
     seen = {body["model_version"] for body in hammer.bodies}
     assert seen == {"m0", "m1", "m2"}, seen
     assert hammer.requests >= 12 * 20
+
+
+def test_a_fifo_at_the_snapshot_path_is_refused_without_blocking_the_watcher(serve_api, tmp_path, caplog):
+    """Opening a FIFO for reading blocks until a writer comes: the watcher would never reload again."""
+    path = write_snapshot(generation(1), tmp_path / "serving.parquet")
+    api = serve_api(path)
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo)
+    os.replace(fifo, path)
+    with api.client() as client:
+        error = wait_for(bool, lambda: reload_error(client))
+        assert error == "serving.parquet is a FIFO, not a regular file; not read"
+        assert client.get("/health").json()["status"] == "degraded"
+        assert client.get("/recommendations", params={"customer_id": 1}).json()["model_version"] == "m1"
+
+        os.unlink(path)
+        write_snapshot(generation(2), path)  # the watcher is alive: a real snapshot is picked up again
+        health = wait_for(lambda h: h["model_version"] == "m2", lambda: client.get("/health").json())
+    assert health["status"] == "ok"
+    assert any("is a FIFO" in r.getMessage() and str(path) in r.getMessage() for r in caplog.records)
+
+
+def test_a_fifo_is_refused_even_if_it_replaces_the_file_between_stat_and_open(tmp_path):
+    from api.store import SnapshotLoadError, load_snapshot
+
+    os.mkfifo(tmp_path / "serving.parquet")
+    started = time.monotonic()
+    with pytest.raises(SnapshotLoadError, match=r"^serving.parquet: not a regular file \(a FIFO\); not read$"):
+        load_snapshot(tmp_path / "serving.parquet")
+    assert time.monotonic() - started < 1
+
+
+def test_health_shows_a_snapshot_that_lags_the_committed_recommendations(serve_api, tmp_path):
+    """Finding 8: recommendations committed (marker written) but the snapshot not published: degraded."""
+    path = write_snapshot(generation(1), tmp_path / "serving.parquet")  # serves through 2026-02-12
+    write_committed_marker(path, date(2026, 2, 12))
+    api = serve_api(path)
+    with api.client() as client:
+        health = client.get("/health").json()
+        assert (health["status"], health["committed_run_date"]) == ("ok", "2026-02-12")
+
+        write_committed_marker(path, date(2026, 2, 13))  # the next day commits; the publish crashes
+        health = wait_for(lambda h: h["status"] == "degraded", lambda: client.get("/health").json())
+        assert health["reasons"] == [
+            "the snapshot lags the pipeline: recommendations are committed through 2026-02-13 but the snapshot "
+            "serves through 2026-02-12 (not published yet, or publishing failed)"
+        ]
+        assert health == client.get("/health?via=fastapi").json() | {"age_seconds": health["age_seconds"]}
+
+        write_snapshot(generation(2), path)  # the next run publishes: through 2026-02-13
+        health = wait_for(lambda h: h["model_version"] == "m2", lambda: client.get("/health").json())
+        assert (health["status"], health["reasons"]) == ("ok", [])
+
+        (tmp_path / "serving.parquet.committed.json").write_text("garbage")
+        health = wait_for(lambda h: h["status"] == "degraded", lambda: client.get("/health").json())
+        assert health["reasons"] == ["cannot tell whether the snapshot is current: serving.parquet.committed.json: "
+                                     "not a marker written by write_committed_marker"]

@@ -38,8 +38,8 @@ def test_published_at_falls_back_to_the_file_time(tmp_path, frame):
     path = tmp_path / "s.parquet"
     frame.write_parquet(path)  # a valid snapshot written without the writer: no metadata
     assert load_snapshot(path).published_at == datetime.fromtimestamp(os.stat(path).st_mtime_ns / 1e9, tz=timezone.utc)
-    frame.write_parquet(path, metadata={"published_at": "last tuesday"})
-    assert load_snapshot(path).published_at.year >= 2024
+    frame.write_parquet(path, metadata={"published_at": "last tuesday"})  # unreadable: the file time again
+    assert load_snapshot(path).published_at == datetime.fromtimestamp(os.stat(path).st_mtime_ns / 1e9, tz=timezone.utc)
 
 
 def test_an_empty_snapshot_is_not_served(tmp_path, frame):
@@ -62,14 +62,23 @@ def test_the_store_reloads_only_when_the_file_changes(tmp_path, frame):
 
 
 def test_the_watcher_thread_starts_and_stops(tmp_path, frame):
+    import threading
+    import time
+
     store = SnapshotStore(tmp_path / "s.parquet", reload_seconds=0.05)
     store.start()
     try:
+        assert any(t.name == "snapshot-watcher" for t in threading.enumerate())
         write_snapshot(frame, tmp_path / "s.parquet")
         for _ in range(200):
             if store.current is not None:
                 break
-            store._stop.wait(0.05)
+            time.sleep(0.05)
     finally:
         store.stop()
     assert store.current is not None and store.current.rows == frame.height
+    assert not any(t.name == "snapshot-watcher" for t in threading.enumerate())  # stopped, not leaked
+    seen = store.current
+    write_snapshot(frame.with_columns(model_version=pl.lit("m2")), tmp_path / "s.parquet")
+    time.sleep(0.3)  # six watch periods: a running watcher would have swapped the snapshot by now
+    assert store.current is seen

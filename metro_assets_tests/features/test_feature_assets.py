@@ -28,7 +28,8 @@ def _plant_later_events(path, day):
             from orders o cross join (select distinct product_id from offers limit 3) f
             where o.order_id between 9000000 + {n} * 10000 and 9000000 + {n} * 10000 + 9999""")
         con.execute(f"""
-            insert into impressions select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
+            insert into impressions (impression_id, customer_id, offer_id, shown_timestamp, channel, day)
+            select 9000000 + {n} * 100000 + row_number() over (), c.customer_id,
                    o.offer_id, {ts}, 'app', date '{when}'
             from customers c cross join offers o where c.customer_id <= 50 and o.end_date >= date '{day}'""")
         con.execute(f"""
@@ -84,33 +85,31 @@ def test_rematerializing_a_day_replaces_it(tiny_warehouse):
     assert all(check.passed for check in result.get_asset_check_evaluations())
 
 
-def test_feature_matrix_on_historical_pairs_equals_the_daily_tables(tiny_warehouse):
+def test_the_tables_scoring_reads_equal_bit_for_bit_what_training_computes(tiny_warehouse):
     days = [MID_DAY, RUN_DAY]
     for day in days:
         run_day(day)
     con = duckdb.connect(str(tiny_warehouse))
-    # pairs from two days in one request relation, as the ranker sends them
-    _ = con.execute("create temp table pairs as select customer_id, offer_id, day from candidate_pool "
-                    "using sample 3000 rows (reservoir, 7)")
+    # the training path: pairs of two days in one request relation, as the ranker sends them
+    _ = con.execute("create temp table pairs as select customer_id, offer_id, day from candidate_pool")
     assert con.sql("select count(distinct day) from pairs").fetchall()[0][0] == 2
-    matrix = compute.feature_matrix(con, "pairs")
-    daily = con.sql("""
-        select p.customer_id, p.offer_id, p.day, c.*, o.*, i.*, c.segment as seg, o.discount_type as kind
-        from pairs p
-        join customer_features c using (customer_id, day)
-        join offer_features o using (offer_id, day)
-        join interaction_features i using (customer_id, offer_id, day)""").pl()
+    computed = compute.feature_matrix(con, "pairs")
+    # the scoring path: each day's stored feature tables
+    stored = []
+    for day in days:
+        _ = con.execute("create or replace temp table day_pairs as select * from pairs where day = ?", [day])
+        stored.append(compute.stored_matrix(con, "day_pairs", day))
     con.close()
-    assert matrix.height == daily.height == 3000
-    assert matrix.columns == ["customer_id", "offer_id", "day", *compute.MODEL_FEATURES]
-    expected = daily.with_columns(
-        pl.col("bought_product_before").cast(pl.Int32),
-        *[(pl.col("seg") == s).cast(pl.Int32).alias(f"segment_{s}") for s in compute.SEGMENTS],
-        *[(pl.col("kind") == t).cast(pl.Int32).alias(f"discount_{t}") for t in compute.DISCOUNT_TYPES],
-    ).select(matrix.columns)
+    stored = pl.concat(stored)
+    flags = [f"missing_{t}" for t in compute.FEATURE_TABLES]
+    assert not stored.select(pl.any_horizontal(flags).any()).item(), "every pool pair has its three feature rows"
+    assert computed.columns == ["customer_id", "offer_id", "day", *compute.MODEL_FEATURES]
+    assert stored.drop(flags).columns == computed.columns
     keys = ["customer_id", "offer_id", "day"]
-    assert_frame_equal(matrix.sort(keys), expected.sort(keys), check_dtypes=False, check_exact=False,
-                       rel_tol=1e-9)
+    assert computed.height == stored.height > 1000
+    # exact: same dtypes, same bits (NaN and null included), not merely close
+    assert_frame_equal(stored.drop(flags).sort(keys), computed.sort(keys), check_exact=True)
+    assert computed.select(pl.col(compute.MODEL_FEATURES).null_count()).sum_horizontal().item() > 0  # nulls compared
 
 
 def test_feature_values_match_an_independent_polars_computation(tiny_warehouse):

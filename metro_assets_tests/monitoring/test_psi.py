@@ -1,4 +1,4 @@
-"""PSI as DESIGN.md defines it: quantile bins from the baseline, open outer bins, smoothing."""
+"""PSI as docs/DRIFT.md defines it: quantile bins from the baseline, open outer bins, smoothing."""
 
 import math
 

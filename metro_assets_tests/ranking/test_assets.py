@@ -7,6 +7,7 @@ import polars as pl
 from dagster import DagsterInstance
 
 from metro_assets.definitions import build_defs
+from metro_assets.serving import read_committed_marker
 from metro_assets.settings import load_settings
 from metro_assets_tests.conftest import HISTORY_END
 
@@ -19,10 +20,28 @@ def run(job: str, day, instance=None):
         partition_key=day.isoformat(), instance=instance or DagsterInstance.ephemeral(), raise_on_error=False)
 
 
+def _materialized(result, asset: str) -> dict | None:
+    """The metadata of ``asset``'s materialization in ``result`` (plain values), or None."""
+    events = [e for e in result.get_asset_materialization_events() if e.asset_key.to_user_string() == asset]
+    return {k: v.value for k, v in events[0].materialization.metadata.items()} if events else None
+
+
 def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse, tiny_env):
     instance = DagsterInstance.ephemeral()
+    # the first publish fails after the recommendations were committed: METRO_SERVING is a folder
+    tiny_env.serving.mkdir()
     retrain = run("retrain", RUN_DAY - timedelta(days=4), instance)
-    assert retrain.success, [e.message for e in retrain.all_events if e.is_failure]
+    assert not retrain.success
+    failures = {e.step_key: e.step_failure_data.error.message for e in retrain.all_events if e.is_step_failure}
+    assert list(failures) == ["serving_snapshot"], failures
+    (line,) = failures["serving_snapshot"].strip().splitlines()  # one line, no traceback
+    assert line.endswith(f"METRO_SERVING={tiny_env.serving} is a folder, not a file")
+    assert _materialized(retrain, "recommendations") is not None
+    assert not any(e.is_step_up_for_retry for e in retrain.all_events)  # a setting, not a passing failure
+    # the API can tell: the committed marker is ahead of any snapshot
+    assert read_committed_marker(tiny_env.serving) == RUN_DAY - timedelta(days=4)
+    tiny_env.serving.rmdir()
+
     daily = run("daily_pipeline", RUN_DAY, instance)
     assert daily.success
     checks = daily.get_asset_check_evaluations()
@@ -33,14 +52,23 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     models = con.sql("select * from model_versions").pl()
     con.close()
     assert models.height == 2 and models["selected"].sum() == 1
-    assert recs["model_version"].unique().to_list() == [models.filter("selected")["model_version"][0]]
+    version = models.filter("selected")["model_version"][0]
+    assert recs["model_version"].unique().to_list() == [version]
     per_customer = recs.group_by("customer_id").agg(pl.len(), pl.col("rank").max())
     assert per_customer["len"].max() == 10 and (per_customer["len"] == per_customer["rank"]).all()
 
-    snapshot = pl.read_parquet(tiny_env.serving)
+    # the next run's publish serves the newest day and the day whose publish failed
+    path = tiny_env.serving
+    snapshot = pl.read_parquet(path)
     assert set(snapshot["run_date"].unique()) == {RUN_DAY - timedelta(days=4), RUN_DAY}
     assert snapshot.filter(pl.col("run_date") == RUN_DAY).height == recs.height
     assert snapshot["product_name"].null_count() == 0
+    published = _materialized(daily, "serving_snapshot")
+    assert published["file"] == "serving.parquet" and published["path"] == str(path)
+    assert published["dagster/row_count"] == snapshot.height and published["bytes"] == path.stat().st_size
+    assert published["run_date"] == RUN_DAY.isoformat() and published["model_version"] == version
+    assert published["run_dates"] == [(RUN_DAY - timedelta(days=4)).isoformat(), RUN_DAY.isoformat()]
+    assert read_committed_marker(path) == RUN_DAY  # the snapshot has caught up with the warehouse
 
 
 def test_daily_pipeline_without_a_model_fails_with_a_clear_message(tiny_warehouse, tiny_env):

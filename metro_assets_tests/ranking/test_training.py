@@ -56,8 +56,10 @@ def test_a_model_for_a_day_ignores_events_on_and_after_it(con):
     before = train_rankers(training_set(con, DAY))[0]
     later = [(DAY + timedelta(days=d)) for d in (0, 3)]
     for day in later:  # copy a day of events to D and D+3, with new ids
-        con.execute("insert into impressions select impression_id + 10000000, customer_id, offer_id, "
-                    "shown_timestamp + to_days((?::date - day)::int), channel, ? from impressions where day = ?",
+        con.execute("insert into impressions by name select impression_id + 10000000 as impression_id, customer_id, "
+                    "offer_id, "
+                    "shown_timestamp + to_days((?::date - day)::int) as shown_timestamp, channel, ? as day "
+                    "from impressions where day = ?",
                     [day, day, DAY - timedelta(days=10)])
         con.execute("insert into redemptions select redemption_id + 10000000, customer_id, offer_id, order_id, "
                     "redeemed_timestamp + to_days((?::date - day)::int), ? from redemptions where day >= ?",
@@ -116,3 +118,56 @@ def test_stored_models_predict_the_same_after_a_round_trip():
         stored = train(X, y, ["a", "b", "c"], sampling_rate=0.5)
         again = models.StoredModel(stored.kind, stored.blob, stored.features, stored.sampling_rate, {})
         assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
+
+
+def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
+    from datetime import date
+
+    from metro_assets.ranking.training import TrainingWindow, WindowRule, choose_window
+
+    train_day = date(2026, 3, 2)
+    end = train_day - timedelta(days=7)
+    # positives per week, newest first: 10, 10, then 20 a week for ten more weeks (one impression each)
+    per_week = [10, 10] + [20] * 10
+    days = [end - timedelta(days=7 * w + 1) for w, n in enumerate(per_week) for _ in range(n)]
+    shown = pl.DataFrame({"day": days, "label": [True] * len(days)})
+    rule = WindowRule(weeks=4, max_weeks=12, min_train_positives=60, min_validation_positives=15)
+    window, notes = choose_window(shown, train_day, rule)
+    assert window.validation_start == end - timedelta(weeks=2) and not notes  # 20 positives in 2 weeks
+    # training needs 60 positives after those 2 weeks: 3 weeks of 20, so the window spans 2 + 3 (+1) weeks
+    assert window == TrainingWindow.ending(train_day, 6, validation_weeks=2)
+    # never more than a third of all positives for validation, whatever it asks for
+    greedy, notes = choose_window(shown, train_day, WindowRule(weeks=4, max_weeks=12, min_train_positives=0,
+                                                               min_validation_positives=1_000))
+    assert greedy.validation_start >= end - timedelta(weeks=5)  # 10+10+20+20 = 60 <= 220 / 3
+    assert any("METRO_MIN_VALIDATION_POSITIVES=1000" in n for n in notes)
+
+
+def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
+    from metro_assets.ranking.training import WindowRule
+
+    # keep about one redemption in 8: a sparser log, as a real retailer's looks next to the simulation
+    con.execute("delete from redemptions where hash(redemption_id) % 8 <> 0")
+    usual = training_set(con, DAY, weeks=4)
+    rule = WindowRule(weeks=4, max_weeks=6, min_train_positives=10_000, min_validation_positives=10_000)
+    grown = training_set(con, DAY, rule)
+    assert grown.window.start < usual.window.start  # it reached back as far as it was allowed
+    assert grown.window.start == DAY - timedelta(weeks=6)
+    assert any("METRO_MIN_TRAIN_POSITIVES" in n for n in grown.notes)
+    trained, reason = train_rankers(grown)
+    assert "WARNING" in reason and "METRO_MIN_TRAIN_POSITIVES=10000" in reason
+    # plentiful data keeps the usual window exactly
+    plenty = WindowRule(weeks=4, max_weeks=6, min_train_positives=1, min_validation_positives=1)
+    assert training_set(con, DAY, plenty).window == usual.window
+
+
+def test_the_purchase_label_is_denser_than_redemptions(con):
+    from metro_assets.ranking.training import WindowRule
+
+    redeemed = training_set(con, DAY, WindowRule(weeks=4, max_weeks=4, min_train_positives=0,
+                                                 min_validation_positives=0))
+    bought = training_set(con, DAY, WindowRule(weeks=4, max_weeks=4, min_train_positives=0,
+                                               min_validation_positives=0, label="product_purchase"))
+    assert bought.validation["label"].sum() > redeemed.validation["label"].sum()
+    trained, reason = train_rankers(bought)
+    assert "trained on label product_purchase" in reason

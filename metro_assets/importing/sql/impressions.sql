@@ -5,6 +5,9 @@ select
     offer_id,
     shown_timestamp,
     channel,
+    position,          -- optional: NULL when the export has no logged position
+    propensity,
+    is_exploration,
     shown_timestamp::date as day
 from typed_impressions
 order by _row

@@ -1,7 +1,7 @@
-"""The serving snapshot: the one file the recommendations API reads.
+"""The serving snapshot file: the one file the recommendations API reads.
 
-The ranker hands :func:`write_snapshot` a frame of top-N offers per customer
-and run date; the API (``api/``) loads it with :func:`read_snapshot_file` and
+The ``serving_snapshot`` asset (:mod:`metro_assets.serving.publish`) hands
+:func:`write_snapshot` a frame of top-N offers per customer and run date; the API (``api/``) loads it with :func:`read_snapshot_file` and
 serves it from memory. The file is a Parquet file with the columns of
 :data:`SNAPSHOT_COLUMNS`, sorted by ``run_date, customer_id, rank``, and two
 file-level metadata keys: ``published_at`` (ISO UTC timestamp) and
@@ -12,9 +12,9 @@ fsynced, then ``os.replace``d over the old one, so a reader opens either the
 old or the new snapshot, never a half-written one. Readers must open the file
 once and read everything from that handle (as :func:`read_snapshot_file` does).
 
-This module is Dagster-free and light: the API process imports it and must
-not pull Dagster in (hence :class:`metro_assets.errors.DataError` is imported
-only when an error is raised).
+This module is Dagster-free and light (Polars only): the API process imports
+it and must not pull Dagster or DuckDB in (hence :class:`metro_assets.errors.DataError`
+is imported only when an error is raised).
 
 Examples
 --------
@@ -36,10 +36,12 @@ Examples
 from __future__ import annotations
 
 import io
+import json
 import os
+import stat
 import tempfile
 from dataclasses import dataclass
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
 from pathlib import Path
 
 import polars as pl
@@ -279,3 +281,76 @@ def read_snapshot(path: str | os.PathLike) -> pl.DataFrame:
         return validate(frame)
     except SnapshotContractError as exc:
         raise _data_error(f"{path}: {exc}") from None
+
+
+# The "committed" marker: which run date the warehouse holds recommendations for, so the API can
+# tell when the snapshot lags behind them (committed, but the publish crashed or has not happened yet).
+# The API never opens the warehouse (docs/ARCHITECTURE.md), hence a tiny file next to the snapshot.
+
+
+def committed_marker_path(snapshot_path: str | os.PathLike) -> Path:
+    """The marker next to the snapshot: ``serving.parquet`` -> ``serving.parquet.committed.json``."""
+    snapshot_path = Path(snapshot_path)
+    return snapshot_path.with_name(snapshot_path.name + ".committed.json")
+
+
+def write_committed_marker(snapshot_path: str | os.PathLike, newest_run_date: date) -> Path:
+    """Record atomically that recommendations are committed through ``newest_run_date``.
+
+    The ``recommendations`` asset calls it right after its warehouse transaction
+    commits and before :func:`write_snapshot` publishes, with the newest
+    ``run_date`` in the ``recommendations`` table. A crash in between leaves
+    the marker ahead of the snapshot, and the API's ``/health`` says
+    ``degraded`` until a snapshot with that run date is published.
+
+    Returns
+    -------
+    Path
+        The marker file (:func:`committed_marker_path`).
+    """
+    path = committed_marker_path(snapshot_path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = json.dumps({"newest_run_date": newest_run_date.isoformat(),
+                       "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
+    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(tmp_name, 0o644)
+        os.replace(tmp_name, path)
+    except BaseException:
+        try:
+            os.unlink(tmp_name)
+        except FileNotFoundError:
+            pass
+        raise
+    return path
+
+
+def read_committed_marker(snapshot_path: str | os.PathLike) -> date | None:
+    """The run date in the marker next to ``snapshot_path``; None when there is no marker.
+
+    Opens without blocking and reads only a regular file (a FIFO would block a reader forever).
+
+    Raises
+    ------
+    SnapshotContractError
+        One line naming the marker file (by name only) and what is wrong with it.
+    """
+    path = committed_marker_path(snapshot_path)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as exc:
+        raise SnapshotContractError(f"{path.name}: cannot read ({exc.strerror or exc})") from None
+    with os.fdopen(fd, "rb") as handle:
+        if not stat.S_ISREG(os.fstat(handle.fileno()).st_mode):
+            raise SnapshotContractError(f"{path.name}: not a regular file")
+        data = handle.read(4096)
+    try:
+        return date.fromisoformat(json.loads(data)["newest_run_date"])
+    except (ValueError, KeyError, TypeError):
+        raise SnapshotContractError(f"{path.name}: not a marker written by write_committed_marker") from None
