@@ -45,7 +45,16 @@ def test_pool_covers_every_customer_with_eligible_pairs_only(tiny_warehouse):
     assert 0 < meta["retrieval_recall"] <= meta["reference_recall"] <= 1
     strategies = dict(_sql(tiny_warehouse, "select strategy, count(*) from candidate_pool group by all", True))
     assert set(strategies) <= set(WARM_STRATEGIES + COLD_STRATEGIES)
-    assert {"category_affinity", "segment_popularity", "high_margin"} <= set(strategies)
+    assert {"category_affinity", "segment_popularity"} <= set(strategies)
+
+
+def test_small_quotas_leave_room_for_every_warm_strategy(tiny_warehouse, monkeypatch):
+    # tiny has 40 offers: the default quotas (80/60/40/20) fill the pool before high margin is reached
+    for name in ("CATEGORY", "SEGMENT", "REPEAT"):
+        monkeypatch.setenv(f"METRO_CANDIDATES_{name}", "2")
+    run_day(MID_DAY)
+    strategies = dict(_sql(tiny_warehouse, "select strategy, count(*) from candidate_pool group by all", True))
+    assert set(WARM_STRATEGIES) <= set(strategies)
 
 
 @pytest.mark.parametrize("plant", ["expired", "out_of_store", "out_of_segment", "capped", "unpublished"])
