@@ -68,7 +68,7 @@ def bench_evaluation(con, day: date) -> list[dict]:
     if result.complete:
         wide = {(r["policy"], r["metric"]): r["value"] for r in result.rows.iter_rows(named=True)}
         figures = {f"{p}_{m}": round(wide[(p, m)], 4) for p in evaluation.POLICIES
-                   for m in ("ndcg_at_10", "oracle_share_at_10") if (p, m) in wide}
+                   for m in ("ndcg_at_10", "oracle_share") if (p, m) in wide}
     rows.append(_row(f"monitoring: offline_evaluation {day} (all policies)", seconds, pairs,
                      recorded=result.complete, **figures))
     return rows

@@ -248,17 +248,24 @@ CREATE TABLE IF NOT EXISTS recommendations (
 
 -- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.
 -- Offline evaluation of a run date once its label window [run_date, run_date + 7)
--- is in the warehouse: one row per (policy, metric). Policies: model (what
--- served), lightgbm, logistic_regression, random, popularity,
--- segment_popularity, oracle. A metric that is undefined (e.g. no oracle for
--- imported data) has no row.
+-- is in the warehouse: one row per (policy, metric), long form. Policies: model
+-- (what served), lightgbm, logistic_regression, random, popularity,
+-- segment_popularity, legacy, affinity_rule, buy_again, oracle, and
+-- model_minus_<baseline> (the paired difference of the served model against a
+-- baseline). A metric whose inputs are missing (no simulator truth or no
+-- logged propensities, as for imported data) has no row.
 CREATE TABLE IF NOT EXISTS offline_evaluation (
     run_date DATE NOT NULL,
     policy VARCHAR NOT NULL,
-    metric VARCHAR NOT NULL,           -- ndcg_at_10, ..., expected_redemptions_at_10, ..., customers_evaluated
-    value DOUBLE NOT NULL,
+    metric VARCHAR NOT NULL,           -- expected_redemptions_at_10, ..., snips_redemptions_at_10, ndcg_at_10, ... (docs/EVALUATION.md)
+    value DOUBLE NOT NULL,             -- per evaluated customer
+    ci_low DOUBLE,                     -- 95% bootstrap interval over customers (NULL for counts)
+    ci_high DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+-- warehouses written before the intervals existed get the columns
+ALTER TABLE offline_evaluation ADD COLUMN IF NOT EXISTS ci_low DOUBLE;
+ALTER TABLE offline_evaluation ADD COLUMN IF NOT EXISTS ci_high DOUBLE;
 
 -- PSI of the monitored features and of the served scores on a run date against
 -- the training baseline of the model version that served it.

@@ -90,6 +90,7 @@ class RankerSettings:
     train_weeks: int = 8             # METRO_TRAIN_WEEKS: trailing window of impressions
     negatives_per_positive: int = 4  # METRO_NEGATIVES_PER_POSITIVE: negative sampling in training
     top_k: int = 10                  # METRO_TOP_K: offers recommended per customer
+    max_per_category: int = 3        # METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
     serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
     max_train_weeks: int = 52        # METRO_TRAIN_MAX_WEEKS: how far the window may grow for enough positives
     min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES: positives the training part should hold
@@ -103,7 +104,7 @@ TRAIN_LABELS = ("redemption", "product_purchase")
 def load_ranker_settings() -> RankerSettings:
     """The ranker's settings: ``METRO_TRAIN_WEEKS``, ``METRO_TRAIN_MAX_WEEKS``, ``METRO_MIN_TRAIN_POSITIVES``,
     ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``, ``METRO_NEGATIVES_PER_POSITIVE``,
-    ``METRO_TOP_K``, ``METRO_SERVING_DAYS``."""
+    ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``, ``METRO_SERVING_DAYS``."""
     weeks = _limit("METRO_TRAIN_WEEKS", 8)
     if weeks < 3:  # one week validates, the rest trains, and labels close a week before the day
         raise SettingError(f"METRO_TRAIN_WEEKS={weeks} must be at least 3")
@@ -117,6 +118,7 @@ def load_ranker_settings() -> RankerSettings:
         train_weeks=weeks,
         negatives_per_positive=_limit("METRO_NEGATIVES_PER_POSITIVE", 4),
         top_k=_limit("METRO_TOP_K", 10),
+        max_per_category=_limit("METRO_MAX_PER_CATEGORY", 3),
         serving_days=_limit("METRO_SERVING_DAYS", 7),
         max_train_weeks=max_weeks,
         min_train_positives=_limit("METRO_MIN_TRAIN_POSITIVES", 500),

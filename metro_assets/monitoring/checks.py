@@ -12,8 +12,15 @@ EVALUATION_CHECKS = [
         "offline_evaluation",
         "ranking metrics (NDCG, MRR, precision, recall, redemption rate at 10) and the oracle share are in [0, 1]",
         f"""select policy || ' ' || metric from offline_evaluation where {IN_RUN}
-            and metric in ({_RANKING}, 'oracle_share_at_10')
+            and metric in ({_RANKING}, 'oracle_share') and policy not like 'model_minus_%'
             and (isnan(value) or value < 0 or value > 1 + 1e-9)""",
+    ),
+    Check(
+        "evaluation_intervals_are_ordered",
+        "offline_evaluation",
+        "every 95% interval is finite and ci_low <= ci_high",
+        f"""select policy || ' ' || metric from offline_evaluation where {IN_RUN} and ci_low is not null
+            and (not isfinite(ci_low) or not isfinite(ci_high) or ci_low > ci_high)""",
     ),
     Check(
         "evaluation_has_customers_when_redemptions_exist",

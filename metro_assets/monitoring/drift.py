@@ -40,8 +40,7 @@ import polars as pl
 from metro_assets.features.compute import customer_features, offer_features
 from metro_assets.features.daily import DAILY_REQUESTS
 from metro_assets.monitoring import psi as psi_
-from metro_assets.monitoring.metrics import rank_top_k
-from metro_assets.ranking.scoring import score_pool, selected_model
+from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.warehouse import replace_partitions
 
 CUSTOMER_FEATURES = ("recency_days", "frequency", "monetary", "promo_affinity", "avg_basket_size")
@@ -130,7 +129,7 @@ def served_scores(con: duckdb.DuckDBPyConnection, day: date, version: str, k: in
     found, stored_model = selected_model(con, kind[0][1], kind=kind[0][0])
     if found != version:
         return None
-    return rank_top_k(score_pool(con, day, stored_model), k)["score"].to_numpy()
+    return top_k(score_pool(con, day, stored_model), k, items=offer_items(con))["score"].to_numpy()
 
 
 def drift_report(con: duckdb.DuckDBPyConnection, day: date, thresholds: DriftThresholds = DriftThresholds(),

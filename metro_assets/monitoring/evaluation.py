@@ -1,26 +1,28 @@
-"""Offline evaluation of a run date's recommendations, against baselines and the oracle.
+"""Offline evaluation of a run date: what each policy's top 10 causes, with bootstrap intervals.
 
 For a run date D whose label window [D, D + 7) is in the warehouse, every
 policy ranks the same customers' same candidate pools (the ``candidate_pool``
-of D) and is scored two ways:
+of D) through the one selection rule of serving
+(:func:`metro_assets.ranking.scoring.top_k`: at most one offer per product,
+``max_per_category`` per category), and is scored three ways, each value per
+customer with a 95% bootstrap interval over customers (:mod:`.bootstrap`):
 
-* **Observed** ranking metrics against the redemptions of [D, D + 7)
-  (:mod:`metro_assets.monitoring.metrics`), over the customers of the pool
-  who redeemed at least one offer in the window; the others are counted as
-  ``customers_without_redemptions``.
-* **Oracle** metrics from the simulator's true probabilities
-  (:func:`metro_assets.simulation.truth.true_probabilities`), over every
-  customer of the pool: expected redemptions of the top 10, the part of them
-  that is incremental (minus the purchases that would have happened without
-  the offer), discount cost, incremental revenue, discount ROI and margin
-  impact, and the share of the best possible top 10's expected redemptions.
+* **Causal** (simulated data only), over every customer of the pool, from the
+  simulator's truth (:func:`metro_assets.simulation.truth.true_probabilities`):
+  expected redemptions, expected incremental redemptions (what the offer
+  causes) and expected incremental margin of the top 10, and the share of the
+  oracle's expected redemptions. Plus the paired difference of the served
+  model against every baseline (policy ``model_minus_<baseline>``).
+* **Off-policy** (:mod:`.offpolicy`): IPS and SNIPS estimates of the top 10's
+  redemptions from the logged propensities, and their effective sample size;
+  what a retailer can compute on its own data. Needs ``impressions.propensity``.
+* **Logged outcomes** (:mod:`.metrics`): NDCG, MRR, precision, recall and
+  redemption rate against the redemptions of [D, D + 7), over the customers
+  who redeemed. These measure agreement with what the legacy policy showed
+  (only shown offers can be redeemed), not quality: report, never rank by them.
 
-Policies: ``model`` (the recommendations that served D), ``lightgbm`` and
-``logistic_regression`` (the newest model of each kind trained on or before
-D; the serving kind is the served recommendations themselves), ``random``
-(averaged over seeds), ``popularity`` and ``segment_popularity``
-(redemptions before D, overall or by the customer's segment) and ``oracle``
-(the top 10 by true redemption probability). See docs/EVALUATION.md.
+Metrics whose inputs are missing (no simulator truth on imported data, no
+propensities) are left out and a note says so. See docs/EVALUATION.md.
 
 Examples
 --------
@@ -42,8 +44,9 @@ import numpy as np
 import polars as pl
 
 from metro_assets.errors import DataError
-from metro_assets.monitoring.metrics import K, RANKING_METRICS, rank_top_k, ranking_metrics
-from metro_assets.ranking.scoring import score_pool, selected_model
+from metro_assets.monitoring import bootstrap, offpolicy
+from metro_assets.monitoring.metrics import K, RANKING_METRICS, per_customer_metrics
+from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
 from metro_assets.simulation import oracle
 from metro_assets.simulation.truth import OracleUnavailable, true_probabilities
 from metro_assets.simulation.world import Shock
@@ -51,20 +54,30 @@ from metro_assets.warehouse import replace_partitions
 
 LABEL_DAYS = 7
 RANDOM_SEEDS = 5
+LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
 MODEL_KINDS = ("lightgbm", "logistic_regression")
-POLICIES = ("model", "lightgbm", "logistic_regression", "random", "popularity", "segment_popularity", "oracle")
-ORACLE_METRICS = (
+BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
+POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle")
+CAUSAL_METRICS = (
     "expected_redemptions_at_10",
-    "incremental_redemptions_at_10",
-    "oracle_share_at_10",
-    "discount_cost_at_10",
-    "incremental_revenue_at_10",
-    "discount_roi",
-    "margin_impact_at_10",
+    "expected_incremental_redemptions_at_10",
+    "expected_incremental_margin_at_10",
+    "expected_discount_cost_at_10",
+    "oracle_share",
 )
-COUNT_METRICS = ("customers_evaluated", "customers_without_redemptions", "customers_scored")
-METRICS = RANKING_METRICS + ORACLE_METRICS + COUNT_METRICS
+#: the causal metrics whose paired difference (model minus each baseline) is reported
+PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share",)
+OFF_POLICY_METRICS = offpolicy.METRICS
+COUNT_METRICS = ("customers_scored", "customers_evaluated", "customers_without_redemptions", "customers_logged")
+METRICS = CAUSAL_METRICS + OFF_POLICY_METRICS + RANKING_METRICS + COUNT_METRICS
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
+SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
+          "ci_low": pl.Float64, "ci_high": pl.Float64}
+
+
+def paired_policy(baseline: str) -> str:
+    """The policy name of the paired difference of the served model against ``baseline``."""
+    return f"model_minus_{baseline}"
 
 
 @dataclass
@@ -75,7 +88,7 @@ class Evaluation:
     label_start: date
     label_end: date
     complete: bool                 # was the label window fully in the warehouse
-    rows: pl.DataFrame             # run_date, policy, metric, value (empty when not complete)
+    rows: pl.DataFrame             # run_date, policy, metric, value, ci_low, ci_high (empty when not complete)
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)   # policy -> model version
 
@@ -99,11 +112,131 @@ def _frame(con: duckdb.DuckDBPyConnection, sql: str, **params) -> pl.DataFrame:
     return con.sql(sql, params=params or None).pl()
 
 
-def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame, k: int = K,
-                    random_seeds: int = RANDOM_SEEDS, seed: int = 42) -> tuple[dict, dict, list[str]]:
+def offer_economics(con: duckdb.DuckDBPyConnection, offer_ids: pl.Series) -> pl.DataFrame:
+    """Per offer: depth, units, shelf value, discount and margin rate of one redemption.
+
+    One redemption buys ``units`` items (bogo: 1 + free items, else 1) worth
+    ``gross = units * base_price`` and takes ``discount = depth * gross`` off
+    (the depth the oracle uses); ``margin`` is the product's gross margin rate.
+    """
+    con.register("evaluation_offer_ids", pl.DataFrame({"offer_id": offer_ids.unique()}).to_arrow())
+    try:
+        x = _frame(con, """SELECT o.offer_id, o.discount_type, o.discount_value, o.start_date, o.end_date,
+                                  p.base_price, coalesce(p.margin, 0.0) AS margin
+                           FROM offers o JOIN products p USING (product_id)
+                           WHERE o.offer_id IN (SELECT offer_id FROM evaluation_offer_ids)""")
+    finally:
+        con.unregister("evaluation_offer_ids")
+    depth = oracle.discount_depth(x["discount_type"].to_numpy(), x["discount_value"].cast(pl.Float64).to_numpy(),
+                                  x["base_price"].to_numpy())
+    bogo = x["discount_type"].str.strip_chars().str.to_lowercase() == "bogo"
+    units = pl.when(bogo).then(1.0 + x["discount_value"].cast(pl.Float64)).otherwise(1.0)
+    return (
+        x.select("offer_id", "start_date", "end_date", "base_price", "margin", units=units)
+        .with_columns(depth=pl.Series(np.nan_to_num(depth)))
+        .with_columns(gross=pl.col("units") * pl.col("base_price"))
+        .with_columns(discount=pl.col("depth") * pl.col("gross"))
+        .unique("offer_id")
+    )
+
+
+def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
+                  economics: pl.DataFrame) -> dict[str, pl.DataFrame]:
+    """The score of every pool pair under each rule-based baseline (higher is better).
+
+    ``pool`` holds ``customer_id``, ``offer_id`` and any columns to carry
+    (``product_id``, ``category``); each frame returned is the pool plus ``score``.
+
+    * ``popularity``: the offer's redemptions before D; ``segment_popularity``:
+      the same among customers of the customer's segment.
+    * ``legacy``: how the logging policy targets (its documented rule, with
+      the retailer's own data for what it reads): the share of its impressions
+      of the last 28 days that the customer's segment got in the offer's
+      category (smoothed) x (0.4 + discount depth) x the customer's
+      category line share x (0.02 + bought the product before) x e^1.5 when
+      the product is a regular purchase.
+    * ``affinity_rule``: ``category_line_share`` (interaction_features of D) x discount depth.
+    * ``buy_again``: products the customer bought on 2+ days before D come
+      first, soonest due first (due = last purchase + mean gap; most overdue
+      first); the other slots go by the affinity rule.
+    """
+    con.register("evaluation_pool", pool.select("customer_id", "offer_id").to_arrow())
+    try:
+        popular = _frame(con, "SELECT offer_id, count(*)::DOUBLE AS score FROM redemptions WHERE day < $day "
+                              "GROUP BY ALL", day=day)
+        by_segment = _frame(con, """SELECT c.segment, r.offer_id, count(*)::DOUBLE AS score
+                                    FROM redemptions r JOIN customers c USING (customer_id)
+                                    WHERE r.day < $day GROUP BY ALL""", day=day)
+        segments = _frame(con, "SELECT customer_id, any_value(segment) AS segment FROM customers GROUP BY ALL")
+        legacy = _frame(con, """
+            WITH shown AS (
+                SELECT c.segment, p.category, count(*) AS n
+                FROM impressions i JOIN customers c ON c.customer_id = i.customer_id
+                JOIN offers o ON o.offer_id = i.offer_id JOIN products p ON p.product_id = o.product_id
+                WHERE i.day < $day AND i.day >= $day::DATE - $days GROUP BY ALL),
+            cells AS (SELECT s.segment, p.category FROM (SELECT DISTINCT segment FROM customers) s,
+                                                        (SELECT DISTINCT category FROM products) p),
+            share AS (SELECT segment, category,
+                             (coalesce(n, 0) + 1.0) / (sum(coalesce(n, 0) + 1.0) OVER (PARTITION BY segment)) AS share
+                      FROM cells LEFT JOIN shown USING (segment, category))
+            SELECT q.customer_id, q.offer_id, s.share
+            FROM evaluation_pool q JOIN customers c ON c.customer_id = q.customer_id
+            JOIN offers o ON o.offer_id = q.offer_id JOIN products p ON p.product_id = o.product_id
+            LEFT JOIN share s ON s.segment = c.segment AND s.category = p.category""", day=day, days=LEGACY_DAYS)
+        affinity = _frame(con, """SELECT q.customer_id, q.offer_id, f.category_line_share AS share,
+                                         coalesce(f.bought_product_before, false)::DOUBLE AS bought_before
+                                  FROM evaluation_pool q LEFT JOIN interaction_features f
+                                  ON f.customer_id = q.customer_id AND f.offer_id = q.offer_id AND f.day = $day""",
+                          day=day)
+        regular = _frame(con, """
+            WITH wanted AS (SELECT DISTINCT q.customer_id, o.product_id
+                            FROM evaluation_pool q JOIN offers o ON o.offer_id = q.offer_id),
+            bought AS (
+                SELECT o.customer_id, i.product_id, count(DISTINCT o.day) AS days, min(o.day) AS first,
+                       max(o.day) AS last
+                FROM orders o JOIN order_items i ON i.order_id = o.order_id
+                SEMI JOIN wanted w ON w.customer_id = o.customer_id AND w.product_id = i.product_id
+                WHERE o.day < $day GROUP BY ALL HAVING count(DISTINCT o.day) >= 2)
+            SELECT q.customer_id, q.offer_id,
+                   (b.last - $day::DATE) + (b.last - b.first) / (b.days - 1.0) AS due_in
+            FROM evaluation_pool q JOIN offers o ON o.offer_id = q.offer_id
+            JOIN bought b ON b.customer_id = q.customer_id AND b.product_id = o.product_id""", day=day)
+    finally:
+        con.unregister("evaluation_pool")
+    depth = economics.select("offer_id", "depth")
+    keys = ["customer_id", "offer_id"]
+    # every frame starts from the pool, so it carries the offer's product and category for top_k
+    base = pool.join(depth, on="offer_id", how="left").with_columns(pl.col("depth").fill_null(0.0))
+    rule = base.join(affinity, on=keys, how="left").with_columns(score=pl.col("share") * pl.col("depth"))
+    scores = {
+        "popularity": pool.join(popular, on="offer_id", how="left"),
+        "segment_popularity": pool.join(segments, on="customer_id", how="left")
+        .join(by_segment, on=["segment", "offer_id"], how="left"),
+        "legacy": base.join(legacy, on=keys, how="left")
+        .join(affinity.rename({"share": "line_share"}), on=keys, how="left")
+        .join(regular, on=keys, how="left")
+        .with_columns(score=pl.col("share") * (0.4 + pl.col("depth")) * pl.col("line_share").fill_null(0.0)
+                      * (0.02 + pl.col("bought_before").fill_null(0.0))
+                      * pl.when(pl.col("due_in").is_not_null()).then(np.exp(1.5)).otherwise(1.0)),
+        "affinity_rule": rule,
+        # regular products score in (1, 2), decreasing with days until due; the rest the rule's [0, 1]
+        "buy_again": rule.join(regular, on=keys, how="left")
+        .with_columns(score=pl.when(pl.col("due_in").is_not_null())
+                      .then(2.0 - 1.0 / (1.0 + (-pl.col("due_in") / 7.0).exp()))
+                      .otherwise(pl.col("score").fill_null(0.0).clip(0.0, 1.0))),
+    }
+    return {name: s.select(*pool.columns, score=pl.col("score").cast(pl.Float64).fill_null(0.0))
+            for name, s in scores.items()}
+
+
+def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame, economics: pl.DataFrame,
+                    k: int = K, max_per_category: int | None = MAX_PER_CATEGORY, random_seeds: int = RANDOM_SEEDS,
+                    seed: int = 42) -> tuple[dict, dict, list[str]]:
     """Each policy's top-k over the pool: ``{policy: ranked or [ranked per seed]}``, versions, notes.
 
-    ``pool`` holds ``customer_id``, ``offer_id`` (the candidate pool of ``day``).
+    ``pool`` holds ``customer_id``, ``offer_id``, ``product_id``, ``category``
+    (the candidate pool of ``day`` with its offers' products). Every policy
+    goes through :func:`top_k` with the same rules as serving.
     """
     notes: list[str] = []
     served = _frame(con, """SELECT r.customer_id, r.offer_id, r.rank, r.model_version, m.kind
@@ -115,6 +248,12 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
     served_kind = served["kind"][0]
     rankings: dict[str, object] = {"model": served.select("customer_id", "offer_id", "rank")}
     versions = {"model": version}
+
+    def select(scored: pl.DataFrame) -> pl.DataFrame:
+        if "category" not in scored.columns:  # a model's scores: only the pool's pairs, with their offers
+            scored = scored.join(pool, on=["customer_id", "offer_id"], how="inner")
+        return top_k(scored, k, max_per_category)
+
     for kind in MODEL_KINDS:
         if kind == served_kind:
             rankings[kind], versions[kind] = rankings["model"], version
@@ -124,28 +263,17 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
         except DataError:
             notes.append(f"no {kind} model trained on or before {day}: policy {kind} skipped")
             continue
-        rankings[kind] = rank_top_k(score_pool(con, day, stored).select("customer_id", "offer_id", "score"), k)
+        rankings[kind] = select(score_pool(con, day, stored).select("customer_id", "offer_id", "score"))
         versions[kind] = other_version
 
-    randoms = []
-    pool = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
-    for s in range(random_seeds):
-        rng = np.random.default_rng([seed, day.toordinal(), s])
-        randoms.append(rank_top_k(pool.with_columns(score=pl.Series(rng.random(pool.height))), k))
-    rankings["random"] = randoms
-
-    popular = _frame(con, "SELECT offer_id, count(*) AS score FROM redemptions WHERE day < $day GROUP BY ALL",
-                     day=day)
-    rankings["popularity"] = rank_top_k(
-        pool.join(popular, on="offer_id", how="left").with_columns(pl.col("score").fill_null(0)), k)
-    by_segment = _frame(con, """SELECT c.segment, r.offer_id, count(*) AS score
-                                FROM redemptions r JOIN customers c USING (customer_id)
-                                WHERE r.day < $day GROUP BY ALL""", day=day)
-    segments = _frame(con, "SELECT customer_id, segment FROM customers")
-    rankings["segment_popularity"] = rank_top_k(
-        pool.join(segments, on="customer_id", how="left")
-        .join(by_segment, on=["segment", "offer_id"], how="left")
-        .with_columns(pl.col("score").fill_null(0)), k)
+    ordered = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
+    rankings["random"] = [
+        select(ordered.with_columns(score=pl.Series(np.random.default_rng([seed, day.toordinal(), s])
+                                                    .random(ordered.height))))
+        for s in range(random_seeds)
+    ]
+    for name, scored in policy_scores(con, day, pool, economics).items():
+        rankings[name] = select(scored)
     return rankings, versions, notes
 
 
@@ -164,79 +292,160 @@ def pool_truth(con: duckdb.DuckDBPyConnection, day: date, shock: Shock | None = 
     return pl.concat(out)
 
 
-def offer_economics(con: duckdb.DuckDBPyConnection, offer_ids: pl.Series) -> pl.DataFrame:
-    """Per offer: units, shelf value, discount and unit margin of one redemption.
+def incremental(truth: pl.DataFrame) -> pl.Expr:
+    """The expected incremental purchases of a pair shown at position 1: what showing the offer causes.
 
-    One redemption buys ``units`` items (bogo: 1 + free items, else 1) worth
-    ``gross = units * base_price`` and takes ``discount = depth * gross`` off
-    (the same depth the oracle uses). ``unit_margin = base_price * margin``.
+    The truth's ``uplift`` (World v2: negative for sleeping dogs); a truth
+    without it (World v1) gives p_redeem - p_base.
     """
-    con.register("evaluation_offer_ids", pl.DataFrame({"offer_id": offer_ids.unique()}).to_arrow())
-    try:
-        x = _frame(con, """SELECT o.offer_id, o.discount_type, o.discount_value, p.base_price,
-                                  coalesce(p.margin, 0.0) AS margin
-                           FROM offers o JOIN products p USING (product_id)
-                           WHERE o.offer_id IN (SELECT offer_id FROM evaluation_offer_ids)""")
-    finally:
-        con.unregister("evaluation_offer_ids")
-    depth = oracle.discount_depth(x["discount_type"].to_numpy(), x["discount_value"].cast(pl.Float64).to_numpy(),
-                                  x["base_price"].to_numpy())
-    bogo = x["discount_type"].str.strip_chars().str.to_lowercase() == "bogo"
-    units = pl.when(bogo).then(1.0 + x["discount_value"].cast(pl.Float64)).otherwise(1.0)
-    return x.select(
-        "offer_id",
-        "base_price",
-        "margin",
-        units=units,
-    ).with_columns(depth=pl.Series(np.nan_to_num(depth))).with_columns(
-        gross=pl.col("units") * pl.col("base_price"),
-    ).with_columns(discount=pl.col("depth") * pl.col("gross"))
+    if "uplift" in truth.columns:
+        return pl.col("uplift").fill_null(0.0)
+    return pl.col("p_redeem").fill_null(0.0) - pl.col("p_base").fill_null(0.0)
 
 
-def value_sums(ranked: pl.DataFrame, truth: pl.DataFrame, k: int = K) -> dict[str, float]:
-    """Sums over the top-k pairs of expected redemptions, incremental ones, discount cost, revenue and margin.
+def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
+    """The expected change of the customer's gross spend at position 1 (the truth's ``spend_effect``:
+    the product's extra sales, and for sleeping dogs the trips they skip); else incremental x shelf value."""
+    if "spend_effect" in truth.columns:
+        return pl.col("spend_effect").fill_null(0.0)
+    return incremental(truth) * pl.col("gross")
 
-    ``truth`` holds ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base`` and
-    the :func:`offer_economics` columns. Without the offer the customer buys
-    one unit at full price with probability ``p_base``; with it, they redeem
-    with probability ``p_redeem`` and pay ``gross - discount``.
+
+def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
+    """Per customer of ``customers``: expected, incremental redemptions, incremental margin, discount of the top k.
+
+    ``ranked`` holds ``customer_id``, ``offer_id``, ``rank``; ``truth`` holds
+    ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base`` (``uplift``,
+    ``spend_effect`` with World v2) and the :func:`offer_economics` columns,
+    all for position 1: an offer at rank r gets
+    ``oracle.position_attention(r)`` of each (lower slots are seen less).
+    Incremental margin = incremental revenue x margin rate - discount paid on
+    every expected redemption (also those the customer would have made
+    anyway: the discount given to sure things). Customers without a ranked
+    pair get zeros.
     """
-    x = ranked.filter(pl.col("rank") <= k).select("customer_id", "offer_id").join(
+    attention = pl.Series(oracle.position_attention(ranked["rank"].to_numpy()))
+    x = ranked.select("customer_id", "offer_id", attention=attention).join(
         truth, on=["customer_id", "offer_id"], how="inner")
-    p, b = pl.col("p_redeem").fill_null(0.0), pl.col("p_base").fill_null(0.0)
-    paid = pl.col("gross") - pl.col("discount")
-    cost = pl.col("gross") * (1.0 - pl.col("margin"))
-    sums = x.select(
-        expected=p.sum(),
-        incremental=(p - b).sum(),
-        discount_cost=(p * pl.col("discount")).sum(),
-        incremental_revenue=(p * paid - b * pl.col("base_price")).sum(),
-        margin_impact=(p * (paid - cost) - b * pl.col("base_price") * pl.col("margin")).sum(),
-    ).row(0, named=True)
-    return {key: float(v or 0.0) for key, v in sums.items()}
+    p = pl.col("p_redeem").fill_null(0.0)
+    x = x.select(
+        "customer_id",
+        pl.col("attention"),
+        expected=p,
+        incremental=incremental(truth),
+        margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
+        discount=p * pl.col("discount"),
+    )
+    sums = x.group_by("customer_id").agg(
+        (pl.col(c) * pl.col("attention")).sum().alias(c) for c in ("expected", "incremental", "margin", "discount"))
+    names = ["expected", "incremental", "margin", "discount"]
+    return customers.join(sums, on="customer_id", how="left").with_columns(pl.col(names).fill_null(0.0)) \
+        .sort("customer_id")
 
 
-def _oracle_metrics(sums: dict[str, float], best: float) -> dict[str, float]:
-    out = {
-        "expected_redemptions_at_10": sums["expected"],
-        "incremental_redemptions_at_10": sums["incremental"],
-        "discount_cost_at_10": sums["discount_cost"],
-        "incremental_revenue_at_10": sums["incremental_revenue"],
-        "margin_impact_at_10": sums["margin_impact"],
-    }
-    if best > 0:
-        out["oracle_share_at_10"] = sums["expected"] / best
-    if sums["discount_cost"] > 0:
-        out["discount_roi"] = sums["incremental_revenue"] / sums["discount_cost"]
-    return out
+def _runs(ranking) -> list[pl.DataFrame]:
+    return ranking if isinstance(ranking, list) else [ranking]
 
 
-def _mean(dicts: list[dict[str, float]]) -> dict[str, float]:
-    return {key: float(np.mean([d[key] for d in dicts])) for key in dicts[0]}
+def _averaged(frames: list[pl.DataFrame]) -> pl.DataFrame:
+    """Per-customer values averaged over the random policy's seeds (one frame: itself)."""
+    if len(frames) == 1:
+        return frames[0]
+    return pl.concat(frames).group_by("customer_id").agg(pl.all().mean()).sort("customer_id")
+
+
+def _row(day: date, policy: str, metric: str, value: float, low: float | None = None,
+         high: float | None = None) -> dict:
+    finite = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
+    return {"run_date": day, "policy": policy, "metric": metric, "value": float(value),
+            "ci_low": finite(low), "ci_high": finite(high)}
+
+
+def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.DataFrame,
+                replicates: int, seed: list[int]) -> list[dict]:
+    """Causal metrics per policy and the model's paired differences against every baseline, with intervals.
+
+    All come from one set of bootstrap weights over the pool's customers, so
+    every difference is paired and the oracle share's interval accounts for
+    the oracle's own uncertainty.
+    """
+    names = ("expected", "incremental", "margin", "discount")
+    values = {p: _averaged([customer_values(r, truth, customers) for r in _runs(rankings[p])])
+              for p in POLICIES if p in rankings}
+    policies = list(values)
+    oracle_expected = values["oracle"]["expected"].to_numpy()[:, None]
+    columns, labels = [], []
+    for p in policies:
+        for metric, name in zip(CAUSAL_METRICS[:4], names):
+            columns.append(values[p][name].to_numpy())
+            labels.append((p, metric, "mean"))
+        columns.append(values[p]["expected"].to_numpy())
+        labels.append((p, "oracle_share", "share"))
+    if "model" in values:
+        for b in BASELINES:
+            if b not in values:
+                continue
+            for metric, name in zip(PAIRED_METRICS[:3], names):
+                columns.append(values["model"][name].to_numpy() - values[b][name].to_numpy())
+                labels.append((paired_policy(b), metric, "mean"))
+            columns.append(values["model"]["expected"].to_numpy() - values[b]["expected"].to_numpy())
+            labels.append((paired_policy(b), "oracle_share", "share"))
+    x = np.column_stack(columns)
+    # one bootstrap: sums of every column and of the two denominators (customers, oracle's expected)
+    den = np.hstack([np.ones((len(x), 1)), oracle_expected])
+    point_sums = np.r_[x.sum(axis=0), den.sum(axis=0)]
+    reps = bootstrap.replicate_sums(np.hstack([x, den]), replicates, seed)
+    share = np.array([lab[2] == "share" for lab in labels])
+    m = x.shape[1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        point = point_sums[:m] / np.where(share, point_sums[m + 1], point_sums[m])
+        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], reps[:, [m]])
+    low, high = bootstrap.interval(ratio)
+    return [_row(day, p, metric, point[i], low[i], high[i])
+            for i, (p, metric, _) in enumerate(labels) if np.isfinite(point[i])]
+
+
+def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Series, k: int,
+                replicates: int, seed: list[int]) -> list[dict]:
+    """NDCG, MRR, precision, recall, redemption rate at k over the customers who redeemed, with intervals."""
+    columns = ("ndcg", "mrr", "precision", "recall", "redeemed")
+    rows = []
+    for p in POLICIES:
+        if p not in rankings:
+            continue
+        per = _averaged([per_customer_metrics(r, relevant, scored, k).select("customer_id", *columns)
+                         for r in _runs(rankings[p])])
+        if per.height == 0:
+            rows += [_row(day, p, m, 0.0) for m in RANKING_METRICS]
+            continue
+        point, low, high = bootstrap.mean_ci(per.select(columns).to_numpy(), replicates, seed)
+        rows += [_row(day, p, m, point[i], low[i], high[i]) for i, m in enumerate(RANKING_METRICS)]
+    return rows
+
+
+def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.DataFrame,
+                    replicates: int, seed: list[int]) -> tuple[list[dict], int]:
+    """IPS, SNIPS and ESS of each policy's top k from the log of D's week; rows and clipped weights."""
+    dates = economics.select("offer_id", "start_date", "end_date")
+    rows, clipped = [], 0
+    for p in POLICIES:
+        if p not in rankings:
+            continue
+        runs = []
+        for r in _runs(rankings[p]):
+            per = offpolicy.per_customer(log, r.select("customer_id", "offer_id", "rank").join(dates, on="offer_id"))
+            clipped = max(clipped, int(per["clipped"].sum()))
+            runs.append(offpolicy.estimates(per, replicates, seed))
+        if not all(runs):
+            continue
+        # the random policy: each seed's estimate and interval, averaged
+        rows += [_row(day, p, m, *np.mean([run[m] for run in runs], axis=0)) for m in OFF_POLICY_METRICS]
+    return rows, clipped
 
 
 def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds: int = RANDOM_SEEDS,
-             seed: int = 42, shock: Shock | None = None) -> Evaluation:
+             seed: int = 42, shock: Shock | None = None, max_per_category: int | None = MAX_PER_CATEGORY,
+             replicates: int = bootstrap.REPLICATES) -> Evaluation:
     """Evaluate the recommendations of run date ``day`` and the baselines on the same pools.
 
     Returns an :class:`Evaluation`; when the label window is not fully in the
@@ -248,48 +457,61 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
         The day has no candidate pool or no recommendations.
     """
     start, end, complete = label_window(con, day)
-    empty = pl.DataFrame(schema={"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64})
+    empty = pl.DataFrame(schema=SCHEMA)
     if not complete:
         note = (f"label window {start}..{end - timedelta(days=1)} is not fully in the warehouse: "
                 f"nothing recorded; evaluate {day} again once the raw data of those days exists")
         return Evaluation(day, start, end, False, empty, [note])
-    pool = _frame(con, "SELECT customer_id, offer_id FROM candidate_pool WHERE day = $day", day=day)
+    pool = _frame(con, "SELECT DISTINCT customer_id, offer_id FROM candidate_pool WHERE day = $day", day=day)
     if pool.height == 0:
         raise DataError(f"no candidate_pool for {day}: materialize the daily pipeline for {day} first")
-    rankings, versions, notes = policy_rankings(con, day, pool, k, random_seeds, seed)
-    scored = pool["customer_id"].unique()
+    pool = pool.join(offer_items(con), on="offer_id", how="left")
+    economics = offer_economics(con, pool["offer_id"])
+    rankings, versions, notes = policy_rankings(con, day, pool, economics, k, max_per_category, random_seeds, seed)
+    scored = pool["customer_id"].unique().sort()
+    customers = pl.DataFrame({"customer_id": scored})
+    boot = [seed, day.toordinal()]
+    rows: list[dict] = []
+
+    try:
+        truth = pool_truth(con, day, shock).join(economics, on="offer_id", how="left")
+    except OracleUnavailable as exc:
+        truth = None
+        notes.append(f"{exc}: the causal metrics ({', '.join(CAUSAL_METRICS)}), the paired differences and "
+                     "the oracle policy are unavailable")
+    if truth is not None:
+        rankings["oracle"] = top_k(truth.select("customer_id", "offer_id", score="p_redeem")
+                                   .join(pool, on=["customer_id", "offer_id"]), k, max_per_category)
+        rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1])
+
+    missing = offpolicy.log_columns_missing(con)
+    log = offpolicy.logged_lists(con, day) if not missing else None
+    logged_customers = 0
+    if missing:
+        notes.append(f"impressions have no {', '.join(missing)} column: the off-policy metrics "
+                     f"({', '.join(OFF_POLICY_METRICS)}) are unavailable")
+    elif log.height == 0:
+        notes.append(f"no impression with a propensity in the week up to {day}: the off-policy metrics are unavailable")
+    else:
+        opr, clipped = off_policy_rows(day, rankings, log, economics, replicates, boot + [3])
+        rows += opr
+        logged_customers = log.join(customers, on="customer_id", how="semi")["customer_id"].n_unique()
+        if clipped:
+            notes.append(f"{clipped} importance weights clipped at {offpolicy.MAX_WEIGHT:g} (off-policy estimates "
+                         "are biased down where the clip binds)")
+
     relevant = _frame(con, "SELECT DISTINCT customer_id, offer_id FROM redemptions WHERE day >= $s AND day < $e",
                       s=start, e=end)
-    evaluated = relevant.join(pl.DataFrame({"customer_id": scored}), on="customer_id", how="semi")
-    counts = {"customers_scored": float(scored.len())}
-    counts["customers_without_redemptions"] = counts["customers_scored"] - evaluated["customer_id"].n_unique()
-
-    truth = None
-    try:
-        truth = pool_truth(con, day, shock).join(offer_economics(con, pool["offer_id"]), on="offer_id", how="left")
-    except OracleUnavailable as exc:
-        notes.append(f"{exc}: oracle metrics and the oracle policy are not reported")
-    if truth is not None:
-        rankings["oracle"] = rank_top_k(truth.select("customer_id", "offer_id", score="p_redeem"), k)
-        best = value_sums(rankings["oracle"], truth, k)["expected"]
-
-    results: dict[str, dict[str, float]] = {}
-    for policy in POLICIES:
-        if policy not in rankings:
-            continue
-        runs = rankings[policy] if isinstance(rankings[policy], list) else [rankings[policy]]
-        observed = _mean([ranking_metrics(r, evaluated, scored, k) for r in runs])
-        values = {}
-        if truth is not None:
-            sums = _mean([value_sums(r, truth, k) for r in runs])
-            values = _oracle_metrics(sums, best)
-        results[policy] = {**observed, **values, **counts}
-    rows = pl.DataFrame(
-        [{"run_date": day, "policy": p, "metric": m, "value": v}
-         for p, metrics in results.items() for m, v in metrics.items() if np.isfinite(v)],
-        schema=empty.schema,
-    )
-    return Evaluation(day, start, end, True, rows, notes, versions)
+    evaluated = relevant.join(customers, on="customer_id", how="semi")
+    rows += logged_rows(day, rankings, evaluated, scored, k, replicates, boot + [2])
+    counts = {"customers_scored": float(scored.len()),
+              "customers_evaluated": float(evaluated["customer_id"].n_unique())}
+    counts["customers_without_redemptions"] = counts["customers_scored"] - counts["customers_evaluated"]
+    if log is not None:
+        counts["customers_logged"] = float(logged_customers)  # pool customers in the log of D's week
+    rows += [_row(day, p, m, v) for p in POLICIES if p in rankings for m, v in counts.items()]
+    out = pl.DataFrame(rows, schema=SCHEMA) if rows else empty
+    return Evaluation(day, start, end, True, out, notes, versions)
 
 
 def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> int:
@@ -301,28 +523,43 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> 
                               column="run_date")["offline_evaluation"]
 
 
+def _order(rows: pl.DataFrame) -> list[str]:
+    policies = [p for p in POLICIES if p in set(rows["policy"])]
+    return policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in set(rows["policy"])]
+
+
 def wide_table(rows: pl.DataFrame) -> pl.DataFrame:
-    """One row per metric (in :data:`METRICS` order), one column per policy (in :data:`POLICIES` order)."""
+    """One row per metric (in :data:`METRICS` order), one column per policy: the values."""
     if rows.height == 0:
         return pl.DataFrame({"metric": []}, schema={"metric": pl.Utf8})
     wide = rows.pivot(on="policy", index="metric", values="value", aggregate_function="first")
     order = pl.DataFrame({"metric": list(METRICS), "order": range(len(METRICS))})
-    columns = ["metric"] + [p for p in POLICIES if p in wide.columns]
-    return wide.join(order, on="metric", how="left").sort("order", nulls_last=True).select(columns)
+    return wide.join(order, on="metric", how="left").sort("order", nulls_last=True).select(["metric", *_order(rows)])
 
 
-def markdown_table(rows: pl.DataFrame) -> str:
-    """The wide table as Markdown (counts as integers, money with 2 decimals, the rest with 4)."""
-    wide = wide_table(rows)
-    if wide.height == 0:
+def _format(metric: str, v: float | None) -> str:
+    if v is None:
+        return ""
+    if metric.startswith("customers") or metric == "ess":
+        return f"{v:,.0f}"
+    return f"{v:.4f}"
+
+
+def markdown_table(rows: pl.DataFrame, intervals: bool = True) -> str:
+    """Metrics as rows, policies as columns, as Markdown: ``value [ci_low, ci_high]`` where there is an interval."""
+    if rows.height == 0:
         return "(nothing recorded)"
-    policies = wide.columns[1:]
+    cell = {(r["policy"], r["metric"]): r for r in rows.iter_rows(named=True)}
+    policies = _order(rows)
+    metrics = [m for m in METRICS if m in set(rows["metric"])]
     lines = ["| metric | " + " | ".join(policies) + " |", "|---" * (len(policies) + 1) + "|"]
-    for row in wide.iter_rows(named=True):
-        metric = row["metric"]
-        fmt = ("{:,.0f}" if metric.startswith("customers") else
-               "{:,.2f}" if metric.endswith(("cost_at_10", "revenue_at_10", "impact_at_10")) or
-               metric.startswith(("expected", "incremental_redemptions")) else "{:.4f}")
-        cells = ["" if row[p] is None else fmt.format(row[p]) for p in policies]
-        lines.append(f"| {metric} | " + " | ".join(cells) + " |")
+    for m in metrics:
+        cells = []
+        for p in policies:
+            r = cell.get((p, m))
+            text = "" if r is None else _format(m, r["value"])
+            if r is not None and intervals and r["ci_low"] is not None and m != "ess":
+                text += f" [{_format(m, r['ci_low'])}, {_format(m, r['ci_high'])}]"
+            cells.append(text)
+        lines.append(f"| {m} | " + " | ".join(cells) + " |")
     return "\n".join(lines)

@@ -11,7 +11,11 @@ Conventions (docs/EVALUATION.md, DESIGN.md):
   relevant offers. MRR@k: 1 / rank of the first hit, 0 without a hit.
   Precision@k divides the hits by k (even when fewer than k were ranked),
   recall@k by |R|. Redemption rate@k: share of customers with a hit.
-* Ties in a score break by offer_id (lower first): see :func:`rank_top_k`.
+* Rankings come from :func:`metro_assets.ranking.scoring.top_k` (ties: lower offer_id
+  first; one offer per product, a per-category limit), the same rule as serving.
+* These metrics grade a ranking against the offers the customer redeemed, and
+  only offers the legacy policy showed can be redeemed: they measure agreement
+  with the legacy policy, not what a ranking causes (see :mod:`.evaluation`).
 
 Examples
 --------
@@ -32,23 +36,6 @@ K = 10
 
 #: The ranking metrics :func:`ranking_metrics` returns, besides ``customers_evaluated``.
 RANKING_METRICS = ("ndcg_at_10", "mrr_at_10", "precision_at_10", "recall_at_10", "redemption_rate_at_10")
-
-
-def rank_top_k(scored: pl.DataFrame, k: int = K, score: str = "score") -> pl.DataFrame:
-    """Each customer's ``k`` highest-scored offers, ranked 1..k; ties break by offer_id (lower first).
-
-    Examples
-    --------
-    >>> import polars as pl
-    >>> scored = pl.DataFrame({"customer_id": [1, 1, 1], "offer_id": [9, 3, 5], "score": [0.2, 0.2, 0.1]})
-    >>> rank_top_k(scored, 2)["offer_id"].to_list()
-    [3, 9]
-    """
-    return (
-        scored.sort(["customer_id", score, "offer_id"], descending=[False, True, False], nulls_last=True)
-        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int32))
-        .filter(pl.col("rank") <= k)
-    )
 
 
 def per_customer_metrics(ranked: pl.DataFrame, relevant: pl.DataFrame, customers: pl.Series | None = None,

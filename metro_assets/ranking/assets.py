@@ -19,7 +19,7 @@ from metro_assets.assets import check_results, check_specs, user_errors
 from metro_assets.checking import evaluate_checks
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
-from metro_assets.ranking.scoring import score_pool, selected_model, top_k
+from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
@@ -116,10 +116,12 @@ def build_ranking_assets(settings: Settings):
             ensure_schema(con)
             version, model = selected_model(con, day)
             scored = score_pool(con, day, model)
-            top = top_k(scored, k).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+            top = top_k(scored, k, current.ranker.max_per_category, items=offer_items(con))
+            top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
             replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                day, end, column="run_date")
-            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end, {"top_k": k})
+            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end,
+                                       {"top_k": k, "max_per_category": current.ranker.max_per_category})
             try:  # the API compares it with the snapshot serving_snapshot publishes next
                 mark_committed(con, current.serving)
             except OSError as exc:

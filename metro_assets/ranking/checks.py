@@ -8,13 +8,26 @@ RECOMMENDATION_CHECKS = [
     Check(
         "recommendations_cover_each_pool_customer",
         "recommendations",
-        "every customer with a candidate pool gets min(top_k, pool size) recommendations",
-        f"""with pool as (select day, customer_id, count(*) as n from candidate_pool
-                          where day >= $start and day < $end group by all),
+        "every customer with a candidate pool gets min(top_k, what the pool allows) recommendations: at most "
+        "one offer per product and max_per_category per category (scoring.top_k)",
+        f"""with pool as (select c.day, c.customer_id, p.category, count(distinct o.product_id) as n
+                          from candidate_pool c join offers o using (offer_id) join products p using (product_id)
+                          where c.day >= $start and c.day < $end group by all),
+                 feasible as (select day, customer_id, sum(least(n, $max_per_category)) as n from pool group by all),
                  recs as (select run_date as day, customer_id, count(*) as n from recommendations
                           where {IN_RUN} group by all)
-            select pool.customer_id from pool left join recs using (day, customer_id)
-            where coalesce(recs.n, 0) <> least(pool.n, $top_k)""",
+            select feasible.customer_id from feasible left join recs using (day, customer_id)
+            where coalesce(recs.n, 0) <> least(feasible.n, $top_k)""",
+    ),
+    Check(
+        "recommendations_have_one_offer_per_product_and_few_per_category",
+        "recommendations",
+        "no product twice in a customer's list and at most max_per_category offers of one category",
+        f"""select customer_id from (
+                select r.run_date, r.customer_id, p.category, count(*) as n, count(distinct o.product_id) as products
+                from recommendations r join offers o using (offer_id) join products p using (product_id)
+                where r.{IN_RUN} group by all)
+            where n > $max_per_category or products <> n""",
     ),
     Check(
         "recommendations_rank_without_gaps",

@@ -10,7 +10,7 @@ Examples
 --------
 >>> import polars as pl
 >>> scored = pl.DataFrame({"customer_id": [1, 1, 1], "offer_id": [9, 3, 5], "score": [0.2, 0.2, 0.1],
-...                        "strategy": ["a", "a", "a"]})
+...                        "product_id": [1, 2, 3], "category": ["a", "b", "c"]})
 >>> top_k(scored, 2)["offer_id"].to_list()  # ties break by offer_id
 [3, 9]
 """
@@ -26,6 +26,7 @@ from metro_assets.errors import DataError
 from metro_assets.features.compute import FEATURE_TABLES, MODEL_FEATURES, stored_matrix
 from metro_assets.ranking import models
 from metro_assets.ranking.training import as_matrix
+from metro_assets.settings import RankerSettings
 
 PAIRS_PER_BATCH = 1_000_000  # bounds memory: one batch's features and the model's temporaries at a time
 
@@ -105,10 +106,116 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
         schema={"customer_id": pl.Int64, "offer_id": pl.Int64, "strategy": pl.Utf8, "score": pl.Float64})
 
 
-def top_k(scored: pl.DataFrame, k: int = 10) -> pl.DataFrame:
-    """Each customer's ``k`` best offers by score (ties: lower offer_id first), ranked 1..k."""
-    return (
-        scored.sort(["customer_id", "score", "offer_id"], descending=[False, True, False])
-        .with_columns(rank=pl.int_range(1, pl.len() + 1).over("customer_id").cast(pl.Int32))
-        .filter(pl.col("rank") <= k)
+MAX_PER_CATEGORY = RankerSettings.max_per_category  # METRO_MAX_PER_CATEGORY's default
+
+
+def offer_items(con: duckdb.DuckDBPyConnection) -> pl.DataFrame:
+    """``offer_id``, ``product_id``, ``category`` of every offer: what :func:`top_k`'s rules look at."""
+    return con.sql("select o.offer_id, o.product_id, p.category from offers o "
+                   "join products p using (product_id)").pl().unique("offer_id")
+
+
+def top_k(scored: pl.DataFrame, k: int = 10, max_per_category: int | None = MAX_PER_CATEGORY,
+          items: pl.DataFrame | None = None, score: str = "score") -> pl.DataFrame:
+    """Each customer's ``k`` best offers by score, at most one per product and ``max_per_category`` per category.
+
+    The one selection rule of the project: serving (``recommendations``),
+    drift's served scores and every policy of the offline evaluation use it.
+    It is the greedy pass down each customer's list (best score first; ties:
+    lower offer_id first) that skips an offer whose product is already taken
+    or whose category is full. The constraints form a laminar matroid (product
+    inside category inside the whole list), so for an additive value this
+    greedy list is also the best constrained one: the oracle stays an oracle.
+
+    Parameters
+    ----------
+    scored : polars.DataFrame
+        ``customer_id``, ``offer_id``, the ``score`` column and any other
+        columns (kept); ``product_id`` and ``category`` too, unless ``items`` is given.
+    k : int
+        Offers per customer.
+    max_per_category : int or None
+        Offers of one category per customer; None: no limit.
+    items : polars.DataFrame, optional
+        ``offer_id``, ``product_id``, ``category`` (see :func:`offer_items`),
+        joined when ``scored`` lacks them; offers missing there count as their
+        own product and category.
+    score : str
+        The column to rank by (higher first).
+
+    Returns
+    -------
+    polars.DataFrame
+        ``scored``'s columns plus ``rank`` (1..n, n <= k), best first.
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> scored = pl.DataFrame({"customer_id": [1] * 5, "offer_id": [1, 2, 3, 4, 5],
+    ...                        "product_id": [10, 10, 11, 12, 13], "category": ["a", "a", "a", "a", "b"],
+    ...                        "score": [0.9, 0.8, 0.7, 0.6, 0.1]})
+    >>> top_k(scored, 3, max_per_category=2)["offer_id"].to_list()  # 2: product 10 again; 4: category a full
+    [1, 3, 5]
+    """
+    columns = scored.columns
+    x = scored
+    missing = [c for c in ("product_id", "category") if c not in columns]
+    if missing:
+        if items is None:
+            raise ValueError(f"top_k needs the {missing} of each offer: pass items=offer_items(con)")
+        x = x.join(items.select("offer_id", *missing), on="offer_id", how="left")
+    # small non-negative integer codes, so that sorting and grouping work on single integers
+    x = x.with_columns(_customer=_code(x, "customer_id"),
+                       _score=pl.col(score).rank("dense", descending=True).cast(pl.Int64),
+                       _offer=_code(x, "offer_id"),
+                       _product=_code(x, "product_id"),
+                       _category=pl.col("category").cast(pl.Utf8).cast(pl.Categorical).to_physical().cast(pl.Int64))
+    # an offer without a known product or category stands for itself, so it is never wrongly dropped
+    top = {c: int(x[c].max() or 0) for c in ("_score", "_offer", "_product", "_category")}
+    x = x.with_columns(
+        _score=pl.col("_score").fill_null(top["_score"] + 1),  # no score: last
+        _product=pl.col("_product").fill_null(top["_product"] + pl.col("_offer")),
+        _category=pl.col("_category").fill_null(top["_category"] + pl.col("_offer")),
     )
+    x = x.sort(_order_key(x)).drop("_score", "_offer")
+    # the greedy pass, vectorised: an offer is skipped only for an earlier offer of its product (whose
+    # category is then full too if it was skipped) or for max_per_category earlier kept offers of its category
+    x = x.filter(_pair_key(x, "_product").is_first_distinct())
+    if max_per_category is not None:
+        x = x.filter(pl.int_range(pl.len()).over(_pair_key(x, "_category")) < max_per_category)
+    return (
+        x.with_columns(rank=pl.int_range(1, pl.len() + 1).over("_customer").cast(pl.Int32))
+        .filter(pl.col("rank") <= k)
+        .select(*columns, "rank")
+    )
+
+
+def _code(x: pl.DataFrame, column: str) -> pl.Expr:
+    """The id itself when it is a non-negative integer (the usual case, free), else its dense rank."""
+    col = x[column]
+    if col.dtype.is_integer() and (col.min() is None or col.min() >= 0):
+        return pl.col(column).cast(pl.Int64)
+    return pl.col(column).rank("dense").cast(pl.Int64)
+
+
+def _bits(x: pl.DataFrame, column: str) -> int:
+    return int(x[column].max() or 0).bit_length()
+
+
+def _order_key(x: pl.DataFrame) -> pl.Expr | list[str]:
+    """customer, then score (best first), then offer_id as one integer when it fits in 63 bits.
+
+    Sorting one integer is ~3x faster than a three-key sort on a pool of millions of pairs.
+    """
+    s, o = _bits(x, "_score"), _bits(x, "_offer")
+    if _bits(x, "_customer") + s + o > 62:
+        return ["_customer", "_score", "_offer"]
+    return pl.col("_customer") * (1 << (s + o)) + pl.col("_score") * (1 << o) + pl.col("_offer")
+
+
+def _pair_key(x: pl.DataFrame, column: str) -> pl.Expr:
+    """(customer, ``column``) as one integer when it fits, else a struct."""
+    bits = _bits(x, column)
+    if _bits(x, "_customer") + bits > 62:
+        return pl.struct("_customer", column)
+    return pl.col("_customer") * (1 << bits) + pl.col(column)

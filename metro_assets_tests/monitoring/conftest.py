@@ -9,7 +9,7 @@ import pytest
 
 from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.features.daily import write_features
-from metro_assets.ranking.scoring import score_pool, selected_model, top_k
+from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.settings import CandidateLimits
 from metro_assets.warehouse import replace_partitions
@@ -34,7 +34,7 @@ def run_day(con: duckdb.DuckDBPyConnection, day: date) -> None:
     write_candidate_pool(con, day, CandidateLimits())
     write_features(con, "interaction_features", day)
     version, model = selected_model(con, day)
-    top = top_k(score_pool(con, day, model), 10).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+    top = top_k(score_pool(con, day, model), 10, items=offer_items(con)).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
     replace_partitions(con, {"recommendations": top}, day, day + timedelta(days=1), column="run_date")
 
 

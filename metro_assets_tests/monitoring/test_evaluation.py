@@ -1,62 +1,136 @@
-"""Offline evaluation on a tiny world: policies, oracle, incomplete label windows, imported data, the asset."""
+"""Offline evaluation on a tiny world: causal metrics with intervals, paired differences, the top-k rules,
+off-policy estimates, incomplete label windows, imported data, the asset."""
 
 import shutil
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance, materialize
 from dagster_duckdb import DuckDBResource
 
+from metro_assets.checking import evaluate_checks
 from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring.evaluation import (
+    BASELINES,
+    CAUSAL_METRICS,
     METRICS,
+    OFF_POLICY_METRICS,
+    PAIRED_METRICS,
     POLICIES,
     evaluate,
     label_window,
     markdown_table,
+    offer_economics,
+    paired_policy,
+    policy_rankings,
+    pool_truth,
     wide_table,
     write_evaluation,
 )
 from metro_assets.monitoring.metrics import RANKING_METRICS
+from metro_assets.monitoring.offpolicy import estimates, per_customer
+from metro_assets.ranking.checks import RECOMMENDATION_CHECKS
+from metro_assets.simulation.oracle import position_attention
+from metro_assets.ranking.scoring import offer_items
+from metro_assets.warehouse import ensure_schema
 from metro_assets_tests.monitoring.conftest import DAY, LATE
+
+COUNTS = {"customers_scored", "customers_evaluated", "customers_without_redemptions"}
 
 
 @pytest.fixture(scope="module")
 def result(evaluated_file):
     with duckdb.connect(str(evaluated_file), read_only=True) as con:
-        return evaluate(con, DAY)
+        return evaluate(con, DAY, replicates=200)
+
+
+def row(rows, policy, metric):
+    return rows.filter((pl.col("policy") == policy) & (pl.col("metric") == metric)).row(0, named=True)
 
 
 def value(rows, policy, metric):
-    return rows.filter((pl.col("policy") == policy) & (pl.col("metric") == metric))["value"].item()
+    return row(rows, policy, metric)["value"]
 
 
 def test_every_policy_gets_every_metric_on_the_same_customers(result):
-    assert result.complete and not result.notes
-    assert set(result.rows["policy"]) == set(POLICIES)
-    assert result.rows.group_by("policy").len()["len"].unique().to_list() == [len(METRICS)]
+    assert result.complete and not any("unavailable" in n for n in result.notes)
+    paired = {paired_policy(b) for b in BASELINES}
+    assert set(result.rows["policy"]) == set(POLICIES) | paired
+    expected = set(CAUSAL_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS) | COUNTS | {"customers_logged"}
+    for policy in POLICIES:
+        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == expected, policy
+    for policy in paired:
+        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(PAIRED_METRICS)
     evaluated = result.rows.filter(pl.col("metric") == "customers_evaluated")["value"]
     assert evaluated.n_unique() == 1 and evaluated[0] > 10  # the same customers for every policy
-    served = result.versions["model"]
-    kind = served.split("-", 3)[-1]
-    # the served kind is the served recommendations themselves
-    for metric in METRICS:
-        assert value(result.rows, "model", metric) == value(result.rows, kind, metric)
+    kind = result.versions["model"].split("-", 3)[-1]
+    for metric in expected:  # the served kind is the served recommendations themselves
+        same = ("value", "ci_low", "ci_high")
+        assert [row(result.rows, "model", metric)[c] for c in same] == [row(result.rows, kind, metric)[c] for c in same]
 
 
-def test_ranking_metrics_are_shares_and_the_oracle_bounds_everyone(result):
+def test_causal_values_are_per_customer_bounded_by_the_oracle_with_intervals(result):
     rows = result.rows
-    ranking = rows.filter(pl.col("metric").is_in(RANKING_METRICS))["value"]
-    assert ((ranking >= 0) & (ranking <= 1)).all()
     best = value(rows, "oracle", "expected_redemptions_at_10")
+    assert 0.05 < best < 10  # per customer (at most 10 offers each), not a sum over customers
     for policy in POLICIES:
         assert value(rows, policy, "expected_redemptions_at_10") <= best + 1e-9
-        assert value(rows, policy, "incremental_redemptions_at_10") < value(rows, policy, "expected_redemptions_at_10")
-    assert value(rows, "oracle", "oracle_share_at_10") == pytest.approx(1.0)
-    # even at tiny scale (40 live offers, small pools) the model is well above random
-    model, random = (value(rows, p, "expected_redemptions_at_10") for p in ("model", "random"))
-    assert model > 1.2 * random
+        assert (value(rows, policy, "expected_incremental_redemptions_at_10")
+                <= value(rows, policy, "expected_redemptions_at_10"))
+        for metric in CAUSAL_METRICS:
+            r = row(rows, policy, metric)
+            assert r["ci_low"] <= r["value"] + 1e-9 and r["value"] <= r["ci_high"] + 1e-9, (policy, metric)
+    assert value(rows, "oracle", "oracle_share") == pytest.approx(1.0)
+    # the oracle's list is far above a random one, and the intervals are narrow enough to say so
+    assert row(rows, "random", "oracle_share")["ci_high"] < 0.8
+
+
+def test_paired_differences_are_the_differences_with_tighter_intervals(result):
+    rows = result.rows
+    for b in BASELINES:
+        for metric in PAIRED_METRICS:
+            diff = value(rows, "model", metric) - value(rows, b, metric)
+            assert value(rows, paired_policy(b), metric) == pytest.approx(diff, abs=1e-9)
+        d, m = row(rows, paired_policy(b), "expected_redemptions_at_10"), row(rows, "model", "expected_redemptions_at_10")
+        assert d["ci_high"] - d["ci_low"] < m["ci_high"] - m["ci_low"]  # pairing removes the customer spread
+
+
+def test_every_policy_and_the_served_list_follow_the_top_k_rules(con):
+    pool = con.sql(f"select distinct customer_id, offer_id from candidate_pool where day = '{DAY}'").pl()
+    pool = pool.join(offer_items(con), on="offer_id", how="left")
+    rankings, _, _ = policy_rankings(con, DAY, pool, offer_economics(con, pool["offer_id"]), max_per_category=2)
+    items = offer_items(con)
+    for policy, ranking in rankings.items():
+        for r in ranking if isinstance(ranking, list) else [ranking]:
+            per = (r.select("customer_id", "offer_id").join(items, on="offer_id")
+                   .group_by("customer_id", "category").agg(n=pl.len(), products=pl.col("product_id").n_unique()))
+            assert (per["n"] == per["products"]).all(), f"{policy}: a product twice in a top 10"
+            if policy not in ("model", "lightgbm", "logistic_regression"):  # served with the default limit, 3
+                assert per["n"].max() <= 2, policy
+    served = con.sql(f"select r.customer_id, o.product_id, count(*) as n from recommendations r join offers o "
+                     f"using (offer_id) where r.run_date = '{DAY}' group by all").pl()
+    assert served["n"].max() == 1
+    outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, DAY, LATE, {"top_k": 10, "max_per_category": 3})
+    assert all(o.passed for o in outcomes), [(o.check.name, o.examples) for o in outcomes if not o.passed]
+    assert not all(o.passed for o in evaluate_checks(con, RECOMMENDATION_CHECKS, DAY, LATE,
+                                                     {"top_k": 10, "max_per_category": 1}))
+
+
+def test_off_policy_estimates_from_the_logged_propensities(result, con):
+    # World v2 logs position, propensity and exploration: every policy gets IPS, SNIPS and ESS
+    assert value(result.rows, "model", "customers_logged") > 0
+    for policy in POLICIES:
+        ips, snips, ess = (row(result.rows, policy, m) for m in OFF_POLICY_METRICS)
+        assert ips["value"] >= 0 and snips["value"] >= 0 and ess["value"] > 0
+        assert ips["ci_low"] <= ips["value"] <= ips["ci_high"]
+    # an import without propensities: the off-policy metrics are unavailable, the rest remains
+    con.execute("alter table impressions drop column propensity")
+    bare = evaluate(con, DAY, replicates=50)
+    assert any("no propensity column" in n and "unavailable" in n for n in bare.notes)
+    assert not set(OFF_POLICY_METRICS) & set(bare.rows["metric"]) and "customers_logged" not in set(bare.rows["metric"])
+    assert set(CAUSAL_METRICS) <= set(bare.rows["metric"])
 
 
 def test_the_label_window_must_be_in_the_warehouse(con):
@@ -67,26 +141,41 @@ def test_the_label_window_must_be_in_the_warehouse(con):
     assert con.sql("select count(*) from offline_evaluation").fetchall()[0][0] == 0
 
 
-def test_recording_twice_replaces_the_day(con, result):
+def test_recording_twice_replaces_the_day_with_its_intervals(con, result):
     assert write_evaluation(con, result) == result.rows.height
     assert write_evaluation(con, result) == result.rows.height
     assert con.sql("select count(*) from offline_evaluation").fetchall()[0][0] == result.rows.height
+    stored = con.sql("select ci_low, ci_high from offline_evaluation where policy = 'model' "
+                     "and metric = 'oracle_share'").fetchall()
+    assert stored[0][0] < stored[0][1]
 
 
-def test_without_the_oracle_the_observed_metrics_remain(con):
+def test_an_older_warehouse_gets_the_interval_columns():
+    con = duckdb.connect()
+    con.execute("create table offline_evaluation (run_date date not null, policy varchar not null, "
+                "metric varchar not null, value double not null, created_at timestamp)")
+    ensure_schema(con)
+    columns = [r[0] for r in con.sql("describe offline_evaluation").fetchall()]
+    assert {"ci_low", "ci_high"} <= set(columns)
+
+
+def test_without_the_oracle_the_other_metrics_remain(con):
     for table in ("sim.customer_traits", "sim.customer_category_traits", "sim.product_traits"):
         con.execute(f"delete from {table}")  # as for imported data
-    result = evaluate(con, DAY)
-    assert result.complete and "oracle unavailable" in result.notes[0]
+    result = evaluate(con, DAY, replicates=50)
+    assert result.complete and any("oracle unavailable" in n for n in result.notes)
     assert "oracle" not in set(result.rows["policy"])
-    assert set(result.rows["metric"]) == set(RANKING_METRICS) | {"customers_evaluated", "customers_without_redemptions",
-                                                                "customers_scored"}
+    assert not any(p.startswith("model_minus_") for p in result.rows["policy"])
+    assert set(result.rows["metric"]) == (set(RANKING_METRICS) | set(OFF_POLICY_METRICS) | COUNTS
+                                          | {"customers_logged"})
 
 
 def test_the_wide_and_markdown_tables(result):
     wide = wide_table(result.rows)
-    assert wide.columns == ["metric", *POLICIES] and wide["metric"].to_list() == list(METRICS)
-    assert markdown_table(result.rows).startswith("| metric | model | lightgbm")
+    assert wide.columns == ["metric", *POLICIES, *[paired_policy(b) for b in BASELINES]]
+    assert wide["metric"].to_list() == [m for m in METRICS if m in set(result.rows["metric"])]
+    text = markdown_table(result.rows)
+    assert text.startswith("| metric | model | lightgbm") and "| oracle_share | " in text and " [" in text
 
 
 def test_the_asset_records_a_day_and_skips_a_day_without_its_week(evaluated_file, tiny_env):
@@ -99,11 +188,32 @@ def test_the_asset_records_a_day_and_skips_a_day_without_its_week(evaluated_file
         skipped = materialize(evaluation, partition_key=LATE.isoformat(), resources=resources, instance=instance)
     assert done.success and skipped.success
     meta = done.asset_materializations_for_node("offline_evaluation")[0].metadata
-    assert meta["recorded"].value is True and "| ndcg_at_10 |" in meta["evaluation"].value
-    assert 0 < meta["model_oracle_share_at_10"].value <= 1
+    assert meta["recorded"].value is True and "| expected_redemptions_at_10 |" in meta["evaluation"].value
+    assert 0 < meta["model_oracle_share"].value <= 1
     assert all(c.passed for c in done.get_asset_check_evaluations())
     late = skipped.asset_materializations_for_node("offline_evaluation")[0].metadata
     assert late["recorded"].value is False and "not fully in the warehouse" in late["notes"].value
     with duckdb.connect(str(tiny_env.warehouse), read_only=True) as con:
         days = con.sql("select distinct run_date from offline_evaluation").fetchall()
     assert days == [(DAY,)]
+
+
+def test_snips_agrees_with_the_oracle_under_an_exploring_log(con, result):
+    """A log that only explores (each customer shown 12 offers of their pool in random slots, redeemed with the
+    true p_redeem x the slot's attention) lets SNIPS recover each policy's expected redemptions@10."""
+    rng = np.random.default_rng(5)
+    pool = con.sql(f"select distinct customer_id, offer_id from candidate_pool where day = '{DAY}'").pl()
+    pool = pool.join(offer_items(con), on="offer_id", how="left")
+    truth = pool_truth(con, DAY)
+    shown = (pool.select("customer_id", "offer_id").with_columns(u=pl.Series(rng.random(pool.height)))
+             .with_columns(n=pl.len().over("customer_id"), position=pl.col("u").rank("ordinal").over("customer_id"))
+             .filter(pl.col("position") <= 12)
+             .join(truth, on=["customer_id", "offer_id"]))
+    seen = shown["p_redeem"].to_numpy() * position_attention(shown["position"].to_numpy())
+    log = shown.select("customer_id", "offer_id", "position", list_id=pl.col("customer_id"),
+                       propensity=1.0 / pl.col("n"), is_exploration=pl.lit(True),
+                       reward=pl.Series((rng.random(shown.height) < seen).astype(int)))
+    rankings, _, _ = policy_rankings(con, DAY, pool, offer_economics(con, pool["offer_id"]))
+    for policy in ("model", "popularity", "affinity_rule"):
+        snips = estimates(per_customer(log, rankings[policy]), replicates=50)["snips_redemptions_at_10"][0]
+        assert snips == pytest.approx(value(result.rows, policy, "expected_redemptions_at_10"), rel=0.15), policy

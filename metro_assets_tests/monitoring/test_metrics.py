@@ -5,7 +5,8 @@ import math
 import polars as pl
 import pytest
 
-from metro_assets.monitoring.metrics import per_customer_metrics, rank_top_k, ranking_metrics
+from metro_assets.monitoring.metrics import per_customer_metrics, ranking_metrics
+from metro_assets.ranking.scoring import top_k
 
 
 def ranked(rows):
@@ -70,8 +71,9 @@ def test_duplicate_redemptions_of_one_offer_count_once():
 
 
 def test_ties_break_by_score_then_offer_id():
-    scored = pl.DataFrame({"customer_id": [1] * 4, "offer_id": [40, 10, 30, 20], "score": [0.5, 0.2, 0.5, 0.9]})
-    top = rank_top_k(scored, 3)
+    scored = pl.DataFrame({"customer_id": [1] * 4, "offer_id": [40, 10, 30, 20], "score": [0.5, 0.2, 0.5, 0.9],
+                           "product_id": [4, 1, 3, 2], "category": ["a", "b", "c", "d"]})
+    top = top_k(scored, 3)
     assert top["offer_id"].to_list() == [20, 30, 40] and top["rank"].to_list() == [1, 2, 3]
     # and the tie decides a metric: the redeemed offer 40 sits at rank 3, not 2
     assert per_customer_metrics(top, relevant([(1, 40)])).row(0, named=True)["mrr"] == pytest.approx(1 / 3)

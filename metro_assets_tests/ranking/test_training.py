@@ -100,7 +100,8 @@ def test_no_model_before_the_day_is_a_clear_error(con):
 
 def test_top_k_breaks_ties_by_offer_id_and_ranks_without_gaps():
     scored = pl.DataFrame({"customer_id": [1] * 12 + [2], "offer_id": list(range(12, 0, -1)) + [5],
-                           "score": [0.5] * 12 + [0.1], "strategy": ["x"] * 13})
+                           "score": [0.5] * 12 + [0.1], "strategy": ["x"] * 13,
+                           "product_id": list(range(12, 0, -1)) + [5], "category": list("abcdefghijkl") + ["a"]})
     top = top_k(scored, 10)
     first = top.filter(pl.col("customer_id") == 1)
     assert first["offer_id"].to_list() == list(range(1, 11))
