@@ -137,14 +137,17 @@ def test_offline_evaluation_runs_itself_once_its_label_week_has_landed(tiny_env)
     def landed(key, d):
         instance.report_runless_asset_event(AssetMaterialization(asset_key=key, partition=d.isoformat()))
 
-    for key in ("recommendations", "candidate_pool", "customers"):
-        landed(key, day)
+    label_week = ("orders", "redemptions", "impressions")
+    parents = defs.resolve_asset_graph().get(AssetKey("offline_evaluation")).parent_keys
+    for key in parents:
+        if key.to_user_string() not in label_week:
+            landed(key, day - timedelta(days=2) if key.to_user_string() == "ranker_model" else day)
     for offset in range(6):  # D..D+5: the label week is not complete yet
-        for key in ("orders", "redemptions"):
+        for key in label_week:
             landed(key, day + timedelta(days=offset))
     first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=AssetSelection.all())
     assert first.get_requested_partitions(AssetKey("offline_evaluation")) == set()
-    for key in ("orders", "redemptions"):
+    for key in label_week:
         landed(key, day + timedelta(days=6))
     second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor,
                                             asset_selection=AssetSelection.all())

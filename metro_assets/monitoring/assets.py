@@ -10,6 +10,7 @@ before its week has landed, it records nothing and says so (the run succeeds).
 from dataclasses import asdict
 
 from dagster import (
+    AssetSelection,
     AutomationCondition,
     AssetDep,
     AssetExecutionContext,
@@ -56,7 +57,13 @@ def _history(con, upto) -> str:
 #: offline_evaluation of D runs once everything it reads exists: D's recommendations and pool, and the raw
 #: days D..D+6 (the label week). Dagster's eager condition without its "latest partition only" clause, so
 #: past days are graded too; each day once, and again if its inputs are re-materialized.
-LABEL_WEEK_LANDED = AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+LABEL_WEEK_LANDED = (
+    AutomationCondition.eager()
+    .without(AutomationCondition.in_latest_time_window())
+    # ranker_model exists on retrain days only: its other days in the mapped week are never "missing"
+    .replace("any_deps_missing",
+             AutomationCondition.any_deps_missing().ignore(AssetSelection.assets("ranker_model")))
+)
 
 
 def build_monitoring_assets(settings: Settings) -> list:
@@ -73,7 +80,11 @@ def build_monitoring_assets(settings: Settings) -> list:
         kinds={"duckdb", "numpy"},
         # the served model reaches it through recommendations (ranker_model partitions exist on retrain days only)
         deps=[AssetKey("recommendations"), AssetKey("customer_features"), AssetKey("offer_features"),
-              AssetKey("candidate_pool")],
+              # read only to rescore a baseline day that another model version served
+              AssetKey("candidate_pool"), AssetKey("interaction_features"),
+              # the serving version's training baseline (model_versions)
+              AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(
+                  start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True))],
         check_specs=check_specs(DRIFT_CHECKS, partitions),
         **common,
     )
@@ -124,12 +135,16 @@ def build_monitoring_assets(settings: Settings) -> list:
         deps=[
             AssetKey("recommendations"),
             AssetKey("candidate_pool"),
-            AssetKey("customers"),
-            # the label window [D, D + 7): this week's redemptions (and orders)
-            AssetDep("redemptions", partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True)),
-            AssetDep("orders", partition_mapping=TimeWindowPartitionMapping(
-                start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True)),
+            # the other model kinds rescore the pool from D's feature tables
+            AssetKey("customer_features"), AssetKey("offer_features"), AssetKey("interaction_features"),
+            AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(
+                start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True)),
+            # the baselines' inputs (members, offers and their products, what each customer bought before D)
+            AssetKey("customers"), AssetKey("offers"), AssetKey("products"), AssetKey("order_items"),
+            # the label window [D, D + 7): this week's redemptions, orders and logged impressions (SNIPS)
+            *[AssetDep(t, partition_mapping=TimeWindowPartitionMapping(
+                start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True))
+              for t in ("redemptions", "orders", "impressions")],
         ],
         check_specs=check_specs(EVALUATION_CHECKS, partitions),
         **{k: v for k, v in common.items() if k != "group_name"},

@@ -100,6 +100,8 @@ def build_ranking_assets(settings: Settings):
             AssetKey("customer_features"),
             AssetKey("offer_features"),
             AssetKey("interaction_features"),
+            AssetKey("offers"),    # each offer's product and category: one offer per product, few per category
+            AssetKey("products"),
             # the newest model of the last week (weekly retrains); older ones are found too
             AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
                                                                                    allow_nonexistent_upstream_partitions=True)),
