@@ -184,7 +184,7 @@ def chromium_command(user_data_dir: Path) -> list[str]:
     ]
 
 
-def render_page(url: str, workdir: Path, *, window: str = "2560,3600", budget_ms: int = 15000,
+def render_page(url: str, workdir: Path, *, window: str = "2560,7200", budget_ms: int = 15000,
                 screenshot: Path | None = None, timeout: float = 120) -> str:
     """The DOM of ``url`` once its scripts have run (``--dump-dom``), or a PNG at ``screenshot``.
 
