@@ -55,7 +55,7 @@ def step_import(work: Path, scale: str, fmt: str) -> dict:
     from dagster_duckdb import DuckDBResource
 
     from metro_assets.settings import load_settings
-    from metro_assets.simulation.assets import build_raw_assets
+    from metro_assets.raw.assets import build_raw_assets
 
     began = time.perf_counter()
     settings = load_settings()  # reads the import's first and last event day

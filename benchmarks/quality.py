@@ -60,7 +60,7 @@ def child(dates_n: int, out: Path) -> None:
 
     from metro_assets.definitions import build_defs
     from metro_assets.settings import load_settings
-    from metro_assets.simulation.assets import build_raw_assets
+    from metro_assets.raw.assets import build_raw_assets
     from metro_assets.warehouse import connect
 
     settings = load_settings()

@@ -40,7 +40,7 @@ def stage_simulation() -> list[dict]:
     from dagster_duckdb import DuckDBResource
 
     from metro_assets.settings import load_settings
-    from metro_assets.simulation.assets import build_raw_assets
+    from metro_assets.raw.assets import build_raw_assets
     from metro_assets.simulation.world import RAW_TABLES
     from metro_assets.warehouse import connect
 

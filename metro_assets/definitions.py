@@ -14,7 +14,7 @@ from metro_assets.resources import warehouse_resource
 from metro_assets.runs import warehouse_executor
 from metro_assets.settings import Settings, load_settings
 from metro_assets.serving.assets import build_serving_assets
-from metro_assets.simulation.assets import build_raw_assets
+from metro_assets.raw.assets import build_raw_assets
 
 # The daily pipeline's asset groups, upstream first: add a stage by adding its group.
 DAILY_PIPELINE_GROUPS = ["features", "candidates", "recommendations", "serving", "monitoring"]

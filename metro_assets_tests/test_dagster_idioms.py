@@ -28,7 +28,7 @@ from metro_assets.checking import Check, evaluate_checks_by_day
 from metro_assets.definitions import build_defs
 from metro_assets.partitions import days
 from metro_assets.serving import SNAPSHOT_COLUMNS
-from metro_assets.simulation.assets import build_raw_assets
+from metro_assets.raw.assets import build_raw_assets
 from metro_assets.simulation.world import RAW_TABLES
 
 

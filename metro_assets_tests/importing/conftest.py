@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.export import export_raw_tables
 from metro_assets.importing.contract import CONTRACT, TABLES
 from metro_assets.settings import load_settings
-from metro_assets.simulation.assets import build_raw_assets
+from metro_assets.raw.assets import build_raw_assets
 
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}  # errors still show
 

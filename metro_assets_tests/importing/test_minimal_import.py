@@ -4,7 +4,7 @@ import polars as pl
 import pytest
 
 from metro_assets.importing.contract import CONTRACT, TABLES
-from metro_assets.importing.source import raw_batch
+from metro_assets.raw.source import raw_batch
 from metro_assets.warehouse import connect, replace_partitions
 from metro_assets_tests.conftest import START
 from metro_assets_tests.importing.conftest import materialize_raw, read_tables, rewrite

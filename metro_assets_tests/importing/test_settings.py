@@ -12,7 +12,7 @@ from metro_assets.importing.loading import load_import
 from metro_assets.importing.reading import event_span
 from metro_assets.importing.report import ImportDataError
 from metro_assets.settings import load_settings
-from metro_assets.simulation.assets import build_raw_assets
+from metro_assets.raw.assets import build_raw_assets
 from metro_assets_tests.importing.conftest import rewrite
 
 

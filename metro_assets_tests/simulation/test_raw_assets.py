@@ -11,7 +11,7 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.assets import check_results
 from metro_assets.checking import evaluate_checks
 from metro_assets.settings import load_settings
-from metro_assets.simulation.assets import build_raw_assets
+from metro_assets.raw.assets import build_raw_assets
 from metro_assets.simulation.checks import RAW_CHECKS
 from metro_assets.simulation.world import RAW_TABLES
 

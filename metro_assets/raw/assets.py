@@ -12,7 +12,7 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.assets import check_results, check_specs, materializations, rows_per_day, user_errors
 from metro_assets.checking import CheckOutcome, evaluate_checks_by_day
 from metro_assets.errors import DataError
-from metro_assets.importing.source import raw_batch
+from metro_assets.raw.source import raw_batch
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.settings import Settings, check_writable
 from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
