@@ -146,7 +146,7 @@ def _job_stage(job: str, day) -> list[dict]:
                 meta = {k: v.value for k, v in event.event_specific_data.materialization.metadata.items()
                         if k in ("rows_written", "rows", "pairs", "pairs_scored", "recommendations", "train_rows")}
         rows.append({"stage": f"{job} {day}: {stats.step_key}", "seconds": stats.end_time - stats.start_time,
-                     "rows": meta.get("pairs_scored") or meta.get("rows_written") or meta.get("rows")
+                     "rows": meta.get("pairs_scored") or meta.get("rows_written") or meta.get("dagster/row_count") or meta.get("rows")
                      or meta.get("pairs") or meta.get("train_rows")})
     rows.append({"stage": f"{job} {day}: whole run", "seconds": seconds, "rows": None})
     return rows

@@ -112,6 +112,11 @@ def check_results(outcomes: Sequence[CheckOutcome], failing_days: Mapping[str, S
     ]
 
 
+def world_metadata(settings: Settings) -> dict[str, str]:
+    """Which world a materialization was computed in (every materialization carries it)."""
+    return {"metro/world": f"scale {settings.scale.name}, seed {settings.seed}, source {settings.source}"}
+
+
 def materializations(context: AssetExecutionContext, settings: Settings, rows_per_day: Mapping[date, int],
                      metadata: Mapping | None = None, asset_key: str | None = None) -> Iterator[MaterializeResult]:
     """The materialization of a run's partitions, each with its own day's ``dagster/row_count``.
@@ -120,7 +125,7 @@ def materializations(context: AssetExecutionContext, settings: Settings, rows_pe
     its own row count through partition-scoped metadata, so the UI's row count
     of a day is that day's, not the run's, at no extra event.
     """
-    world = {"metro/world": f"scale {settings.scale.name}, seed {settings.seed}, source {settings.source}"}
+    world = world_metadata(settings)
     total = sum(rows_per_day.values())
     if len(rows_per_day) > 1:
         key = AssetKey(asset_key) if asset_key else context.asset_key

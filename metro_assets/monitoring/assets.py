@@ -15,15 +15,14 @@ from dagster import (
     AssetDep,
     AssetExecutionContext,
     AssetKey,
-    MaterializeResult,
     MetadataValue,
     TimeWindowPartitionMapping,
     asset,
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs, user_errors
-from metro_assets.checking import evaluate_checks
+from metro_assets.assets import check_results, check_specs, materializations, user_errors
+from metro_assets.checking import evaluate_checks_by_day
 from metro_assets.monitoring import drift, evaluation
 from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS
 from metro_assets.partitions import daily_partitions, days, partition_window
@@ -96,8 +95,8 @@ def build_monitoring_assets(settings: Settings) -> list:
         with warehouse.get_connection() as con:
             ensure_schema(con)
             reports = [drift.drift_report(con, d, thresholds, current.ranker.top_k) for d in days(start, end)]
-            written = sum(drift.write_drift_report(con, r) for r in reports)
-            outcomes = evaluate_checks(con, DRIFT_CHECKS, start, end)
+            written = {r.run_date: drift.write_drift_report(con, r) for r in reports}
+            outcomes, failing_days = evaluate_checks_by_day(con, DRIFT_CHECKS, start, end)
         last = reports[-1]
         alert_days = [r.run_date.isoformat() for r in reports if r.alert]
         for r in reports:
@@ -105,21 +104,21 @@ def build_monitoring_assets(settings: Settings) -> list:
             log(f"drift {r.run_date} vs {r.baseline_day} ({r.model_version}): {r.reason}")
             for note in r.notes:
                 context.log.warning(note)
-        yield MaterializeResult(
-            metadata={
+        yield from materializations(
+            context, settings, written,
+            {
                 "alert": bool(alert_days),
                 "alert_days": MetadataValue.json(alert_days),
                 "reason": last.reason,
                 "psi": MetadataValue.md(drift.markdown_table(last)),
                 "model_version": last.model_version,
                 "baseline_day": last.baseline_day.isoformat(),
-                "rows_written": written,
                 "window": f"{start}..{end}",
                 **{f"psi_{r['feature']}": float(r["psi"]) for r in last.rows.iter_rows(named=True)},
                 **({"notes": "\n".join(last.notes)} if last.notes else {}),
-            }
+            },
         )
-        yield from check_results(outcomes)
+        yield from check_results(outcomes, failing_days, context, days(start, end))
 
     @asset(
         name="offline_evaluation",
@@ -162,7 +161,7 @@ def build_monitoring_assets(settings: Settings) -> list:
                                          max_per_category=current.ranker.max_per_category)
                 evaluation.write_evaluation(con, ev)
                 results.append(ev)
-            outcomes = evaluate_checks(con, EVALUATION_CHECKS, start, end)
+            outcomes, failing_days = evaluate_checks_by_day(con, EVALUATION_CHECKS, start, end)
             history = _history(con, end)
         last = results[-1]
         for ev in results:
@@ -173,7 +172,6 @@ def build_monitoring_assets(settings: Settings) -> list:
             "recorded": bool(recorded),
             "label_window": f"{last.label_start}..{last.label_end} (exclusive)",
             "window": f"{start}..{end}",
-            "rows_written": sum(ev.rows.height for ev in recorded),
             "evaluation": MetadataValue.md(evaluation.markdown_table(last.rows)),
             "history": MetadataValue.md(history),
         }
@@ -188,7 +186,8 @@ def build_monitoring_assets(settings: Settings) -> list:
                         metadata[f"{policy}_{metric}"] = float(wide[(policy, metric)])
             metadata["customers_evaluated"] = int(wide.get(("model", "customers_evaluated"), 0))
             metadata["model_version"] = last.versions.get("model", "")
-        yield MaterializeResult(metadata=metadata)
-        yield from check_results(outcomes)
+        rows = {ev.run_date: ev.rows.height if ev.complete else 0 for ev in results}
+        yield from materializations(context, settings, rows, metadata)
+        yield from check_results(outcomes, failing_days, context, days(start, end))
 
     return [drift_report, offline_evaluation]

@@ -15,7 +15,7 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs, user_errors
+from metro_assets.assets import check_results, check_specs, user_errors, world_metadata
 from metro_assets.checking import evaluate_checks
 from metro_assets.partitions import daily_partitions, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
@@ -71,6 +71,7 @@ def build_ranking_assets(settings: Settings):
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": len(trained),  # model_versions rows: one per model kind
+                **world_metadata(settings),
                 "model_version": f"{day}-{chosen.stored.kind}",
                 "selection": reason,
                 **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
@@ -133,6 +134,7 @@ def build_ranking_assets(settings: Settings):
         yield MaterializeResult(
             metadata={
                 "dagster/row_count": top.height,  # the UI's standard row count
+                **world_metadata(settings),
                 "model_version": version,
                 "pairs_scored": scored.height,
                 "customers": customers,
