@@ -25,6 +25,9 @@ from typing import Iterable
 import duckdb
 
 
+EXAMPLES = 5  # violating ids kept per check
+
+
 @dataclass(frozen=True)
 class Check:
     """A named rule: ``sql`` selects the violating rows (first column: an id to show)."""
@@ -56,7 +59,8 @@ def evaluate_checks(con: duckdb.DuckDBPyConnection, checks: Iterable[Check], sta
     """
     outcomes = []
     for check in checks:
-        sql = f"select count(*) over () as n, * from ({check.sql}) limit 5"
+        # the first ids in id order: the same examples every time, for the UI and for import reports
+        sql = f"select count(*) over () as n, * from ({check.sql}) order by 2 limit {EXAMPLES}"
         given = {"start": start, "end": end, **(params or {})}
         params_used = {k: v for k, v in given.items() if f"${k}" in check.sql}
         rows = con.execute(sql, params_used).fetchall()

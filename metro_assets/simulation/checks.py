@@ -10,7 +10,7 @@ from __future__ import annotations
 from metro_assets.checking import Check
 from metro_assets.simulation.rules import RAW_RULES
 
-RAW_CHECKS = [Check(rule.name, rule.table, rule.description, rule.sql) for rule in RAW_RULES]
+RAW_CHECKS = [rule.check for rule in RAW_RULES]
 
 SEGMENT_TARGETS = {"budget": 0.40, "premium": 0.20, "family": 0.30, "horeca": 0.10}
 

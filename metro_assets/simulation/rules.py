@@ -25,8 +25,9 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Iterable
 
+from metro_assets.checking import Check, evaluate_checks
+
 IN_WINDOW = "day >= $start and day < $end"
-SHOWN = 5  # examples kept per rule
 
 KEYS = {
     "customers": "customer_id",
@@ -56,6 +57,11 @@ class Rule:
     shows: str
     imported: bool = True
 
+    @property
+    def check(self) -> Check:
+        """The rule as the raw assets' data-quality check."""
+        return Check(self.name, self.table, self.description, self.sql)
+
 
 @dataclass(frozen=True)
 class Violation:
@@ -66,14 +72,9 @@ class Violation:
 
 def violations(con, rules: Iterable[Rule], start: date, end: date) -> list[Violation]:
     """The rules broken by rows of [start, end): how many rows, and the first ids (in id order)."""
-    found = []
-    for rule in rules:
-        params = {k: v for k, v in {"start": start, "end": end}.items() if f"${k}" in rule.sql}
-        rows = con.execute(f"select count(*) over () as n, * from ({rule.sql}) order by 2 limit {SHOWN}",
-                           params).fetchall()
-        if rows:
-            found.append(Violation(rule, rows[0][0], [r[1] for r in rows]))
-    return found
+    rules = list(rules)
+    outcomes = evaluate_checks(con, [rule.check for rule in rules], start, end)
+    return [Violation(rule, o.failing, o.examples) for rule, o in zip(rules, outcomes) if not o.passed]
 
 
 def _unique(table: str) -> Rule:
