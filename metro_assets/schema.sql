@@ -263,9 +263,6 @@ CREATE TABLE IF NOT EXISTS offline_evaluation (
     ci_high DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp
 );
--- warehouses written before the intervals existed get the columns
-ALTER TABLE offline_evaluation ADD COLUMN IF NOT EXISTS ci_low DOUBLE;
-ALTER TABLE offline_evaluation ADD COLUMN IF NOT EXISTS ci_high DOUBLE;
 
 -- PSI of the monitored features and of the served scores on a run date against
 -- the training baseline of the model version that served it.

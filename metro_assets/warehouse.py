@@ -22,6 +22,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import importlib
 import re
 import time
@@ -44,9 +45,31 @@ def schema_sql() -> str:
     return (_PACKAGE / "schema.sql").read_text()
 
 
+@functools.cache
+def _declared_columns(schema: str) -> dict[str, list[tuple[str, str]]]:
+    from metro_assets.docs_data_model import catalog  # DuckDB's own reading of schema.sql
+
+    return {table: [(name, dtype) for name, dtype, _, _ in columns] for table, columns in catalog(schema).items()}
+
+
 def ensure_schema(con: duckdb.DuckDBPyConnection) -> None:
-    """Create any missing table (idempotent)."""
-    con.execute(schema_sql())
+    """Create any missing table, and add any column a newer schema.sql declares (idempotent).
+
+    A warehouse written by an older version gains the new columns, empty
+    (inserts go by name, so the order does not matter), instead of failing on
+    its next write; re-materialize a partition to fill them.
+    """
+    schema = schema_sql()
+    con.execute(schema)
+    present: dict[str, set[str]] = {}
+    for schema_name, table, column in con.execute(
+            "SELECT schema_name, table_name, column_name FROM duckdb_columns() "
+            "WHERE database_name = current_database()").fetchall():
+        present.setdefault(table if schema_name == "main" else f"{schema_name}.{table}", set()).add(column)
+    for table, columns in _declared_columns(schema).items():
+        for name, dtype in columns:
+            if name not in present.get(table, {name}):
+                con.execute(f'ALTER TABLE {table} ADD COLUMN "{name}" {dtype}')
 
 
 def read_sql(package: str, name: str) -> str:

@@ -152,3 +152,19 @@ def test_offline_evaluation_runs_itself_once_its_label_week_has_landed(tiny_env)
     second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor,
                                             asset_selection=AssetSelection.all())
     assert second.get_requested_partitions(AssetKey("offline_evaluation")) == {day.isoformat()}
+
+
+def test_a_warehouse_from_an_older_schema_gains_the_new_columns(tmp_path):
+    from metro_assets.warehouse import ensure_schema
+
+    con = duckdb.connect(str(tmp_path / "old.duckdb"))
+    # impressions as World v1 wrote them: no position, propensity or is_exploration
+    con.execute("create table impressions (impression_id BIGINT NOT NULL, customer_id BIGINT NOT NULL, "
+                "offer_id BIGINT NOT NULL, shown_timestamp TIMESTAMP NOT NULL, channel VARCHAR, day DATE NOT NULL)")
+    con.execute("insert into impressions values (1, 2, 3, timestamp '2025-09-01 10:00', 'app', date '2025-09-01')")
+    ensure_schema(con)
+    ensure_schema(con)  # idempotent
+    columns = [c[0] for c in con.execute("describe impressions").fetchall()]
+    assert {"position", "propensity", "is_exploration"} <= set(columns)
+    assert con.execute("select count(*), count(position) from impressions").fetchall() == [(1, 0)]
+    con.close()
