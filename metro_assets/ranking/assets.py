@@ -1,6 +1,7 @@
 """The ranker assets: `ranker_model` (retrain days only) and `recommendations` (daily)."""
 
 import json
+from datetime import timedelta
 
 import polars as pl
 from dagster import (
@@ -15,9 +16,9 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs, user_errors, world_metadata
-from metro_assets.checking import evaluate_checks
-from metro_assets.partitions import daily_partitions, partition_window
+from metro_assets.assets import check_results, check_specs, materializations, user_errors, world_metadata
+from metro_assets.checking import evaluate_checks, evaluate_checks_by_day
+from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
@@ -113,39 +114,45 @@ def build_ranking_assets(settings: Settings):
     @user_errors
     def recommendations(context: AssetExecutionContext, warehouse: DuckDBResource):
         current = settings  # validated once, when the code location loaded
-        day, end = partition_window(context)
+        start, end = partition_window(context)
         k = current.ranker.top_k
+        written, tops = {}, {}
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            version, model = selected_model(con, day)
-            scored = score_pool(con, day, model)
-            top = top_k(scored, k, current.ranker.max_per_category, items=offer_items(con))
-            top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
-            replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
-                               day, end, column="run_date")
-            outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, day, end,
-                                       {"top_k": k, "max_per_category": current.ranker.max_per_category})
+            items = offer_items(con)
+            for day in days(start, end):  # each day scored by its own model and replaced on its own
+                version, model = selected_model(con, day)
+                scored = score_pool(con, day, model)
+                top = top_k(scored, k, current.ranker.max_per_category, items=items)
+                top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+                replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
+                                   day, day + timedelta(days=1), column="run_date")
+                written[day], tops[day] = top.height, (top, version, scored.height)
+            outcomes, failing_days = evaluate_checks_by_day(
+                con, RECOMMENDATION_CHECKS, start, end,
+                {"top_k": k, "max_per_category": current.ranker.max_per_category})
             try:  # the API compares it with the snapshot serving_snapshot publishes next
                 mark_committed(con, current.serving)
             except OSError as exc:
                 context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
-        customers = top["customer_id"].n_unique()
-        context.log.info(f"{day}: {top.height} recommendations for {customers} customers with {version}")
-        yield MaterializeResult(
-            metadata={
-                "dagster/row_count": top.height,  # the UI's standard row count
-                **world_metadata(settings),
+        for day, (top, version, pairs) in tops.items():
+            context.log.info(f"{day}: {top.height} recommendations for {top['customer_id'].n_unique()} customers "
+                             f"with {version} ({pairs} pairs scored)")
+        top, version, pairs = tops[max(tops)]  # the metadata describes the newest day of the run
+        yield from materializations(
+            context, settings, written,
+            {
                 "model_version": version,
-                "pairs_scored": scored.height,
-                "customers": customers,
+                "pairs_scored": pairs,
+                "customers": top["customer_id"].n_unique(),
                 "recommendations": top.height,
                 "mean_score_top1": float(top.filter(pl.col("rank") == 1)["score"].mean() or 0.0),
                 "strategy_share": MetadataValue.json(
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
                         .write_json())),
-            }
+            },
         )
-        yield from check_results(outcomes)
+        yield from check_results(outcomes, failing_days, context, days(start, end))
 
     return [ranker_model, recommendations]

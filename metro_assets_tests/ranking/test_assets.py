@@ -90,3 +90,25 @@ def test_rerunning_a_day_replaces_its_recommendations(tiny_warehouse, tiny_env):
     models = con.execute("select count(*) from model_versions").fetchall()[0][0]
     con.close()
     assert first.equals(again) and models == 2
+
+
+def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_env):
+    from dagster import AssetKey, AssetRecordsFilter
+
+    instance = DagsterInstance.ephemeral()
+    assert run("retrain", RUN_DAY - timedelta(days=4), instance).success
+    first, last = RUN_DAY - timedelta(days=2), RUN_DAY - timedelta(days=1)
+    result = build_defs(load_settings()).get_job_def("daily_pipeline").execute_in_process(
+        instance=instance, raise_on_error=False,
+        tags={"dagster/asset_partition_range_start": first.isoformat(),
+              "dagster/asset_partition_range_end": last.isoformat()})
+    assert result.success
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    per_day = dict(con.sql("select run_date, count(*) from recommendations group by all").fetchall())
+    con.close()
+    assert per_day[first] > 0 and per_day[last] > 0  # the window's first day is not the only one kept
+    for day in (first, last):
+        [record] = instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey("recommendations"), asset_partitions=[day.isoformat()]),
+            limit=1).records
+        assert record.event_log_entry.asset_materialization.metadata["dagster/row_count"].value == per_day[day]
