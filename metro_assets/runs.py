@@ -53,7 +53,6 @@ from dagster._core.storage.sql import create_engine
 from dagster._core.storage.sqlite import SQLITE_BUSY_TIMEOUT_SECONDS
 from dagster._core.storage.sqlite_storage import DagsterSqliteStorage
 from sqlalchemy import event as sqlalchemy_event
-from sqlalchemy.pool import NullPool
 from dagster._utils.interrupts import check_captured_interrupt
 
 POOL = "warehouse"  # the default of METRO_WAREHOUSE_POOL

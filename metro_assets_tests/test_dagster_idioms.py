@@ -8,7 +8,6 @@ that grades a day once its label week has landed.
 from datetime import date, timedelta
 
 import duckdb
-import pytest
 from dagster import (
     AssetCheckKey,
     AssetKey,

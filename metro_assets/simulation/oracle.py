@@ -193,7 +193,6 @@ def evaluate(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     pv = x["pv"]
     args = (x["due_rel"], x["line_prob"], x["topup"], x["lines"])
     p_base = purchase_probability(pv, *args)
-    p_base_window = purchase_probability(pv, *args, days=x["window"])
     pv_shown = np.where(dog[:, None], pv * (1.0 - DETERRENCE), pv)
     p_shown = purchase_probability(pv_shown, *args)
     p_shown_window = purchase_probability(pv_shown, *args, days=x["window"])

@@ -139,7 +139,7 @@ RAW_RULES: list[Rule] = [
         "holdout_sees_no_offers",
         "impressions",
         "no impression goes to a customer in the holdout arm on that day",
-        f"""select i.impression_id from impressions i join experiment_assignments a
+        """select i.impression_id from impressions i join experiment_assignments a
             on a.customer_id = i.customer_id and i.day between a.from_date and a.to_date
             where i.day >= $start and i.day < $end and a.arm = 'holdout'""",
         "customer_id", "impression_id", imported=False,
