@@ -68,8 +68,11 @@ CAUSAL_METRICS = (
 #: the causal metrics whose paired difference (model minus each baseline) is reported
 PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share",)
 OFF_POLICY_METRICS = offpolicy.METRICS
+#: A denser logged outcome than redemptions (sparse real logs): the share of the top 10 whose product the
+#: customer bought in [D, D+7), with or without the offer, over every scored customer; and its lift over random.
+PURCHASE_METRICS = ("product_purchase_rate_at_10", "product_purchase_lift_at_10")
 COUNT_METRICS = ("customers_scored", "customers_evaluated", "customers_without_redemptions", "customers_logged")
-METRICS = CAUSAL_METRICS + OFF_POLICY_METRICS + RANKING_METRICS + COUNT_METRICS
+METRICS = CAUSAL_METRICS + OFF_POLICY_METRICS + RANKING_METRICS + PURCHASE_METRICS + COUNT_METRICS
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
 SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64}
@@ -423,6 +426,32 @@ def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Se
     return rows
 
 
+def purchase_rows(day: date, rankings: dict, bought: pl.DataFrame, items: pl.DataFrame, customers: pl.DataFrame,
+                  k: int, replicates: int, seed: list[int]) -> list[dict]:
+    """Each policy's share of its top k whose product the customer bought in the label week, and the lift of
+    that share over the random policy's (a relevance measure that works with few redemptions: it says who
+    wanted the product, not what the offer caused)."""
+    hits = bought.select("customer_id", "product_id").unique().with_columns(hit=pl.lit(1.0))
+    rates = {}
+    rows = []
+    for p in POLICIES:
+        if p not in rankings:
+            continue
+        per = _averaged([
+            customers.join(
+                r.select("customer_id", "offer_id").join(items, on="offer_id", how="left")
+                .join(hits, on=["customer_id", "product_id"], how="left")
+                .group_by("customer_id").agg(rate=pl.col("hit").fill_null(0.0).sum() / k),
+                on="customer_id", how="left").with_columns(pl.col("rate").fill_null(0.0))
+            for r in _runs(rankings[p])])
+        point, low, high = bootstrap.mean_ci(per["rate"].to_numpy(), replicates, seed)
+        rates[p] = float(point[0])
+        rows.append(_row(day, p, PURCHASE_METRICS[0], point[0], low[0], high[0]))
+    if rates.get("random"):
+        rows += [_row(day, p, PURCHASE_METRICS[1], rate / rates["random"]) for p, rate in rates.items()]
+    return rows
+
+
 def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.DataFrame,
                     replicates: int, seed: list[int]) -> tuple[list[dict], int]:
     """IPS, SNIPS and ESS of each policy's top k from the log of D's week; rows and clipped weights."""
@@ -504,6 +533,11 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
                       s=start, e=end)
     evaluated = relevant.join(customers, on="customer_id", how="semi")
     rows += logged_rows(day, rankings, evaluated, scored, k, replicates, boot + [2])
+    bought = _frame(con, """SELECT DISTINCT o.customer_id, i.product_id FROM orders o
+                            JOIN order_items i ON i.order_id = o.order_id WHERE o.day >= $s AND o.day < $e""",
+                    s=start, e=end)
+    rows += purchase_rows(day, rankings, bought, offer_items(con).select("offer_id", "product_id"), customers,
+                          k, replicates, boot + [4])
     counts = {"customers_scored": float(scored.len()),
               "customers_evaluated": float(evaluated["customer_id"].n_unique())}
     counts["customers_without_redemptions"] = counts["customers_scored"] - counts["customers_evaluated"]

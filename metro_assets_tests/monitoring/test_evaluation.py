@@ -19,6 +19,7 @@ from metro_assets.monitoring.evaluation import (
     OFF_POLICY_METRICS,
     PAIRED_METRICS,
     POLICIES,
+    PURCHASE_METRICS,
     evaluate,
     label_window,
     markdown_table,
@@ -58,7 +59,8 @@ def test_every_policy_gets_every_metric_on_the_same_customers(result):
     assert result.complete and not any("unavailable" in n for n in result.notes)
     paired = {paired_policy(b) for b in BASELINES}
     assert set(result.rows["policy"]) == set(POLICIES) | paired
-    expected = set(CAUSAL_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS) | COUNTS | {"customers_logged"}
+    expected = (set(CAUSAL_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS) | set(PURCHASE_METRICS)
+                | COUNTS | {"customers_logged"})
     for policy in POLICIES:
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == expected, policy
     for policy in paired:
@@ -85,6 +87,19 @@ def test_causal_values_are_per_customer_bounded_by_the_oracle_with_intervals(res
     assert value(rows, "oracle", "oracle_share") == pytest.approx(1.0)
     # the oracle's list is far above a random one, and the intervals are narrow enough to say so
     assert row(rows, "random", "oracle_share")["ci_high"] < 0.8
+
+
+def test_purchases_of_the_offered_products_are_a_denser_signal_with_a_lift_over_random(result, con):
+    rows = result.rows
+    assert value(rows, "random", "product_purchase_lift_at_10") == pytest.approx(1.0)
+    for policy in ("model", "buy_again", "popularity", "random"):
+        r = row(rows, policy, "product_purchase_rate_at_10")
+        assert 0 <= r["ci_low"] <= r["value"] <= r["ci_high"] <= 1
+        assert value(rows, policy, "product_purchase_lift_at_10") == pytest.approx(r["value"] / value(
+            rows, "random", "product_purchase_rate_at_10"))
+    # it tells policies apart on every scored customer, not only on the few who redeemed: buying again is
+    # what it rewards (the served model, trained on redemptions, need not lead on it)
+    assert value(rows, "buy_again", "product_purchase_lift_at_10") > 1.5
 
 
 def test_paired_differences_are_the_differences_with_tighter_intervals(result):
@@ -166,8 +181,8 @@ def test_without_the_oracle_the_other_metrics_remain(con):
     assert result.complete and any("oracle unavailable" in n for n in result.notes)
     assert "oracle" not in set(result.rows["policy"])
     assert not any(p.startswith("model_minus_") for p in result.rows["policy"])
-    assert set(result.rows["metric"]) == (set(RANKING_METRICS) | set(OFF_POLICY_METRICS) | COUNTS
-                                          | {"customers_logged"})
+    assert set(result.rows["metric"]) == (set(RANKING_METRICS) | set(OFF_POLICY_METRICS) | set(PURCHASE_METRICS)
+                                          | COUNTS | {"customers_logged"})
 
 
 def test_the_wide_and_markdown_tables(result):
