@@ -189,12 +189,23 @@ def write_snapshot(frame: pl.DataFrame, path: str | os.PathLike, published_at: d
         "published_at": published.isoformat(timespec="microseconds"),
         "run_dates": ",".join(d.isoformat() for d in run_dates),
     }
+    return replace_atomically(
+        path, "wb", lambda handle: frame.write_parquet(handle, compression="zstd", statistics=True,
+                                                       metadata=metadata))
+
+
+def replace_atomically(path: Path, mode: str, write) -> Path:
+    """Write ``path`` through ``write(handle)`` into a temp file beside it, fsync, then ``os.replace`` it.
+
+    A reader sees the old file or the new one, never half of one; a failed
+    write leaves the old file and no temp file behind.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
     # The temp file lives in the target folder so os.replace is a same-filesystem rename.
     fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            frame.write_parquet(handle, compression="zstd", statistics=True, metadata=metadata)
+        with os.fdopen(fd, mode) as handle:
+            write(handle)
             handle.flush()
             os.fsync(handle.fileno())
         os.chmod(tmp_name, 0o644)  # mkstemp makes 0600: the API may run as another user
@@ -308,25 +319,9 @@ def write_committed_marker(snapshot_path: str | os.PathLike, newest_run_date: da
     Path
         The marker file (:func:`committed_marker_path`).
     """
-    path = committed_marker_path(snapshot_path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     text = json.dumps({"newest_run_date": newest_run_date.isoformat(),
                        "written_at": datetime.now(timezone.utc).isoformat(timespec="seconds")})
-    fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as handle:
-            handle.write(text + "\n")
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
-        os.replace(tmp_name, path)
-    except BaseException:
-        try:
-            os.unlink(tmp_name)
-        except FileNotFoundError:
-            pass
-        raise
-    return path
+    return replace_atomically(committed_marker_path(snapshot_path), "w", lambda handle: handle.write(text + "\n"))
 
 
 def read_committed_marker(snapshot_path: str | os.PathLike) -> date | None:

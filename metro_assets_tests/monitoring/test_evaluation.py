@@ -218,12 +218,13 @@ def test_snips_agrees_with_the_oracle_under_an_exploring_log(con, result):
     true p_redeem x the slot's attention) lets SNIPS recover each policy's expected redemptions@10."""
     rng = np.random.default_rng(5)
     pool = con.sql(f"select distinct customer_id, offer_id from candidate_pool where day = '{DAY}'").pl()
-    pool = pool.join(offer_items(con), on="offer_id", how="left")
+    # a fixed row order: the log's random draws must not depend on how the query returned the rows
+    pool = pool.join(offer_items(con), on="offer_id", how="left").sort("customer_id", "offer_id")
     truth = pool_truth(con, DAY)
     shown = (pool.select("customer_id", "offer_id").with_columns(u=pl.Series(rng.random(pool.height)))
              .with_columns(n=pl.len().over("customer_id"), position=pl.col("u").rank("ordinal").over("customer_id"))
              .filter(pl.col("position") <= 12)
-             .join(truth, on=["customer_id", "offer_id"]))
+             .join(truth, on=["customer_id", "offer_id"]).sort("customer_id", "position"))
     seen = shown["p_redeem"].to_numpy() * position_attention(shown["position"].to_numpy())
     log = shown.select("customer_id", "offer_id", "position", list_id=pl.col("customer_id"),
                        propensity=1.0 / pl.col("n"), is_exploration=pl.lit(True),

@@ -1,19 +1,14 @@
 """Scoring reads the day's feature tables: what they hold is what is scored, and a gap stops it."""
 
 import shutil
-from datetime import timedelta
 
 import duckdb
 import pytest
 
-from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.errors import DataError
-from metro_assets.features.daily import write_features
 from metro_assets.ranking.scoring import score_pool, selected_model
-from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.settings import CandidateLimits
-from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
+from metro_assets_tests.pipeline import features_and_pool, train
 
 DAY = HISTORY_END  # 2025-09-26
 
@@ -24,13 +19,8 @@ def scored_file(tiny_world_file, tmp_path_factory):
     path = tmp_path_factory.mktemp("scoring") / "warehouse.duckdb"
     shutil.copy(tiny_world_file, path)
     with duckdb.connect(str(path)) as con:
-        ts = training_set(con, DAY)
-        trained, reason = train_rankers(ts)
-        replace_partitions(con, {"model_versions": model_rows(DAY, ts, trained, reason)}, DAY, DAY + timedelta(1))
-        for table in ("customer_features", "offer_features"):
-            write_features(con, table, DAY)
-        write_candidate_pool(con, DAY, CandidateLimits())
-        write_features(con, "interaction_features", DAY)
+        train(con, DAY)
+        features_and_pool(con, DAY)
     return path
 
 

@@ -1,0 +1,26 @@
+"""The pipeline's plain functions for a tiny day, as the assets run them (shared by the test packages)."""
+
+from datetime import date, timedelta
+
+import duckdb
+
+from metro_assets.candidates.retrieval import write_candidate_pool
+from metro_assets.features.daily import write_features
+from metro_assets.ranking.training import model_rows, train_rankers, training_set
+from metro_assets.settings import CandidateLimits
+from metro_assets.warehouse import replace_partitions
+
+
+def train(con: duckdb.DuckDBPyConnection, day: date) -> None:
+    """Both rankers for ``day`` into model_versions (what the ranker_model asset does)."""
+    ts = training_set(con, day)
+    trained, reason = train_rankers(ts)
+    replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, day + timedelta(days=1))
+
+
+def features_and_pool(con: duckdb.DuckDBPyConnection, day: date) -> None:
+    """The day's feature tables and candidate pool, in the daily pipeline's order."""
+    for table in ("customer_features", "offer_features"):
+        write_features(con, table, day)
+    write_candidate_pool(con, day, CandidateLimits())
+    write_features(con, "interaction_features", day)
