@@ -167,6 +167,26 @@ def _share(name: str, default: float) -> float:
     return value
 
 
+#: Devices the deep models (extra ``[deep]``: SASRec, Wide & Deep) may run on (METRO_DEVICE).
+DEVICES = ("cpu", "cuda", "auto")
+
+
+@dataclass(frozen=True)
+class DeepSettings:
+    """Settings of the PyTorch models (extra ``[deep]``)."""
+
+    device: str = "cpu"   # METRO_DEVICE: cpu | cuda | auto (cuda when one is present, else cpu)
+    enabled: bool = True  # METRO_DEEP: false switches the deep parts off even where PyTorch is installed
+
+
+def load_deep_settings() -> DeepSettings:
+    """The ``METRO_DEVICE`` and ``METRO_DEEP`` settings."""
+    device = _env("METRO_DEVICE", "cpu").lower()
+    if device not in DEVICES:
+        raise SettingError(f"METRO_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
+    return DeepSettings(device=device, enabled=_flag("METRO_DEEP", True))
+
+
 def load_policy_settings() -> PolicySettings:
     """The ``METRO_EXPLORATION`` and ``METRO_HOLDOUT_SHARE`` settings."""
     return PolicySettings(_share("METRO_EXPLORATION", 0.10), _share("METRO_HOLDOUT_SHARE", 0.10))
@@ -300,6 +320,7 @@ class Settings:
     scenario: ScenarioSettings = field(default_factory=ScenarioSettings)
     ops: OperationsSettings = field(default_factory=OperationsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
+    deep: DeepSettings = field(default_factory=DeepSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -390,6 +411,7 @@ def load_settings() -> Settings:
         scenario=load_scenario_settings(),
         ops=load_operations_settings(),
         policy=load_policy_settings(),
+        deep=load_deep_settings(),
     )
 
 
