@@ -706,8 +706,13 @@ def line_probability(pi_own: np.ndarray, weight: np.ndarray, share: np.ndarray) 
 
 def _impression_truth(pop: _Population, cat: _Catalogue, tastes: _Tastes, offers: dict[str, np.ndarray],
                       cal: _Calendar, start: date, t: int, c: np.ndarray, o: np.ndarray,
-                      fatigue_offer: np.ndarray, fatigue_category: np.ndarray) -> dict[str, np.ndarray]:
-    """The oracle's figures for (customer, offer) pairs shown on day ``t``, from the simulator's state."""
+                      fatigue_offer: np.ndarray, fatigue_category: np.ndarray,
+                      due: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """The oracle's figures for (customer, offer) pairs shown on day ``t``, from the simulator's state.
+
+    ``due`` is the stock state to read (a :class:`WorldState`'s; default: the tastes' own).
+    """
+    due_all = tastes.due if due is None else due
     p = offers["product"][o]
     k = cat.category[p]
     w = np.arange(oracle.WEEK)
@@ -736,12 +741,12 @@ def _impression_truth(pop: _Population, cat: _Catalogue, tastes: _Tastes, offers
         a_line = line_probability(pi(ak, inv[a_owner]), np.where(afound, tastes.weight[arow], 0.0), a_share)
         line += oracle.COMPLEMENT * np.vstack([np.bincount(a_owner, weights=a_line[:, j], minlength=len(c))
                                                for j in range(oracle.WEEK)]).T
-    due = np.where(found, tastes.due[row] - t, np.nan)
+    due_rel = np.where(found, due_all[row] - t, np.nan)
     depth = offers["depth"][o]
     kind = offers["kind"][o]
     x = {
         "pv": pv,
-        "due_rel": due,
+        "due_rel": due_rel,
         "line_prob": line,
         "topup": pop.topup[c],
         "lines": pop.basket_mean[c][:, None] * cal.s_basket[day][None, :],
@@ -770,143 +775,186 @@ def _offer_discount(kind: np.ndarray, value: np.ndarray, price: np.ndarray, qty:
                               price), 2)
 
 
+@dataclass
+class WorldState:
+    """What the world carries from one day to the next (a policy run works on its own copy).
+
+    ``due`` is each taste row's day the household stock runs out (NaN: not a
+    regular product); ``pend`` the noticed offers still waiting for their trip.
+    """
+
+    deter_until: np.ndarray
+    used: np.ndarray
+    pend: dict[str, np.ndarray]
+    due: np.ndarray
+
+    @classmethod
+    def initial(cls, n_customers: int, n_offers: int, tastes: "_Tastes") -> "WorldState":
+        pend = {key: np.zeros(0, dtype=np.int64) for key in ("c", "p", "offer", "until", "pday", "shown", "t0")}
+        pend["persuaded"] = np.zeros(0, dtype=bool)
+        return cls(np.full(n_customers, -1), np.zeros(n_offers, dtype=np.int64), pend, tastes.due)
+
+    def copy(self) -> "WorldState":
+        return WorldState(self.deter_until.copy(), self.used.copy(), {k: v.copy() for k, v in self.pend.items()},
+                          self.due.copy())
+
+
+def day_step(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes: _Tastes,
+             offers: dict[str, np.ndarray], cal: _Calendar, start: date, state: WorldState, t: int,
+             imp: dict[str, np.ndarray]) -> tuple[dict, dict, dict, dict]:
+    """One day of the world: the day's impressions ``imp`` answered, trips, lines, redemptions.
+
+    ``state`` is updated in place. ``imp`` holds the day's shown offers
+    (``customer``, ``offer``, ``position``, ``channel``, ``seconds``,
+    ``u_notice``, ``u_persuade``, ``delay``, ``fatigue_offer``,
+    ``fatigue_category``), in any policy's choice. Returns the day's orders,
+    lines, redemptions and the truth of each impression (empty when none).
+    """
+    n, m, k_cat = scale.customers, scale.products, len(CATEGORIES)
+    eq = 1.0 + pop.extra_units
+    rng = _rng(seed, _ORDERS, t)
+    deter_until, used, pend, due = state.deter_until, state.used, state.pend, state.due
+    f = {}
+    # 1. today's impressions: truth, noticing, persuasion
+    ic, io = imp["customer"], imp["offer"]
+    if len(ic):
+        f = _impression_truth(pop, cat, tastes, offers, cal, start, t, ic, io, imp["fatigue_offer"],
+                              imp["fatigue_category"], due=due)
+        notice = imp["u_notice"] < (oracle.position_attention(imp["position"])
+                                    * oracle.CHANNEL_ATTENTION[imp["channel"]])
+        persuaded = imp["u_persuade"] < f["p_persuade"]
+        dogs = notice & (pop.response_type[ic] == "sleeping_dog")
+        deter_until[ic[dogs]] = t + oracle.WEEK - 1
+        window = np.minimum(oracle.WEEK, offers["end"][io] - t + 1)
+        new = {"c": ic, "p": offers["product"][io], "offer": io, "until": t + window - 1,
+               "pday": t + np.minimum(imp["delay"], window - 1), "shown": imp["seconds"],
+               "t0": np.full(len(ic), t), "persuaded": persuaded}
+        pend = {key: np.r_[pend[key], new[key][notice]] for key in pend}
+    # 2. visits: ordinary ones, fewer for deterred sleeping dogs, plus the trips persuaded customers make
+    active = (pop.join_offset <= t) & (t < pop.churn_offset)
+    rate = pop.visit_rate * cal.visits[t] * cal.s_visits[t] * np.where(deter_until >= t,
+                                                                      1.0 - oracle.DETERRENCE, 1.0)
+    visit = active & (rng.random(n) < 1.0 - np.exp(-rate))
+    forced = pend["persuaded"] & (pend["pday"] == t)
+    visit[pend["c"][forced]] |= active[pend["c"][forced]]
+    v = np.flatnonzero(visit)
+    top = rng.random(len(v)) < pop.topup[v]
+    # 3a. regular products whose stock runs out
+    owner, ri = _expand(tastes.rep_start[v], tastes.rep_end[v])
+    row = tastes.rep[ri]
+    h = np.where(top[owner], oracle.H_TOPUP, oracle.H_BIG) * oracle.stock_pressure(due[row] - t)
+    buy = rng.random(len(row)) < h
+    due_c, due_p = v[owner[buy]], tastes.prod[row[buy]]
+    # 3b. exploratory lines from the drifting category tastes and the customer's own products
+    lam = np.where(top, oracle.TOPUP_LINES, pop.basket_mean[v] * cal.s_basket[t])
+    cnt = rng.poisson(lam * rng.gamma(oracle.BASKET_SHAPE, 1.0 / oracle.BASKET_SHAPE, len(v)))
+    lo = np.repeat(np.arange(len(v)), cnt)
+    lc = v[lo]
+    cw = np.cumsum(pop.category_weights(v, t, start) * cal.categories[t], axis=1)
+    category = (rng.random(len(lc))[:, None] * cw[lo, -1:] > cw[lo]).sum(axis=1)
+    u = rng.random(len(lc))
+    novel = rng.random(len(lc)) < oracle.NOVELTY
+    loyal = rng.random(len(lc)) < pop.brand_loyalty[lc]
+    popular = np.where(loyal, cat.sample(category, pop.favourite_brand[lc, category], u), cat.sample(category, None, u))
+    ep = np.where(novel, popular, tastes.sample(lc, category, u))
+    partner = cat.partner[ep]
+    comp = (partner >= 0) & (rng.random(len(lc)) < oracle.COMPLEMENT)
+    # 3c. impulse picks of a regular product are thinned by its stock (a full cupboard buys none)
+    xc, xp = np.r_[lc, lc[comp]], np.r_[ep, partner[comp]]
+    xrow, xfound = tastes.lookup(xc, xp)
+    gate = np.where(xfound, oracle.stock_pressure(due[xrow] - t), 0.0)  # NaN due (not regular) -> 0
+    regular_pick = xfound & ~np.isnan(tastes.cycle[xrow])
+    keep_pick = ~regular_pick | (rng.random(len(xc)) < gate)
+    # 3d. one line per (customer, product), quantities summed
+    c_all = np.r_[due_c, xc[keep_pick]]
+    p_all = np.r_[due_p, xp[keep_pick]]
+    q_all = 1 + rng.poisson(pop.extra_units[c_all])
+    key, inv = _unique(c_all * m + p_all)
+    qty = np.bincount(inv, weights=q_all).astype(np.int64)
+    # 4. redemptions inside today's trips: bought anyway, or added because persuaded
+    live = pend["until"] >= t
+    pkey = pend["c"] * m + pend["p"]
+    pos = np.minimum(np.searchsorted(key, pkey), max(len(key) - 1, 0))
+    bought = live & (key[pos] == pkey) if len(key) else np.zeros(len(pkey), bool)
+    cand = np.flatnonzero(bought | (live & pend["persuaded"] & (pend["pday"] <= t) & visit[pend["c"]]))
+    cand = np.sort(cand[_first_of(pend["c"][cand] * len(used) + pend["offer"][cand])])
+    cand = np.sort(cand[_first_of(pkey[cand])])  # one offer per line
+    nth = _rank_within(pend["offer"][cand], -cand.astype(float))
+    cap = offers["cap"][pend["offer"][cand]]
+    cand = cand[(cap < 0) | (used[pend["offer"][cand]] + nth < cap)]
+    np.add.at(used, pend["offer"][cand], 1)
+    rc, rp, ro = pend["c"][cand], pend["p"][cand], pend["offer"][cand]
+    r_shown = np.where(pend["t0"][cand] == t, pend["shown"][cand], -1)
+    want = rc * m + rp  # distinct: one offer per line
+    add = np.sort(want[~_member(want, key)])
+    if len(add):
+        key = np.r_[key, add]
+        qty = np.r_[qty, np.zeros(len(add), np.int64)]
+        order = np.argsort(key)
+        key, qty = key[order], qty[order]
+    rpos = np.searchsorted(key, rc * m + rp)
+    kind = offers["kind"][ro]
+    # a promoted purchase stocks up: a unit more than usual (bogo: the free ones)
+    typical = np.round(eq[rc]).astype(np.int64)
+    qty[rpos] = np.maximum(qty[rpos], typical) + np.where(kind == 2, offers["value"][ro], 1).astype(np.int64)
+    done = _member(pend["c"] * len(used) + pend["offer"], np.sort(rc * len(used) + ro))
+    keep = ~done & (pend["until"] > t) & ~(pend["persuaded"] & (pend["pday"] <= t))
+    pend = {kk: vv[keep] for kk, vv in pend.items()}
+    state.pend = pend
+    # 5. lines, promotions and the orders of the day
+    lcust, lprod = key // m, key % m
+    price = np.round(cat.base_price[lprod] * rng.uniform(0.95, 1.05, len(key)), 2)
+    promo = rng.random(len(key)) < np.clip(pop.promo_line[lcust] + cal.promo[t] + cal.s_promo[t], 0, 0.95)
+    discount = np.where(promo, np.round(qty * price * rng.uniform(*PROMO_DEPTH, len(key)), 2), 0.0)
+    red_offer = np.full(len(key), -1)
+    red_offer[rpos] = ro
+    discount[rpos] = _offer_discount(kind, offers["value"][ro], price[rpos], qty[rpos])
+    promo[rpos] = True
+    oc = lcust[np.r_[True, lcust[1:] != lcust[:-1]]] if len(lcust) else lcust
+    seconds = rng.integers(7 * 3600, 22 * 3600, len(oc))
+    at = np.searchsorted(oc, rc)  # a redemption shown today happens after it was shown
+    np.maximum.at(seconds, at, np.where(r_shown >= 0, r_shown + 600, 0))
+    seconds = np.minimum(seconds, 86_399)
+    orders_day = dict(t=np.full(len(oc), t), customer=oc, seconds=seconds,
+                      store=np.where(rng.random(len(oc)) < 0.9, pop.home_store[oc],
+                                     rng.integers(1, scale.stores + 1, len(oc))))
+    lines_day = dict(t=np.full(len(key), t), local=np.searchsorted(oc, lcust), customer=lcust, product=lprod,
+                     qty=qty, price=price, promo=promo, discount=discount, offer=red_offer)
+    reds_day = dict(t=np.full(len(rc), t), local=np.searchsorted(oc, rc), customer=rc, offer=ro)
+    # 6. stock: purchases refill regular products; a redemption covers the need of its substitutes
+    row, found = tastes.lookup(lcust, lprod)
+    regular = found & ~np.isnan(tastes.cycle[row])
+    r = row[regular]
+    cyc = tastes.cycle[r]
+    due[r] = t + np.minimum(cyc * qty[regular] / eq[lcust[regular]], np.maximum(cyc, cat.stock_cap[lprod[regular]]))
+    if len(rc):
+        g = rc * k_cat + cat.category[rp]
+        so, si = _expand(tastes.group_start[g], tastes.group_end[g])
+        hit = ((cat.subcat[tastes.prod[si]] == cat.subcat[rp[so]]) & (tastes.prod[si] != rp[so])
+               & ~np.isnan(tastes.cycle[si]))
+        si = si[hit]
+        due[si] = np.maximum(due[si], t + tastes.cycle[si])
+    return orders_day, lines_day, reds_day, f
+
+
 def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes: _Tastes,
              offers: dict[str, np.ndarray], imp: dict[str, np.ndarray], cal: _Calendar, start: date,
-             n_days: int) -> tuple[dict, dict, dict, dict]:
-    """The day-by-day world: trips, lines, redemptions and the truth of each impression."""
-    n, m, k_cat = scale.customers, scale.products, len(CATEGORIES)
-    deter_until = np.full(n, -1)
-    used = np.zeros(len(offers["offer_id"]), dtype=np.int64)  # redemptions per offer (caps)
-    pend = {key: np.zeros(0, dtype=np.int64) for key in ("c", "p", "offer", "until", "pday", "shown", "t0")}
-    pend["persuaded"] = np.zeros(0, dtype=bool)
+             n_days: int) -> tuple[list, list, list, dict]:
+    """The day-by-day world under the legacy policy's impressions: trips, lines, redemptions, impression truth."""
+    state = WorldState.initial(scale.customers, len(offers["offer_id"]), tastes)
     truth = {key: np.zeros(len(imp["t"])) for key in ("p_redeem", "p_base", "uplift", "spend_effect")}
     day_first = np.searchsorted(imp["t"], np.arange(n_days + 1))
-    eq = 1.0 + pop.extra_units
     orders, lines, reds = [], [], []
     for t in range(n_days):  # a loop over days (stock carries from one day to the next), not rows
-        rng = _rng(seed, _ORDERS, t)
-        # 1. today's impressions: truth, noticing, persuasion
         s = slice(day_first[t], day_first[t + 1])
-        ic, io = imp["customer"][s], imp["offer"][s]
-        if len(ic):
-            f = _impression_truth(pop, cat, tastes, offers, cal, start, t, ic, io, imp["fatigue_offer"][s],
-                                  imp["fatigue_category"][s])
-            for key in truth:
+        o, li, r, f = day_step(scale, seed, pop, cat, tastes, offers, cal, start, state, t,
+                               {key: v[s] for key, v in imp.items()})
+        for key in truth:
+            if f:
                 truth[key][s] = f[key]
-            notice = imp["u_notice"][s] < (oracle.position_attention(imp["position"][s])
-                                           * oracle.CHANNEL_ATTENTION[imp["channel"][s]])
-            persuaded = imp["u_persuade"][s] < f["p_persuade"]
-            dogs = notice & (pop.response_type[ic] == "sleeping_dog")
-            deter_until[ic[dogs]] = t + oracle.WEEK - 1
-            window = np.minimum(oracle.WEEK, offers["end"][io] - t + 1)
-            new = {"c": ic, "p": offers["product"][io], "offer": io, "until": t + window - 1,
-                   "pday": t + np.minimum(imp["delay"][s], window - 1), "shown": imp["seconds"][s],
-                   "t0": np.full(len(ic), t), "persuaded": persuaded}
-            pend = {key: np.r_[pend[key], new[key][notice]] for key in pend}
-        # 2. visits: ordinary ones, fewer for deterred sleeping dogs, plus the trips persuaded customers make
-        active = (pop.join_offset <= t) & (t < pop.churn_offset)
-        rate = pop.visit_rate * cal.visits[t] * cal.s_visits[t] * np.where(deter_until >= t,
-                                                                          1.0 - oracle.DETERRENCE, 1.0)
-        visit = active & (rng.random(n) < 1.0 - np.exp(-rate))
-        forced = pend["persuaded"] & (pend["pday"] == t)
-        visit[pend["c"][forced]] |= active[pend["c"][forced]]
-        v = np.flatnonzero(visit)
-        top = rng.random(len(v)) < pop.topup[v]
-        # 3a. regular products whose stock runs out
-        owner, ri = _expand(tastes.rep_start[v], tastes.rep_end[v])
-        row = tastes.rep[ri]
-        h = np.where(top[owner], oracle.H_TOPUP, oracle.H_BIG) * oracle.stock_pressure(tastes.due[row] - t)
-        buy = rng.random(len(row)) < h
-        due_c, due_p = v[owner[buy]], tastes.prod[row[buy]]
-        # 3b. exploratory lines from the drifting category tastes and the customer's own products
-        lam = np.where(top, oracle.TOPUP_LINES, pop.basket_mean[v] * cal.s_basket[t])
-        cnt = rng.poisson(lam * rng.gamma(oracle.BASKET_SHAPE, 1.0 / oracle.BASKET_SHAPE, len(v)))
-        lo = np.repeat(np.arange(len(v)), cnt)
-        lc = v[lo]
-        cw = np.cumsum(pop.category_weights(v, t, start) * cal.categories[t], axis=1)
-        category = (rng.random(len(lc))[:, None] * cw[lo, -1:] > cw[lo]).sum(axis=1)
-        u = rng.random(len(lc))
-        novel = rng.random(len(lc)) < oracle.NOVELTY
-        loyal = rng.random(len(lc)) < pop.brand_loyalty[lc]
-        popular = np.where(loyal, cat.sample(category, pop.favourite_brand[lc, category], u), cat.sample(category, None, u))
-        ep = np.where(novel, popular, tastes.sample(lc, category, u))
-        partner = cat.partner[ep]
-        comp = (partner >= 0) & (rng.random(len(lc)) < oracle.COMPLEMENT)
-        # 3c. impulse picks of a regular product are thinned by its stock (a full cupboard buys none)
-        xc, xp = np.r_[lc, lc[comp]], np.r_[ep, partner[comp]]
-        xrow, xfound = tastes.lookup(xc, xp)
-        gate = np.where(xfound, oracle.stock_pressure(tastes.due[xrow] - t), 0.0)  # NaN due (not regular) -> 0
-        regular_pick = xfound & ~np.isnan(tastes.cycle[xrow])
-        keep_pick = ~regular_pick | (rng.random(len(xc)) < gate)
-        # 3d. one line per (customer, product), quantities summed
-        c_all = np.r_[due_c, xc[keep_pick]]
-        p_all = np.r_[due_p, xp[keep_pick]]
-        q_all = 1 + rng.poisson(pop.extra_units[c_all])
-        key, inv = _unique(c_all * m + p_all)
-        qty = np.bincount(inv, weights=q_all).astype(np.int64)
-        # 4. redemptions inside today's trips: bought anyway, or added because persuaded
-        live = pend["until"] >= t
-        pkey = pend["c"] * m + pend["p"]
-        pos = np.minimum(np.searchsorted(key, pkey), max(len(key) - 1, 0))
-        bought = live & (key[pos] == pkey) if len(key) else np.zeros(len(pkey), bool)
-        cand = np.flatnonzero(bought | (live & pend["persuaded"] & (pend["pday"] <= t) & visit[pend["c"]]))
-        cand = np.sort(cand[_first_of(pend["c"][cand] * len(used) + pend["offer"][cand])])
-        cand = np.sort(cand[_first_of(pkey[cand])])  # one offer per line
-        nth = _rank_within(pend["offer"][cand], -cand.astype(float))
-        cap = offers["cap"][pend["offer"][cand]]
-        cand = cand[(cap < 0) | (used[pend["offer"][cand]] + nth < cap)]
-        np.add.at(used, pend["offer"][cand], 1)
-        rc, rp, ro = pend["c"][cand], pend["p"][cand], pend["offer"][cand]
-        r_shown = np.where(pend["t0"][cand] == t, pend["shown"][cand], -1)
-        want = rc * m + rp  # distinct: one offer per line
-        add = np.sort(want[~_member(want, key)])
-        if len(add):
-            key = np.r_[key, add]
-            qty = np.r_[qty, np.zeros(len(add), np.int64)]
-            order = np.argsort(key)
-            key, qty = key[order], qty[order]
-        rpos = np.searchsorted(key, rc * m + rp)
-        kind = offers["kind"][ro]
-        # a promoted purchase stocks up: a unit more than usual (bogo: the free ones)
-        typical = np.round(eq[rc]).astype(np.int64)
-        qty[rpos] = np.maximum(qty[rpos], typical) + np.where(kind == 2, offers["value"][ro], 1).astype(np.int64)
-        done = _member(pend["c"] * len(used) + pend["offer"], np.sort(rc * len(used) + ro))
-        keep = ~done & (pend["until"] > t) & ~(pend["persuaded"] & (pend["pday"] <= t))
-        pend = {kk: vv[keep] for kk, vv in pend.items()}
-        # 5. lines, promotions and the orders of the day
-        lcust, lprod = key // m, key % m
-        price = np.round(cat.base_price[lprod] * rng.uniform(0.95, 1.05, len(key)), 2)
-        promo = rng.random(len(key)) < np.clip(pop.promo_line[lcust] + cal.promo[t] + cal.s_promo[t], 0, 0.95)
-        discount = np.where(promo, np.round(qty * price * rng.uniform(*PROMO_DEPTH, len(key)), 2), 0.0)
-        red_offer = np.full(len(key), -1)
-        red_offer[rpos] = ro
-        discount[rpos] = _offer_discount(kind, offers["value"][ro], price[rpos], qty[rpos])
-        promo[rpos] = True
-        oc = lcust[np.r_[True, lcust[1:] != lcust[:-1]]] if len(lcust) else lcust
-        seconds = rng.integers(7 * 3600, 22 * 3600, len(oc))
-        at = np.searchsorted(oc, rc)  # a redemption shown today happens after it was shown
-        np.maximum.at(seconds, at, np.where(r_shown >= 0, r_shown + 600, 0))
-        seconds = np.minimum(seconds, 86_399)
-        orders.append(dict(t=np.full(len(oc), t), customer=oc, seconds=seconds,
-                           store=np.where(rng.random(len(oc)) < 0.9, pop.home_store[oc],
-                                          rng.integers(1, scale.stores + 1, len(oc)))))
-        lines.append(dict(t=np.full(len(key), t), local=np.searchsorted(oc, lcust), customer=lcust, product=lprod, qty=qty, price=price, promo=promo,
-                          discount=discount, offer=red_offer))
-        reds.append(dict(t=np.full(len(rc), t), local=np.searchsorted(oc, rc), customer=rc, offer=ro))
-        # 6. stock: purchases refill regular products; a redemption covers the need of its substitutes
-        row, found = tastes.lookup(lcust, lprod)
-        regular = found & ~np.isnan(tastes.cycle[row])
-        r = row[regular]
-        cyc = tastes.cycle[r]
-        tastes.due[r] = t + np.minimum(cyc * qty[regular] / eq[lcust[regular]],
-                                       np.maximum(cyc, cat.stock_cap[lprod[regular]]))
-        if len(rc):
-            g = rc * k_cat + cat.category[rp]
-            so, si = _expand(tastes.group_start[g], tastes.group_end[g])
-            hit = ((cat.subcat[tastes.prod[si]] == cat.subcat[rp[so]]) & (tastes.prod[si] != rp[so])
-                   & ~np.isnan(tastes.cycle[si]))
-            si = si[hit]
-            tastes.due[si] = np.maximum(tastes.due[si], t + tastes.cycle[si])
+        orders.append(o)
+        lines.append(li)
+        reds.append(r)
     return orders, lines, reds, truth
 
 
