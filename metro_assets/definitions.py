@@ -3,6 +3,7 @@
 from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, map_asset_specs
 
 from metro_assets.assets import settings_tags, with_column_schema
+from metro_assets.bandit.assets import build_bandit_assets
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.errors import SettingError
 from metro_assets.features.assets import build_feature_assets
@@ -57,6 +58,13 @@ def build_defs(settings: Settings) -> Definitions:
         op_retry_policy=retry,
         tags=tags,
     )
+    bandit_job = define_asset_job(
+        "bandit",
+        selection=AssetSelection.groups("bandit"),
+        description="Drive every policy (Thompson sampling, epsilon-greedy, the weekly batch ranker, random, the "
+                    "oracle) through the same simulated weeks of a scenario (partition): regret and plots.",
+        tags=tags,
+    )
     assets = [
         raw_tables,
         *build_feature_assets(settings),
@@ -64,11 +72,12 @@ def build_defs(settings: Settings) -> Definitions:
         *build_ranking_assets(settings),
         *build_serving_assets(settings),
         *build_monitoring_assets(settings),
+        *build_bandit_assets(settings),
     ]
     return Definitions(
         # every table asset carries its columns (names, types, descriptions from schema.sql) for the UI
         assets=map_asset_specs(with_column_schema, assets),
-        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job],
+        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job, bandit_job],
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},

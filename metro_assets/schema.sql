@@ -278,3 +278,31 @@ CREATE TABLE IF NOT EXISTS drift_report (
     alert BOOLEAN NOT NULL,            -- the run date's alert (the same on each of its rows)
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+
+-- Issue 18: every policy driven through the same simulated days of one scenario
+-- (bandit_simulation, partitioned by scenario: steady, cold_start, black_friday),
+-- one row per (scenario, policy, day). Expected figures come from the simulator's
+-- truth for the lists shown (p_redeem x the slot's attention); regret is the
+-- oracle's expected redemptions in the same state minus the policy's (docs/BANDIT.md).
+CREATE TABLE IF NOT EXISTS bandit_simulation (
+    scenario VARCHAR NOT NULL,         -- steady | cold_start (50 offers launched mid-period) | black_friday (a shock mid-period)
+    policy VARCHAR NOT NULL,           -- thompson | epsilon_greedy | batch | random | oracle
+    day DATE NOT NULL,
+    customers_reached INTEGER NOT NULL,  -- customers who came that day (the same for every policy)
+    impressions INTEGER NOT NULL,
+    redemptions INTEGER NOT NULL,      -- realized that day (of offers shown that day or the 6 before)
+    expected_redemptions DOUBLE NOT NULL,
+    oracle_expected_redemptions DOUBLE NOT NULL,  -- the best lists under the same rule, in this policy's state
+    regret DOUBLE NOT NULL,            -- oracle_expected_redemptions - expected_redemptions
+    expected_incremental_redemptions DOUBLE NOT NULL,
+    expected_incremental_margin DOUBLE NOT NULL,  -- spend effect x margin rate - discount of every expected redemption
+    new_offer_impressions INTEGER NOT NULL,       -- of the cold_start scenario's launched offers
+    new_offer_redemptions INTEGER NOT NULL,
+    new_offer_expected_redemptions DOUBLE NOT NULL,
+    cumulative_regret DOUBLE NOT NULL,
+    cumulative_redemptions INTEGER NOT NULL,
+    cumulative_expected_redemptions DOUBLE NOT NULL,
+    cumulative_incremental_margin DOUBLE NOT NULL,
+    seed BIGINT NOT NULL,              -- the world's seed (METRO_SEED)
+    created_at TIMESTAMP DEFAULT current_timestamp
+);

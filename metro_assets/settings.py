@@ -202,6 +202,34 @@ def load_drift_settings() -> DriftSettings:
                          _positive_float("METRO_SCORE_PSI_ALERT", 0.25))
 
 
+#: Policies that can pick the served offers (METRO_POLICY).
+SERVING_POLICIES = ("batch", "thompson")
+
+
+@dataclass(frozen=True)
+class BanditSettings:
+    """Issue 18: the policy that serves, and the simulated online loop (see metro_assets/bandit/)."""
+
+    policy: str = "batch"      # METRO_POLICY: batch (the weekly ranker's scores) | thompson (sampled daily posterior)
+    weeks: int = 8             # METRO_BANDIT_WEEKS: weeks bandit_simulation runs every policy
+    start: date | None = None  # METRO_BANDIT_START: its first day (default: the day after the history)
+
+
+def load_bandit_settings() -> BanditSettings:
+    """The ``METRO_POLICY``, ``METRO_BANDIT_WEEKS`` and ``METRO_BANDIT_START`` settings."""
+    policy = _env("METRO_POLICY", "batch").lower()
+    if policy not in SERVING_POLICIES:
+        raise SettingError(f"METRO_POLICY={policy!r} is not one of {', '.join(SERVING_POLICIES)}")
+    start = None
+    text = _env("METRO_BANDIT_START", "")
+    if text:
+        try:
+            start = date.fromisoformat(text)
+        except ValueError:
+            raise SettingError(f"METRO_BANDIT_START={text!r} is not a date like 2025-11-13") from None
+    return BanditSettings(policy, _limit("METRO_BANDIT_WEEKS", 8), start)
+
+
 #: Behaviour scenarios the simulator can apply after the history (METRO_SCENARIO).
 SCENARIOS = ("none", "black_friday")
 
@@ -321,6 +349,7 @@ class Settings:
     ops: OperationsSettings = field(default_factory=OperationsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    bandit: BanditSettings = field(default_factory=BanditSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -341,6 +370,11 @@ class Settings:
             return None
         start = self.scenario.start or self.history_end + timedelta(days=1)
         return start, start + timedelta(days=self.scenario.days)
+
+    @property
+    def bandit_start(self) -> date:
+        """First day of ``bandit_simulation`` (``METRO_BANDIT_START``, default the day after the history)."""
+        return self.bandit.start or self.history_end
 
     @property
     def partitions_end(self) -> date:
@@ -412,6 +446,7 @@ def load_settings() -> Settings:
         ops=load_operations_settings(),
         policy=load_policy_settings(),
         deep=load_deep_settings(),
+        bandit=load_bandit_settings(),
     )
 
 

@@ -53,7 +53,7 @@ def sigmoid(z: np.ndarray) -> np.ndarray:
 
 
 def fit_logistic(X: np.ndarray, y: np.ndarray, w: np.ndarray, prior_mean: np.ndarray, prior_precision: np.ndarray,
-                 start: np.ndarray | None = None, iterations: int = 25, tol: float = 1e-6) -> Posterior:
+                 start: np.ndarray | None = None, iterations: int = 25, tol: float = 1e-4) -> Posterior:
     """The Laplace posterior of a weighted logistic regression with a diagonal Gaussian prior.
 
     Parameters

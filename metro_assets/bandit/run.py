@@ -23,7 +23,7 @@ Examples
 from __future__ import annotations
 
 import time
-from datetime import date
+from datetime import date, timedelta
 
 import numpy as np
 import polars as pl
@@ -130,3 +130,42 @@ def _day_row(env: Environment, t: int, policy: str, reached: np.ndarray, cand, t
         "new_offer_impressions": int(new.sum()), "new_offer_redemptions": int(red_new.sum()),
         "new_offer_expected_redemptions": float(att[new] @ p_redeem[new]),
     }
+
+
+def summarise(frame: pl.DataFrame, start: date, days: int, launch: date | None = None) -> pl.DataFrame:
+    """One row per policy: the quality bar's figures of one run (docs/BANDIT.md).
+
+    Mean daily regret in the first and the second half (4 weeks each of an
+    8-week run), totals of expected and realized redemptions and incremental
+    margin, the launched offers' first week (when ``launch`` is given), and
+    each policy's expected and realized redemptions over the batch ranker's.
+    """
+    half = start + timedelta(days=days // 2)
+    first_week = ((pl.col("day") >= launch) & (pl.col("day") < launch + timedelta(days=7))
+                  if launch else pl.lit(False))
+    out = frame.group_by("policy").agg(
+        expected_redemptions=pl.col("expected_redemptions").sum(),
+        redemptions=pl.col("redemptions").sum(),
+        regret_first_half=pl.col("regret").filter(pl.col("day") < half).mean(),
+        regret_second_half=pl.col("regret").filter(pl.col("day") >= half).mean(),
+        incremental_margin=pl.col("expected_incremental_margin").sum(),
+        new_offer_impressions_first_week=pl.col("new_offer_impressions").filter(first_week).sum(),
+        new_offer_redemptions_first_week=pl.col("new_offer_redemptions").filter(first_week).sum(),
+        new_offer_expected_first_week=pl.col("new_offer_expected_redemptions").filter(first_week).sum(),
+    )
+    batch = out.filter(pl.col("policy") == "batch")
+    if batch.height:
+        out = out.with_columns(
+            vs_batch_expected=pl.col("expected_redemptions") / batch["expected_redemptions"][0],
+            vs_batch_realized=pl.col("redemptions") / pl.lit(max(int(batch["redemptions"][0]), 1)))
+    return out.sort("expected_redemptions", descending=True)
+
+
+def summary_table(frame: pl.DataFrame, start: date, days: int, launch: date | None = None) -> str:
+    """:func:`summarise` as a Markdown table."""
+    s = summarise(frame, start, days, launch)
+    cols = s.columns
+    fmt = lambda v: f"{v:,.3f}" if isinstance(v, float) else str(v)  # noqa: E731
+    lines = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    lines += ["| " + " | ".join(fmt(v) for v in row) + " |" for row in s.iter_rows()]
+    return "\n".join(lines)
