@@ -23,6 +23,7 @@ Examples
 from __future__ import annotations
 
 import time
+from typing import Callable
 from datetime import date, timedelta
 
 import numpy as np
@@ -45,8 +46,11 @@ DAY_COLUMNS = ("scenario", "policy", "day", "customers_reached", "impressions", 
 def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days: int = 56,
                  scenario: str = "steady", policies: tuple[str, ...] = POLICIES, k: int = 10,
                  max_per_category: int | None = 3, exploration: float = 0.10,
-                 holdout_share: float = 0.10) -> tuple[pl.DataFrame, dict]:
+                 holdout_share: float = 0.10, on_day: Callable | None = None) -> tuple[pl.DataFrame, dict]:
     """Every policy from the same state over the same ``days`` days of one scenario.
+
+    ``on_day(env, t, policy, candidates, chosen_rows, rank, observation)``, when
+    given, is called after each policy's day (tests look at the shown lists).
 
     Returns
     -------
@@ -93,6 +97,8 @@ def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days
             best, best_rank = env.select(cand, truth["p_redeem"])
             obs = env.step(tr, t, cand, chosen, rank, channel_of, seconds_of, fatigue)
             p.observe(t, obs, cand, chosen)
+            if on_day is not None:
+                on_day(env, t, p, cand, chosen, rank, obs)
             rows.append(_day_row(env, t, p.name, reached, cand, truth, chosen, rank, best, best_rank, obs))
             runs[i] = (p, tr, spent + time.perf_counter() - t_policy)
     for p, _, spent in runs:
