@@ -306,3 +306,17 @@ CREATE TABLE IF NOT EXISTS bandit_simulation (
     seed BIGINT NOT NULL,              -- the world's seed (METRO_SEED)
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+
+-- METRO_POLICY=thompson (issue 18): day D's Laplace posterior of a logistic
+-- regression over the ranker's features, updated from the log before D
+-- (bandit_posterior); recommendations of D are sampled from it.
+CREATE TABLE IF NOT EXISTS bandit_posteriors (
+    day DATE NOT NULL,
+    model_version VARCHAR NOT NULL,    -- the logistic-regression ranker that is its prior and standardisation
+    features VARCHAR[] NOT NULL,       -- the ranker's features, in model order
+    posterior VARCHAR NOT NULL,        -- JSON: medians, mean, scale (the ranker's design), coef_mean, coef_cov
+    impressions INTEGER NOT NULL,      -- impressions of the window (first showing per customer and offer)
+    positives INTEGER NOT NULL,        -- of them, redeemed before D
+    rows_fitted INTEGER NOT NULL,      -- after negative sampling
+    created_at TIMESTAMP DEFAULT current_timestamp
+);

@@ -22,6 +22,9 @@ from dagster import (
     MaterializeResult,
     MetadataValue,
     StaticPartitionsDefinition,
+    AssetDep,
+    AssetKey,
+    TimeWindowPartitionMapping,
     asset,
 )
 from dagster_duckdb import DuckDBResource
@@ -29,6 +32,8 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.assets import user_errors, world_metadata
 from metro_assets.bandit.environment import SCENARIOS
 from metro_assets.bandit.plots import regret_png
+from metro_assets.bandit.production import fit_posterior, write_posterior
+from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.bandit.run import run_scenario, summary_table
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema
@@ -116,4 +121,42 @@ def build_bandit_assets(settings: Settings):
         yield AssetCheckResult(check_name="bandit_policies_meet_the_same_customers", passed=checks[1] == 0,
                                metadata={"days_with_differences": int(checks[1])})
 
-    return [bandit_simulation]
+    if settings.bandit.policy != "thompson":
+        return [bandit_simulation]
+    partitions = daily_partitions(settings)
+
+    @asset(
+        name="bandit_posterior",
+        description="METRO_POLICY=thompson: day D's Laplace posterior of a logistic regression over the ranker's "
+                    "features, updated from the log before D (D-1's outcomes included; open redemption windows "
+                    "weighted by the delay distribution), around the weekly logistic-regression ranker. "
+                    "recommendations samples each pair's score from it.",
+        group_name="recommendations",  # part of daily_pipeline, before recommendations
+        kinds={"duckdb", "numpy"},
+        owners=["team:data-science"],
+        partitions_def=partitions,
+        deps=[AssetKey(t) for t in ("customers", "products", "offers", "orders", "order_items", "impressions",
+                                    "redemptions")]
+        + [AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True))],
+        pool=settings.ops.pool,
+    )
+    @user_errors
+    def bandit_posterior(context: AssetExecutionContext, warehouse: DuckDBResource):
+        start, end = partition_window(context)
+        rows = []
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            for day in days(start, end):  # one posterior per day, each from the log before it
+                row = fit_posterior(con, day, settings.seed, settings.ranker.train_weeks)
+                write_posterior(con, row)
+                rows.append(row)
+                context.log.info(f"bandit_posterior {day}: {row['impressions']} impressions, "
+                                 f"{row['positives']} redeemed, prior {row['model_version']}")
+        last = rows[-1]
+        yield MaterializeResult(metadata={
+            "dagster/row_count": len(rows), "prior_model_version": last["model_version"],
+            "impressions": last["impressions"], "positives": last["positives"], "rows_fitted": last["rows_fitted"],
+            **world_metadata(settings)})
+
+    return [bandit_simulation, bandit_posterior]

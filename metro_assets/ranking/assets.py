@@ -17,6 +17,7 @@ from dagster import (
 from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import check_results, check_specs, materializations, user_errors, world_metadata
+from metro_assets.bandit.production import thompson_pool_scores
 from metro_assets.checking import evaluate_checks, evaluate_checks_by_day
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
@@ -107,6 +108,8 @@ def build_ranking_assets(settings: Settings):
             # the newest model of the last week (weekly retrains); older ones are found too
             AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
                                                                                    allow_nonexistent_upstream_partitions=True)),
+            # METRO_POLICY=thompson (issue 18): scores are drawn from the day's posterior
+            *([AssetKey("bandit_posterior")] if settings.bandit.policy == "thompson" else []),
         ],
         check_specs=check_specs(RECOMMENDATION_CHECKS, partitions),
         pool=settings.ops.pool,
@@ -121,8 +124,11 @@ def build_ranking_assets(settings: Settings):
             ensure_schema(con)
             items = offer_items(con)
             for day in days(start, end):  # each day scored by its own model and replaced on its own
-                version, model = selected_model(con, day)
-                scored = score_pool(con, day, model)
+                if current.bandit.policy == "thompson":  # sampled at allocation time (metro_assets/bandit/)
+                    version, scored = thompson_pool_scores(con, day, current.seed)
+                else:
+                    version, model = selected_model(con, day)
+                    scored = score_pool(con, day, model)
                 top = top_k(scored, k, current.ranker.max_per_category, items=items)
                 top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
                 replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
