@@ -59,7 +59,8 @@ def main() -> None:
                 frame, info = pl.read_parquet(path), json.loads(meta.read_text())
             else:
                 wall, cpu = time.perf_counter(), time.process_time()
-                frame, info = run_scenario(scale, seed, history_start, start, days, scenario)
+                frame, info = run_scenario(scale, seed, history_start, start, days, scenario,
+                                           log=lambda line: print(f"seed {seed}: {line}", flush=True))
                 info = {**{k: (str(v) if isinstance(v, date) else v) for k, v in info.items()},
                         "wall_seconds": round(time.perf_counter() - wall, 1),
                         "cpu_seconds": round(time.process_time() - cpu, 1)}

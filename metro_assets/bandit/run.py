@@ -46,11 +46,13 @@ DAY_COLUMNS = ("scenario", "policy", "day", "customers_reached", "impressions", 
 def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days: int = 56,
                  scenario: str = "steady", policies: tuple[str, ...] = POLICIES, k: int = 10,
                  max_per_category: int | None = 3, exploration: float = 0.10,
-                 holdout_share: float = 0.10, on_day: Callable | None = None) -> tuple[pl.DataFrame, dict]:
+                 holdout_share: float = 0.10, on_day: Callable | None = None,
+                 log: Callable[[str], None] | None = None) -> tuple[pl.DataFrame, dict]:
     """Every policy from the same state over the same ``days`` days of one scenario.
 
     ``on_day(env, t, policy, candidates, chosen_rows, rank, observation)``, when
-    given, is called after each policy's day (tests look at the shown lists).
+    given, is called after each policy's day (tests look at the shown lists);
+    ``log(line)`` gets a progress line per simulated week.
 
     Returns
     -------
@@ -94,13 +96,18 @@ def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days
             fatigue = env.fatigue(tr, t, cand.c, cand.o)
             truth = env.truth(tr, t, cand, fatigue)
             chosen, rank = env.select(cand, p.scores(t, cand, truth if p.uses_truth else None))
-            best, best_rank = env.select(cand, truth["p_redeem"])
+            # the oracle's lists in this state (the oracle policy's own are the same: no second pass)
+            best, best_rank = (chosen, rank) if p.uses_truth else env.select(cand, truth["p_redeem"])
             obs = env.step(tr, t, cand, chosen, rank, channel_of, seconds_of, fatigue)
             p.observe(t, obs, cand, chosen)
             if on_day is not None:
                 on_day(env, t, p, cand, chosen, rank, obs)
             rows.append(_day_row(env, t, p.name, reached, cand, truth, chosen, rank, best, best_rank, obs))
             runs[i] = (p, tr, spent + time.perf_counter() - t_policy)
+        if log is not None and (t - env.t0) % 7 == 6:
+            week = [r for r in rows if r["day"] > env.day(t - 7)]
+            regret = {p.name: round(sum(r["regret"] for r in week if r["policy"] == p.name), 1) for p, _, _ in runs}
+            log(f"{scenario} week to {env.day(t)}: regret {regret}, {time.perf_counter() - clock:.0f} s")
     for p, _, spent in runs:
         summary["seconds"][p.name] = round(spent, 1)
     summary["total_seconds"] = round(time.perf_counter() - clock, 1)
