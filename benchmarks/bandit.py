@@ -29,6 +29,8 @@ import polars as pl
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from metro_assets.bandit.plots import regret_png  # noqa: E402
+from metro_assets.bandit.policies import POLICIES  # noqa: E402
 from metro_assets.bandit.run import run_scenario, summarise  # noqa: E402
 from metro_assets.settings import SCALES  # noqa: E402
 
@@ -42,6 +44,9 @@ def main() -> None:
     ap.add_argument("--scale", default="demo")
     ap.add_argument("--weeks", type=int, default=8)
     ap.add_argument("--out", type=Path, default=Path("data/bandit"))
+    ap.add_argument("--plots", type=Path, help="write each run's cumulative-regret PNG to this folder")
+    ap.add_argument("--policies", nargs="+", default=list(POLICIES),
+                    help="the bar needs thompson and batch only (regret is measured in each policy's own run)")
     args = ap.parse_args()
     if TUNING_SEEDS & set(args.seeds):
         sys.exit(f"seeds {sorted(TUNING_SEEDS & set(args.seeds))} are tuning seeds (docs/EVALUATION.md): pick others")
@@ -53,20 +58,26 @@ def main() -> None:
     summaries = []
     for seed in args.seeds:
         for scenario in args.scenarios:
-            path = args.out / f"{args.scale}_{scenario}_{seed}.parquet"
+            tag = "" if set(args.policies) == set(POLICIES) else "_" + "-".join(args.policies)
+            path = args.out / f"{args.scale}_{scenario}_{seed}{tag}.parquet"
             meta = path.with_suffix(".json")
             if path.exists() and meta.exists():
                 frame, info = pl.read_parquet(path), json.loads(meta.read_text())
             else:
                 wall, cpu = time.perf_counter(), time.process_time()
-                frame, info = run_scenario(scale, seed, history_start, start, days, scenario,
-                                           log=lambda line: print(f"seed {seed}: {line}", flush=True))
+                frame, info = run_scenario(scale, seed, history_start, start, days, scenario, tuple(args.policies),
+                                           progress=lambda line: print(f"seed {seed}: {line}", flush=True))
                 info = {**{k: (str(v) if isinstance(v, date) else v) for k, v in info.items()},
                         "wall_seconds": round(time.perf_counter() - wall, 1),
                         "cpu_seconds": round(time.process_time() - cpu, 1)}
                 frame.write_parquet(path)
                 meta.write_text(json.dumps(info, indent=1))
             launch = date.fromisoformat(info["new_offers_launch"]) if info.get("new_offers_launch") else None
+            if args.plots:
+                args.plots.mkdir(parents=True, exist_ok=True)
+                png = regret_png(frame, f"{scenario}: {args.scale} scale, seed {seed}, "
+                                        f"{start}..{start + timedelta(days=days - 1)}")
+                (args.plots / f"bandit_{scenario}_{args.scale}_{seed}{tag}.png").write_bytes(png)
             s = summarise(frame, start, days, launch).with_columns(seed=pl.lit(seed), scenario=pl.lit(scenario))
             print(f"\nseed {seed}, {scenario}: wall {info['wall_seconds']} s, CPU {info['cpu_seconds']} s, "
                   f"per policy {info['seconds']}")

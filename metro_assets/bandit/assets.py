@@ -89,7 +89,7 @@ def build_bandit_assets(settings: Settings):
         frame, info = run_scenario(settings.scale, settings.seed, settings.start_date, start, days, scenario,
                                    k=settings.ranker.top_k, max_per_category=settings.ranker.max_per_category,
                                    exploration=settings.policy.exploration,
-                                   holdout_share=settings.policy.holdout_share, log=context.log.info)
+                                   holdout_share=settings.policy.holdout_share, progress=context.log.info)
         with warehouse.get_connection() as con:
             ensure_schema(con)
             written = write_bandit_rows(con, frame, scenario, settings.seed)

@@ -47,12 +47,12 @@ def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days
                  scenario: str = "steady", policies: tuple[str, ...] = POLICIES, k: int = 10,
                  max_per_category: int | None = 3, exploration: float = 0.10,
                  holdout_share: float = 0.10, on_day: Callable | None = None,
-                 log: Callable[[str], None] | None = None) -> tuple[pl.DataFrame, dict]:
+                 progress: Callable[[str], None] | None = None) -> tuple[pl.DataFrame, dict]:
     """Every policy from the same state over the same ``days`` days of one scenario.
 
     ``on_day(env, t, policy, candidates, chosen_rows, rank, observation)``, when
     given, is called after each policy's day (tests look at the shown lists);
-    ``log(line)`` gets a progress line per simulated week.
+    ``progress(line)`` gets a line per simulated week.
 
     Returns
     -------
@@ -104,10 +104,10 @@ def run_scenario(scale: Scale, seed: int, history_start: date, start: date, days
                 on_day(env, t, p, cand, chosen, rank, obs)
             rows.append(_day_row(env, t, p.name, reached, cand, truth, chosen, rank, best, best_rank, obs))
             runs[i] = (p, tr, spent + time.perf_counter() - t_policy)
-        if log is not None and (t - env.t0) % 7 == 6:
+        if progress is not None and (t - env.t0) % 7 == 6:
             week = [r for r in rows if r["day"] > env.day(t - 7)]
             regret = {p.name: round(sum(r["regret"] for r in week if r["policy"] == p.name), 1) for p, _, _ in runs}
-            log(f"{scenario} week to {env.day(t)}: regret {regret}, {time.perf_counter() - clock:.0f} s")
+            progress(f"{scenario} week to {env.day(t)}: regret {regret}, {time.perf_counter() - clock:.0f} s")
     for p, _, spent in runs:
         summary["seconds"][p.name] = round(spent, 1)
     summary["total_seconds"] = round(time.perf_counter() - clock, 1)
@@ -149,7 +149,8 @@ def summarise(frame: pl.DataFrame, start: date, days: int, launch: date | None =
     """One row per policy: the quality bar's figures of one run (docs/BANDIT.md).
 
     Mean daily regret in the first and the second half (4 weeks each of an
-    8-week run), totals of expected and realized redemptions and incremental
+    8-week run) and the share of the oracle's expected redemptions it
+    misses there (traffic changes with the calendar; the share does not), totals of expected and realized redemptions and incremental
     margin, the launched offers' first week (when ``launch`` is given), and
     each policy's expected and realized redemptions over the batch ranker's.
     """
@@ -161,6 +162,11 @@ def summarise(frame: pl.DataFrame, start: date, days: int, launch: date | None =
         redemptions=pl.col("redemptions").sum(),
         regret_first_half=pl.col("regret").filter(pl.col("day") < half).mean(),
         regret_second_half=pl.col("regret").filter(pl.col("day") >= half).mean(),
+        # the share of the oracle's expected redemptions missed: the calendar changes traffic, this does not
+        regret_share_first_half=pl.col("regret").filter(pl.col("day") < half).sum()
+        / pl.col("oracle_expected_redemptions").filter(pl.col("day") < half).sum(),
+        regret_share_second_half=pl.col("regret").filter(pl.col("day") >= half).sum()
+        / pl.col("oracle_expected_redemptions").filter(pl.col("day") >= half).sum(),
         incremental_margin=pl.col("expected_incremental_margin").sum(),
         new_offer_impressions_first_week=pl.col("new_offer_impressions").filter(first_week).sum(),
         new_offer_redemptions_first_week=pl.col("new_offer_redemptions").filter(first_week).sum(),

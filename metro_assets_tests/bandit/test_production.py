@@ -107,3 +107,38 @@ def test_a_bad_metro_policy_is_one_line(monkeypatch):
     monkeypatch.setenv("METRO_POLICY", "ucb")
     with pytest.raises(SettingError, match=r"^METRO_POLICY='ucb' is not one of batch, thompson$"):
         load_settings()
+
+
+def test_bandit_simulation_materializes_a_scenario_with_its_plot(tiny_env, monkeypatch):
+    monkeypatch.setenv("METRO_BANDIT_WEEKS", "1")
+    defs = build_defs(load_settings())
+    result = defs.resolve_job_def("bandit").execute_in_process(partition_key="black_friday",
+                                                              instance=DagsterInstance.ephemeral())
+    assert result.success
+    (event,) = result.get_asset_materialization_events()
+    meta = {k: v.value for k, v in event.materialization.metadata.items()}
+    assert meta["dagster/row_count"] == 7 * 5
+    assert meta["cumulative_regret_plot"].startswith("![cumulative regret](data:image/png;base64,")
+    assert meta["oracle_cumulative_regret"] == 0 and meta["random_cumulative_regret"] > meta["batch_cumulative_regret"]
+    checks = result.get_asset_check_evaluations()
+    assert len(checks) == 2 and all(c.passed for c in checks)
+    with duckdb.connect(str(tiny_env.warehouse), read_only=True) as con:
+        rows = con.sql("select scenario, seed, count(*) from bandit_simulation group by all").fetchall()
+    assert rows == [("black_friday", 42, 35)]
+    assert (tiny_env.warehouse.parent / "bandit" / "black_friday_tiny_42.png").stat().st_size > 10_000
+
+
+def test_bandit_simulation_refuses_imported_data(tiny_env, monkeypatch, tmp_path):
+    from metro_assets.bandit.assets import build_bandit_assets
+
+    settings = load_settings()
+    imported = type(settings)(**{**settings.__dict__, "source": f"parquet:{tmp_path}"})
+    (asset,) = build_bandit_assets(imported)
+    from dagster import materialize
+
+    result = materialize([asset], partition_key="steady", raise_on_error=False,
+                         resources={"warehouse": build_defs(settings).resources["warehouse"]})
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    message = failure.step_failure_data.error.message.strip()
+    assert "cannot answer a policy's choices" in message and len(message.splitlines()) == 1
