@@ -6,9 +6,10 @@
   redemption windows weighted by the delay distribution); each customer's
   scores use their own coefficient draw. Each offer's rate relative to the
   model has a Beta-Bernoulli posterior whose prior is centred on the model's
-  prediction (``PRIOR_IMPRESSIONS`` pseudo-impressions): a new offer starts at
-  the model's guess with wide uncertainty, and is explored until its own
-  impressions say how it does.
+  prediction, as strong as the established offers show the model to be
+  (empirical Bayes: the spread of their observed over expected redemptions,
+  beyond Poisson noise): a new offer starts at the model's guess with that
+  uncertainty, and is explored until its own impressions say how it does.
 * ``epsilon_greedy``: the same daily model's mean; each slot goes, with
   probability ``EPSILON``, to a uniformly drawn eligible offer.
 * ``batch``: the weekly batch ranker as it runs today: the same model fitted
@@ -40,7 +41,9 @@ POLICIES = ("thompson", "epsilon_greedy", "batch", "random", "oracle")
 EPSILON = 0.10
 WINDOW_DAYS = 56            # trailing log a model learns from (the ranker's 8 weeks)
 PRIOR_SD = 1.0              # prior on the standardised coefficients
-PRIOR_IMPRESSIONS = 30.0    # weight of the model's prediction in an offer's Beta prior
+PRIOR_IMPRESSIONS = 30.0    # weight of the model's prediction in an offer's Beta prior, until offers are known
+ESTABLISHED_TRIALS = 200    # offers with this many (delay-weighted) impressions tell how offers stray from the model
+MIN_BETWEEN = 0.01          # the smallest between-offer variance of rate / model rate (10% spread)
 _POLICY_STREAM = 41
 
 
@@ -169,6 +172,15 @@ class ThompsonPolicy(LearningPolicy):
             self.offer_trials = np.bincount(o, weights=f, minlength=n_off)
             self.offer_expected = np.bincount(o, weights=f * phat, minlength=n_off)
             self.offer_redemptions = np.bincount(o, weights=y, minlength=n_off)
+        # empirical Bayes: how far established offers' own rates stray from the model's, beyond sampling
+        # noise, sets how much a new offer's prior trusts the model (its strength in pseudo-impressions)
+        e, r = self.offer_expected, self.offer_redemptions
+        known = (self.offer_trials >= ESTABLISHED_TRIALS) & (e > 1.0)
+        if known.sum() >= 5:
+            excess = (r[known] / e[known] - 1.0) ** 2 - 1.0 / e[known]  # minus the Poisson noise of r / e
+            self.between = float(np.clip(np.average(excess, weights=e[known]), MIN_BETWEEN, 4.0))
+        else:
+            self.between = 1.0 / (PRIOR_IMPRESSIONS * 0.03)
 
     def choose(self, t, cand):
         rng = self.rng(t)
@@ -181,8 +193,10 @@ class ThompsonPolicy(LearningPolicy):
         seen = np.where(trials > 0, self.offer_expected[o] / np.maximum(trials, 1e-9), np.nan)
         offer_mean = _group_mean(o, self._p)
         m = np.clip(np.where(np.isnan(seen), offer_mean, seen), 1e-4, 0.5)
-        a = PRIOR_IMPRESSIONS * m + self.offer_redemptions[o]
-        b = PRIOR_IMPRESSIONS * (1.0 - m) + np.maximum(trials - self.offer_redemptions[o], 0.0)
+        # Beta(n0 m, n0 (1 - m)) has variance m^2 x between for the rate over m: n0 = 1 / (m between) - 1
+        n0 = np.clip(1.0 / (m * self.between) - 1.0, 2.0, 1e5)
+        a = n0 * m + self.offer_redemptions[o]
+        b = n0 * (1.0 - m) + np.maximum(trials - self.offer_redemptions[o], 0.0)
         factor = rng.beta(a, b) / m
         return p * factor
 
