@@ -154,7 +154,7 @@ def _columns() -> dict[str, list[TableColumn]]:
 
 
 #: The warehouse table each asset writes, where it is not the table of the same name.
-TABLE_OF_ASSET = {"ranker_model": "model_versions"}
+TABLE_OF_ASSET = {"ranker_model": "model_versions", "bandit_posterior": "bandit_posteriors"}
 
 
 def with_column_schema(spec: AssetSpec) -> AssetSpec:

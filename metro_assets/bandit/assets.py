@@ -7,6 +7,11 @@ hold) from ``METRO_BANDIT_START`` (default: the day after the history) for
 ``bandit_simulation`` table, replacing the scenario's rows in one
 transaction. The materialization carries the summary table and the
 cumulative-regret plot (PNG, inline and as a file next to the warehouse).
+
+It does not join the warehouse pool: its minutes of simulation need no
+warehouse, which it opens only for the final write (waiting
+``METRO_WAREHOUSE_LOCK_TIMEOUT`` for a writer that holds it), so daily runs
+are not held up behind it.
 """
 
 
