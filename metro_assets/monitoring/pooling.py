@@ -29,8 +29,10 @@ customer c on run date d by W_c x V_d, both Poisson(1):
   holiday week, a campaign).
 
 Sum over customers of W_c x V_d x value = Σ_d V_d x (stored replicate sum
-of d), so pooling is a weighted sum of stored rows. With one run date V
-scales numerator and denominator alike and only the customers resample.
+of d), so pooling is a weighted sum of stored rows. A draw of V without any
+day is drawn again. With one run date V scales numerator and denominator
+alike and only the customers resample; a day pooled with an exact copy of
+itself gives the day's own interval, not one sqrt(2) narrower.
 All policies share the weights, so ``model_minus_<baseline>`` is paired.
 
 Examples
@@ -150,8 +152,11 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
                    "replicate", params={"a": first, "b": day}).pl()
     replicates = int(sums["replicate"].max())
     # V: one Poisson(1) weight per (replicate, run date); replicate 0 is the plain sum
-    v = np.random.default_rng([seed, day.toordinal()]).poisson(1.0, size=(replicates + 1, len(dates))).astype(float)
+    rng = np.random.default_rng([seed, day.toordinal()])
+    v = rng.poisson(1.0, size=(replicates + 1, len(dates))).astype(float)
     v[0] = 1.0
+    while (empty_draws := v.sum(axis=1) == 0).any():  # a resample must hold a day: draw those again
+        v[empty_draws] = rng.poisson(1.0, size=(int(empty_draws.sum()), len(dates)))
     sums = sums.join(pl.DataFrame({"run_date": dates, "date_index": range(len(dates))},
                                   schema={"run_date": pl.Date, "date_index": pl.Int64}), on="run_date")
     pooled: dict[str, dict[str, np.ndarray]] = {}
