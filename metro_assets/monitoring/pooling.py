@@ -66,6 +66,11 @@ EXTRA_PAIRED = ("snips_redemptions_at_10", "ndcg_at_10", "product_purchase_rate_
 #: The figure that says whether the model is told apart from popularity: the first one the pool has.
 SEPARATION_METRICS = ("expected_redemptions_at_10", "snips_redemptions_at_10", "ndcg_at_10",
                       "product_purchase_rate_at_10")
+#: The customer-dates each of those figures averages over.
+UNITS = {"expected_redemptions_at_10": "customers_scored", "snips_redemptions_at_10": "customers_logged",
+         "ndcg_at_10": "customers_evaluated", "product_purchase_rate_at_10": "customers_scored"}
+#: Fewer customer-dates than this behind the headline figure: too small, whatever its interval says.
+MIN_UNITS = 30
 
 
 @dataclass
@@ -209,23 +214,42 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
 
 
 def _verdict(rows: pl.DataFrame, dates: list[date]) -> tuple[str, bool | None]:
-    """One plain sentence: does the pool tell the served model apart from popularity, and on what figure."""
+    """Plain words: does the pool tell the served model apart from popularity, on which figure, on how much.
+
+    The headline is the first of :data:`SEPARATION_METRICS` the pool has (the
+    causal figure, else SNIPS, else NDCG: the figure the issue's 9-customer
+    comparison was about); the model is told apart when the paired
+    difference's whole interval is on one side of 0 *and* at least
+    :data:`MIN_UNITS` customer-dates stand behind it (a percentile interval
+    on a dozen customers is not to be trusted). The other comparisons follow.
+    """
     cell = {(r["policy"], r["metric"]): r for r in rows.iter_rows(named=True)}
     pair = paired_policy("popularity")
-    metric = next((m for m in SEPARATION_METRICS if (pair, m) in cell and cell[(pair, m)]["ci_low"] is not None),
-                  None)
-    scored = cell.get(("model", "customers_scored"), {}).get("value", 0.0)
-    evaluated = cell.get(("model", "customers_evaluated"), {}).get("value", 0.0)
-    pool = (f"{len(dates)} run date(s), {scored:,.0f} customer-dates scored, {evaluated:,.0f} with a redemption")
-    if metric is None:
+    available = [m for m in SEPARATION_METRICS if (pair, m) in cell and cell[(pair, m)]["ci_low"] is not None]
+    count = lambda metric: cell.get(("model", metric), {}).get("value", 0.0)  # noqa: E731
+    pool = (f"{len(dates)} run date(s), {count('customers_scored'):,.0f} customer-dates scored, "
+            f"{count('customers_evaluated'):,.0f} with a redemption")
+    if not available:
         return f"no model-minus-popularity figure with an interval in the pool ({pool})", None
-    r = cell[(pair, metric)]
-    figure = f"model - popularity {metric} = {r['value']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
-    if r["ci_low"] > 0 or r["ci_high"] < 0:
-        side = "above" if r["ci_low"] > 0 else "below"
-        return f"the model is separated from popularity: {figure}, whole interval {side} 0 ({pool})", True
-    return (f"TOO SMALL TO SEPARATE the model from popularity: {figure} includes 0 ({pool}); pool more weeks "
-            "(METRO_EVALUATION_POOL_WEEKS) or read product_purchase_rate_at_10", False)
+
+    def judged(metric: str) -> tuple[str, bool]:
+        r = cell[(pair, metric)]
+        units = count(UNITS[metric])
+        figure = f"{metric} {r['value']:+.4f} [{r['ci_low']:+.4f}, {r['ci_high']:+.4f}]"
+        if units < MIN_UNITS:
+            return f"{figure}, on only {units:,.0f} {UNITS[metric].replace('_', ' ')} (fewer than {MIN_UNITS})", False
+        if r["ci_low"] > 0 or r["ci_high"] < 0:
+            return f"{figure}, whole interval {'above' if r['ci_low'] > 0 else 'below'} 0", True
+        return f"{figure} includes 0", False
+
+    head, separated = judged(available[0])
+    others = "; ".join(f"{text} ({'separated' if ok else 'not separated'})"
+                       for text, ok in (judged(m) for m in available[1:]))
+    tail = f" Other figures, model - popularity: {others}." if others else ""
+    if separated:
+        return f"The model is separated from popularity: model - popularity {head} ({pool}).{tail}", True
+    return (f"TOO SMALL TO SEPARATE the model from popularity: model - popularity {head} ({pool}); pool more "
+            f"weeks (METRO_EVALUATION_POOL_WEEKS) or wait for more history.{tail}", False)
 
 
 def write_summary(con: duckdb.DuckDBPyConnection, summary: Summary) -> int:

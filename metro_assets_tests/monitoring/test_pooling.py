@@ -78,7 +78,7 @@ def test_pooled_days_are_ratios_of_summed_days(graded):
     for metric in ("expected_redemptions_at_10", "product_purchase_rate_at_10"):
         assert pooled[("model", metric)]["value"] == pytest.approx((day[metric] * scored).sum() / scored.sum())
     assert pooled[("model", "run_dates")]["value"] == 3
-    assert summary.separated is True and "separated from popularity" in summary.verdict
+    assert summary.separated is True and "The model is separated from popularity" in summary.verdict
     assert pooling.write_summary(graded, summary) == summary.rows.height
     assert pooling.write_summary(graded, summary) == summary.rows.height  # replaced, never duplicated
     stored = graded.sql("select count(*) from evaluation_summary where run_date = ?", params=[DAY]).fetchall()
@@ -124,17 +124,25 @@ def test_without_the_oracle_the_pool_judges_on_what_an_import_has(graded):
 
 
 def test_the_verdict_says_plainly_when_the_pool_is_too_small():
-    def rows(low, high):
+    def rows(low, high, evaluated=62.0):
         return pl.DataFrame([
             {"run_date": DAY, "policy": "model_minus_popularity", "metric": "ndcg_at_10", "value": 0.09,
              "ci_low": low, "ci_high": high},
-            {"run_date": DAY, "policy": "model", "metric": "customers_evaluated", "value": 9.0,
+            {"run_date": DAY, "policy": "model_minus_popularity", "metric": "product_purchase_rate_at_10",
+             "value": 0.002, "ci_low": -0.001, "ci_high": 0.005},
+            {"run_date": DAY, "policy": "model", "metric": "customers_evaluated", "value": evaluated,
+             "ci_low": None, "ci_high": None},
+            {"run_date": DAY, "policy": "model", "metric": "customers_scored", "value": 6000.0,
              "ci_low": None, "ci_high": None}], schema=SCHEMA)
     verdict, separated = pooling._verdict(rows(-0.05, 0.25), [DAY])
     assert separated is False and verdict.startswith("TOO SMALL TO SEPARATE the model from popularity")
-    assert "[-0.0500, +0.2500] includes 0" in verdict and "9 with a redemption" in verdict
+    assert "ndcg_at_10 +0.0900 [-0.0500, +0.2500] includes 0" in verdict and "62 with a redemption" in verdict
+    assert "product_purchase_rate_at_10 +0.0020 [-0.0010, +0.0050] includes 0 (not separated)" in verdict
     verdict, separated = pooling._verdict(rows(0.01, 0.2), [DAY])
     assert separated is True and "whole interval above 0" in verdict
+    # the case: a clear-looking interval on 9 customers is still too small
+    verdict, separated = pooling._verdict(rows(0.01, 0.2, evaluated=9.0), [DAY])
+    assert separated is False and "on only 9 customers evaluated (fewer than 30)" in verdict
 
 
 def test_customer_weights_are_keyed_on_the_customer_not_the_row():
