@@ -133,7 +133,10 @@ def keyed_replicate_sums(x: np.ndarray, ids: np.ndarray, replicates: int = REPLI
         x = x[:, None]
     out = np.empty((replicates + 1, x.shape[1]))
     out[0] = x.sum(axis=0)
+    # single precision for the replicates: half the time at the default scale, ~1e-6 relative error (the
+    # intervals' own noise is ~1e-2); the plain sums stay double
+    x32 = x.astype(np.float32)
     for start in range(1, replicates + 1, _CHUNK):  # a loop over chunks of replicates, not customers
         stop = min(start + _CHUNK, replicates + 1)
-        out[start:stop] = keyed_weights(ids, range(start, stop), seed) @ x
+        out[start:stop] = keyed_weights(ids, range(start, stop), seed) @ x32
     return out
