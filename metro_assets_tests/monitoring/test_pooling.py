@@ -155,3 +155,32 @@ def test_customer_weights_are_keyed_on_the_customer_not_the_row():
     x = np.random.default_rng(1).random((len(ids), 2))
     sums = bootstrap.keyed_replicate_sums(x, ids, replicates=40, seed=7)
     assert np.allclose(sums[0], x.sum(axis=0)) and np.allclose(sums[1:], w @ x)
+
+
+@pytest.mark.parametrize("value, message", [
+    ("0", "METRO_EVALUATION_POOL_WEEKS=0 must be between 1 and 100000"),
+    ("105", "METRO_EVALUATION_POOL_WEEKS=105 must be between 1 and 104"),
+    ("eight", "METRO_EVALUATION_POOL_WEEKS='eight' is not a whole number"),
+])
+def test_a_bad_pool_setting_names_the_variable(monkeypatch, tiny_env, value, message):
+    from metro_assets.errors import SettingError
+    from metro_assets.settings import load_settings
+
+    monkeypatch.setenv("METRO_EVALUATION_POOL_WEEKS", value)
+    with pytest.raises(SettingError, match=message):
+        load_settings()
+
+
+def test_the_summary_of_d_depends_on_the_graded_days_of_its_weeks(monkeypatch, tiny_env):
+    from dagster import AssetKey
+
+    from metro_assets.monitoring.assets import build_monitoring_assets
+    from metro_assets.settings import load_settings
+
+    monkeypatch.setenv("METRO_EVALUATION_POOL_WEEKS", "3")
+    settings = load_settings()
+    assert settings.evaluation.pool_weeks == 3
+    summary = next(a for a in build_monitoring_assets(settings) if a.key == AssetKey("evaluation_summary"))
+    mapping = summary.get_partition_mapping(AssetKey("offline_evaluation"))
+    assert (mapping.start_offset, mapping.end_offset) == (-20, 0)  # D - 20 .. D: three weeks
+    assert summary.group_names_by_key[summary.key] == "evaluation"  # runs in the evaluate job
