@@ -57,7 +57,7 @@ from metro_assets.monitoring.evaluation import (
     BASELINES, CAUSAL_METRICS, METRICS, PAIRED_METRICS, POLICIES, QUANTITIES, SCHEMA,
     markdown_table, paired_policy,
 )
-from metro_assets.monitoring.metrics import K, RANKING_METRICS
+from metro_assets.monitoring.metrics import RANKING_METRICS
 from metro_assets.warehouse import replace_partitions
 
 #: Metrics whose model-minus-baseline difference the summary reports, beside offline_evaluation's causal ones:
@@ -86,7 +86,7 @@ class Summary:
     notes: list[str] = field(default_factory=list)
 
 
-def statistics(s: dict[str, np.ndarray], k: int = K) -> dict[str, np.ndarray]:
+def statistics(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Each metric of one policy from its (pooled) sums; every array is per replicate.
 
     The same formulas as one day's (:mod:`.evaluation`, :mod:`.offpolicy`), as
