@@ -209,13 +209,14 @@ CREATE TABLE IF NOT EXISTS candidate_pool (
     strategy VARCHAR NOT NULL
 );
 
--- Ranking. `model_versions` holds both models trained for a retrain day (the
+-- Ranking. `model_versions` holds every model kind trained for a retrain day (the
 -- `ranker_model` asset); the selected one serves. Models are text (LightGBM's
--- model format, or the logistic regression as JSON), so they travel with the data.
+-- model format, the logistic regression as JSON, Wide & Deep as JSON with base64
+-- safetensors weights), so they travel with the data.
 CREATE TABLE IF NOT EXISTS model_versions (
     model_version VARCHAR NOT NULL,    -- '<day>-<kind>'
     day DATE NOT NULL,                 -- training day: trained on labels that closed before it
-    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression
+    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression | wide_deep
     selected BOOLEAN NOT NULL,         -- the version that serves
     model VARCHAR NOT NULL,
     features VARCHAR[] NOT NULL,       -- feature columns, in model order
@@ -231,7 +232,8 @@ CREATE TABLE IF NOT EXISTS model_versions (
     validation_log_loss DOUBLE,
     importances VARCHAR,               -- JSON: gain share (lightgbm) or standardised coefficient
     selection_reason VARCHAR,
-    trained_at TIMESTAMP DEFAULT current_timestamp
+    trained_at TIMESTAMP DEFAULT current_timestamp,
+    train_seconds DOUBLE               -- wall-clock training time of this kind (the comparison table)
 );
 
 -- Each customer's top offers for a run date, scored by the newest model trained on or before it.

@@ -7,14 +7,17 @@ import duckdb
 from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.features.daily import write_features
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.settings import CandidateLimits
+from metro_assets.settings import CandidateLimits, DeepSettings
 from metro_assets.warehouse import replace_partitions
 
 
-def train(con: duckdb.DuckDBPyConnection, day: date) -> None:
-    """Both rankers for ``day`` into model_versions (what the ranker_model asset does)."""
+def train(con: duckdb.DuckDBPyConnection, day: date, deep: DeepSettings | None = DeepSettings()) -> None:
+    """Every ranker kind for ``day`` into model_versions (what the ranker_model asset does).
+
+    ``deep=None`` leaves Wide & Deep out (LightGBM and logistic regression only).
+    """
     ts = training_set(con, day)
-    trained, reason = train_rankers(ts)
+    trained, reason = train_rankers(ts, deep)
     replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, day + timedelta(days=1))
 
 

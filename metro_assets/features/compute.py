@@ -159,7 +159,7 @@ def offer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
 
 
 def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: tuple[str, ...] = (),
-                flags: bool = False) -> str:
+                flags: bool = False, ids: bool = False) -> str:
     """The model matrix: ``requests`` joined with the three feature relations, encoded.
 
     The one place the matrix's columns and encodings are written, so the
@@ -167,6 +167,8 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
     (the day's stored feature tables) cannot drift apart. With ``flags``, a
     ``missing_<table>`` column per relation is true where a request found no
     row in it (each relation's key columns are never null in a found row).
+    With ``ids``, the offer's ``product_id`` follows the features (models that
+    embed products, e.g. Wide & Deep, read it as an input).
     """
     segment = ", ".join(f"(cf.segment = '{s}')::INTEGER AS segment_{s}" for s in SEGMENTS)
     kinds = ", ".join(
@@ -180,6 +182,8 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
         + [f"ixf.{c}" for c in INTERACTION_NUMERIC[1:]]
     )
     columns += [segment, kinds]
+    if ids:
+        columns += ["ofe.product_id"]
     if flags:
         columns += [f"{alias}.{FEATURE_TABLES[t][-1]} IS NULL AS missing_{t}"
                     for t, alias in zip(FEATURE_TABLES, ("cf", "ofe", "ixf"))]
@@ -194,16 +198,16 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
     """
 
 
-def feature_matrix_sql(requests: str) -> str:
+def feature_matrix_sql(requests: str, ids: bool = False) -> str:
     """One set-based SELECT: every model feature for each row of ``requests``, computed point in time."""
     rel = _relation(requests)
     customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
     offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
     pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
-    return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})")
+    return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})", ids=ids)
 
 
-def stored_matrix_sql(requests: str, carry: tuple[str, ...] = ()) -> str:
+def stored_matrix_sql(requests: str, carry: tuple[str, ...] = (), ids: bool = False) -> str:
     """The SELECT of :func:`stored_matrix`: the day's feature tables joined, with a
     ``missing_<table>`` flag per table (true where the request has no row in it).
 
@@ -218,10 +222,11 @@ def stored_matrix_sql(requests: str, carry: tuple[str, ...] = ()) -> str:
     customers = f"(SELECT * FROM customer_features WHERE day = $day AND {mine})"
     offers = "(SELECT * FROM offer_features WHERE day = $day)"
     pairs = f"(SELECT * FROM interaction_features WHERE day = $day AND {mine})"
-    return _matrix_sql(rel, customers, offers, pairs, carry, flags=True)
+    return _matrix_sql(rel, customers, offers, pairs, carry, flags=True, ids=ids)
 
 
-def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tuple[str, ...] = ()) -> pl.DataFrame:
+def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tuple[str, ...] = (),
+                  ids: bool = False) -> pl.DataFrame:
     """The model matrix of ``day``'s requests, read from the stored feature tables.
 
     The scoring path: ``candidate_pool x customer_features x offer_features x
@@ -240,6 +245,8 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
         The partition read from each feature table.
     carry : tuple of str
         Further columns of ``requests`` to keep (e.g. ``strategy``).
+    ids : bool
+        Also return the offer's ``product_id`` (after the features).
 
     Returns
     -------
@@ -247,10 +254,10 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
         ``customer_id``, ``offer_id``, ``day``, ``carry``, the :data:`MODEL_FEATURES`
         and one ``missing_<table>`` flag per :data:`FEATURE_TABLES` entry.
     """
-    return _frame(con, stored_matrix_sql(requests, carry), {"day": day})
+    return _frame(con, stored_matrix_sql(requests, carry, ids), {"day": day})
 
 
-def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = False) -> pl.DataFrame:
     """All numeric model features for (customer_id, offer_id, day) requests, point in time.
 
     Parameters
@@ -260,6 +267,8 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     requests : str
         A table or view with columns ``customer_id``, ``offer_id`` and ``day``
         (any number of days: each request sees only events before its day).
+    ids : bool
+        Also return the offer's ``product_id`` (after the features).
 
     Returns
     -------
@@ -278,4 +287,4 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
     True
     """
-    return _frame(con, feature_matrix_sql(requests))
+    return _frame(con, feature_matrix_sql(requests, ids))

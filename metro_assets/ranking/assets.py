@@ -39,10 +39,11 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="ranker_model",
-        description="Both rankers (LightGBM, logistic regression) trained on the impressions whose labels closed "
-                    "before the day; the better on the last week serves. Materialized on retrain days only.",
+        description="The rankers (LightGBM, logistic regression and, with PyTorch, Wide & Deep) trained on the "
+                    "impressions whose labels closed before the day; the best on the last week serves. "
+                    "Materialized on retrain days only.",
         group_name="model",
-        kinds={"lightgbm", "scikitlearn", "duckdb"},
+        kinds={"lightgbm", "scikitlearn", "pytorch", "duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[AssetKey(t) for t in RAW_INPUTS],
@@ -60,14 +61,16 @@ def build_ranking_assets(settings: Settings):
             rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
                               r.train_label)
             ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
-            trained, reason = train_rankers(ts)
+            trained, reason = train_rankers(ts, current.deep)  # METRO_DEEP / METRO_DEVICE
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
         chosen = next(m for m in trained if m.selected)
-        metrics = "| model | validation AUC | validation log-loss | serves |\n|---|---|---|---|\n" + "\n".join(
+        metrics = ("| model | validation AUC | validation log-loss | training s | serves |\n|---|---|---|---|---|\n"
+                   + "\n".join(
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
-            f"| {'yes' if m.selected else ''} |" for m in trained)
+            f"| {'' if m.seconds is None else round(m.seconds, 1)} "
+            f"| {'yes' if m.selected else ''} |" for m in trained))
         (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
@@ -85,6 +88,8 @@ def build_ranking_assets(settings: Settings):
                 "negative_sampling_rate": round(ts.sampling_rate, 4),
                 "window": f"{ts.window.start}..{ts.window.end} (validation from {ts.window.validation_start})",
                 **{f"{m.stored.kind}_auc": m.metrics["auc"] for m in trained if m.metrics["auc"] is not None},
+                **({"wide_deep": reason[reason.index("wide_deep skipped"):].split(";")[0]}
+                   if "wide_deep skipped" in reason else {}),
             }
         )
         yield from check_results(outcomes)
