@@ -222,9 +222,11 @@ def _train_wide_deep(ts: TrainingSet, y: np.ndarray, yv: np.ndarray, deep: DeepS
     features = [*RANKER_FEATURES, *ID_FEATURES]
     Xv = as_matrix(ts.validation, features)
     started = time.perf_counter()
-    stored, fit = train_wide_deep(as_matrix(ts.train, features), y, features, ts.sampling_rate, ts.catalogue,
-                                  Xv, yv, device=status.device)
+    fitted = train_wide_deep(as_matrix(ts.train, features), y, features, ts.sampling_rate, ts.catalogue,
+                             Xv, yv, device=status.device)
     seconds = time.perf_counter() - started
+    fit = fitted.report
+    stored = models.StoredModel(WIDE_DEEP_KIND, fitted.blob, features, ts.sampling_rate, fitted.importances)
     p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
     note = f"{WIDE_DEEP_KIND}: best of {fit.epochs} epochs at {fit.best_epoch} ({fit.stopped})"
     return TrainedModel(stored, models.validation_metrics(yv, p), seconds=seconds), note

@@ -303,6 +303,15 @@ class FitReport:
     seconds: float
 
 
+@dataclass
+class WideDeepFit:
+    """A fitted Wide & Deep: its stored text, the importances (mean |contribution| shares), how the fit went."""
+
+    blob: str
+    importances: dict[str, float]
+    report: FitReport
+
+
 def train_wide_deep(X: np.ndarray, y: np.ndarray, features: list[str], sampling_rate: float,
                     catalogue: pl.DataFrame | None, Xv: np.ndarray | None = None, yv: np.ndarray | None = None,
                     device: str = "cpu", params: WideDeepParams = WideDeepParams()):
@@ -325,21 +334,19 @@ def train_wide_deep(X: np.ndarray, y: np.ndarray, features: list[str], sampling_
 
     Returns
     -------
-    tuple
-        The :class:`~metro_assets.ranking.models.StoredModel` and a :class:`FitReport`.
+    WideDeepFit
+        The stored text, the importances and a :class:`FitReport` (training.py makes the StoredModel).
     """
-    from metro_assets.ranking.models import StoredModel
-
     torch = _torch()
     threads = torch.get_num_threads()
     torch.set_num_threads(params.threads)
     try:
-        return _fit(X, y, features, sampling_rate, catalogue, Xv, yv, device, params, StoredModel)
+        return _fit(X, y, features, catalogue, sampling_rate, Xv, yv, device, params)
     finally:
         torch.set_num_threads(threads)
 
 
-def _fit(X, y, features, sampling_rate, catalogue, Xv, yv, device, params, StoredModel):
+def _fit(X, y, features, catalogue, sampling_rate, Xv, yv, device, params) -> "WideDeepFit":
     torch = _torch()
     started = time.perf_counter()
     # the seed alone: every op used here is deterministic on the CPU (a test fits twice and compares bits);
@@ -389,7 +396,7 @@ def _fit(X, y, features, sampling_rate, catalogue, Xv, yv, device, params, Store
     loaded = LoadedWideDeep.from_text(stored_text)
     importances = loaded.importances(Xv if validate else X)
     report = FitReport(epoch, best_epoch, stopped, time.perf_counter() - started)
-    return StoredModel(WIDE_DEEP_KIND, stored_text, list(features), sampling_rate, importances), report
+    return WideDeepFit(stored_text, importances, report)
 
 
 def _to_text(encoder: Encoder, net, params: WideDeepParams) -> str:

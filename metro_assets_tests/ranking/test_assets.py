@@ -1,5 +1,6 @@
 """The retrain and daily_pipeline jobs through real Dagster runs on tiny data."""
 
+import importlib.util
 from datetime import timedelta
 
 import duckdb
@@ -51,7 +52,8 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     recs = con.sql("select * from recommendations where run_date = ?", params=[RUN_DAY]).pl()
     models = con.sql("select * from model_versions").pl()
     con.close()
-    assert sorted(models["kind"]) == ["lightgbm", "logistic_regression", "wide_deep"]
+    torch = ["wide_deep"] if importlib.util.find_spec("torch") else []  # the third kind needs PyTorch
+    assert sorted(models["kind"]) == ["lightgbm", "logistic_regression", *torch]
     assert models["selected"].sum() == 1 and models["train_seconds"].min() > 0
     version = models.filter("selected")["model_version"][0]
     assert recs["model_version"].unique().to_list() == [version]
@@ -90,7 +92,8 @@ def test_rerunning_a_day_replaces_its_recommendations(tiny_warehouse, tiny_env):
     again = con.sql("select * from recommendations order by all").pl().drop("created_at")
     models = con.execute("select count(*) from model_versions").fetchall()[0][0]
     con.close()
-    assert first.equals(again) and models == 2
+    kinds = 3 if importlib.util.find_spec("torch") else 2  # wide_deep trains where PyTorch is installed
+    assert first.equals(again) and models == kinds  # one row per kind, not added again
 
 
 def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_env):

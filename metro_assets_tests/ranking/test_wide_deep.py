@@ -1,6 +1,7 @@
 """Wide & Deep, the third ranker kind, on tiny data: determinism, storage without pickle, selection, scoring, skips."""
 
 import base64
+import importlib.util
 import json
 import pickle
 import shutil
@@ -23,6 +24,7 @@ from metro_assets_tests.conftest import HISTORY_END
 from metro_assets_tests.pipeline import features_and_pool, train
 
 DAY = HISTORY_END  # 2025-09-26
+needs_torch = pytest.mark.skipif(importlib.util.find_spec("torch") is None, reason="PyTorch (extra [deep]) missing")
 FEATURES = [*RANKER_FEATURES, *wide_deep.ID_FEATURES]
 
 
@@ -34,10 +36,12 @@ def ts(tiny_world_file):
 
 def fit(ts, **params):
     y, yv = (f["label"].to_numpy().astype(int) for f in (ts.train, ts.validation))
-    stored, report = wide_deep.train_wide_deep(as_matrix(ts.train, FEATURES), y, FEATURES, ts.sampling_rate,
-                                               ts.catalogue, as_matrix(ts.validation, FEATURES), yv,
-                                               params=wide_deep.WideDeepParams(**params))
-    return stored, report
+    fitted = wide_deep.train_wide_deep(as_matrix(ts.train, FEATURES), y, FEATURES, ts.sampling_rate,
+                                       ts.catalogue, as_matrix(ts.validation, FEATURES), yv,
+                                       params=wide_deep.WideDeepParams(**params))
+    stored = models.StoredModel(wide_deep.WIDE_DEEP_KIND, fitted.blob, FEATURES, ts.sampling_rate,
+                                fitted.importances)
+    return stored, fitted.report
 
 
 @pytest.fixture(scope="module")
@@ -56,6 +60,7 @@ def scored_file(tiny_world_file, tmp_path_factory):
     return path
 
 
+@needs_torch
 def test_the_same_seed_gives_the_same_model_bits(ts, fitted):
     stored, report = fitted
     again, _ = fit(ts)
@@ -64,6 +69,7 @@ def test_the_same_seed_gives_the_same_model_bits(ts, fitted):
     assert 1 <= report.best_epoch <= report.epochs and report.seconds > 0
 
 
+@needs_torch
 def test_weights_round_trip_without_pickle(ts, fitted, monkeypatch):
     stored, _ = fitted
     document = json.loads(stored.blob)  # text: JSON with base64 safetensors inside
@@ -87,6 +93,7 @@ def test_weights_round_trip_without_pickle(ts, fitted, monkeypatch):
     assert ((before > 0) & (before < 1)).all() and before.std() > 0
 
 
+@needs_torch
 def test_contributions_add_up_to_the_corrected_logit(ts, fitted):
     stored, _ = fitted
     loaded = wide_deep.load(stored.blob)
@@ -101,6 +108,7 @@ def test_contributions_add_up_to_the_corrected_logit(ts, fitted):
     assert set(stored.importances) == set(loaded.contribution_names())
 
 
+@needs_torch
 def test_unknown_customers_and_products_score_with_the_unknown_rows(ts, fitted):
     loaded = wide_deep.load(fitted[0].blob)
     X = as_matrix(ts.validation.head(50), FEATURES)
@@ -110,6 +118,7 @@ def test_unknown_customers_and_products_score_with_the_unknown_rows(ts, fitted):
     assert np.isfinite(p).all() and ((p > 0) & (p < 1)).all()
 
 
+@needs_torch
 def test_the_kind_is_stored_and_scores_through_the_serving_path(scored_file, tmp_path):
     copy = tmp_path / "warehouse.duckdb"
     shutil.copy(scored_file, copy)
@@ -139,6 +148,7 @@ def test_wide_deep_serves_only_when_it_beats_the_others():
     assert best_model([lgbm, lr, _candidate("wide_deep", None, None)]).stored.kind == "lightgbm"
 
 
+@needs_torch
 def test_without_pytorch_the_kind_is_skipped_in_one_line(ts, fitted, monkeypatch):
     trained, reason = train_rankers(ts, DeepSettings(enabled=False))
     assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression"]
