@@ -251,10 +251,11 @@ CREATE TABLE IF NOT EXISTS recommendations (
 -- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.
 -- Offline evaluation of a run date once its label window [run_date, run_date + 7)
 -- is in the warehouse: one row per (policy, metric), long form. Policies: model
--- (what served), lightgbm, logistic_regression, random, popularity,
--- segment_popularity, legacy, affinity_rule, buy_again, oracle, and
+-- (what served), lightgbm, logistic_regression, wide_deep, random, popularity,
+-- segment_popularity, legacy, affinity_rule, buy_again, oracle,
 -- model_minus_<baseline> (the paired difference of the served model against a
--- baseline). A metric whose inputs are missing (no simulator truth or no
+-- baseline) and <kind>_minus_lightgbm (each other model kind against LightGBM:
+-- expected redemptions and oracle share). A metric whose inputs are missing (no simulator truth or no
 -- logged propensities, as for imported data) has no row.
 CREATE TABLE IF NOT EXISTS offline_evaluation (
     run_date DATE NOT NULL,

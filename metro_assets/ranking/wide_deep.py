@@ -474,3 +474,21 @@ class LoadedWideDeep:
 def load(text: str) -> LoadedWideDeep:
     """A stored ``wide_deep`` model, ready to score."""
     return LoadedWideDeep.from_text(text)
+
+
+def explain(blob: str, X: np.ndarray, sampling_rate: float) -> tuple[list[str], np.ndarray, float]:
+    """Contributions behind a stored model's scores, for reasons: ``(names, contributions, bias)``.
+
+    ``X`` holds the rows to explain in the model's ``features`` order (e.g. a
+    customer's top 10). Names are the dense features (the same names as the
+    logistic regression's coefficients), the crosses of :data:`CROSSES` and
+    ``deep`` (the deep part as one term: not attributable to one feature).
+    ``contributions.sum(1) + bias`` is the logit of the served score.
+
+    Examples
+    --------
+    >>> # names, contributions, bias = explain(stored.blob, as_matrix(top10, stored.features), stored.sampling_rate)
+    """
+    loaded = load(blob)
+    contributions, bias = loaded.explain(X, sampling_rate)
+    return loaded.contribution_names(), contributions, bias

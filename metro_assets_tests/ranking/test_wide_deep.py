@@ -106,6 +106,9 @@ def test_contributions_add_up_to_the_corrected_logit(ts, fitted):
     crosses = [loaded.contribution_names().index(name) for name, _ in wide_deep.CROSSES]
     assert contributions[:, crosses].std(axis=0).max() > 0
     assert set(stored.importances) == set(loaded.contribution_names())
+    names, again, bias_again = wide_deep.explain(stored.blob, X[:10], stored.sampling_rate)  # for reasons
+    assert names == loaded.contribution_names() and np.allclose(again, contributions[:10], atol=1e-6)
+    assert bias_again == bias
 
 
 @needs_torch
