@@ -28,7 +28,8 @@ Examples
 ...     "offer_id": [3, 4], "product_id": [11, 12], "product_name": ["Milk", "Tea"],
 ...     "discount_type": ["bogo", "percentage"], "discount_value": [1.0, 20.0],
 ...     "score": [0.25, 0.125], "expiry_date": [dt.date(2026, 2, 18)] * 2,
-...     "strategy": ["repeat", "affinity"], "model_version": ["m1", "m1"]})
+...     "strategy": ["repeat", "affinity"], "model_version": ["m1", "m1"],
+...     "reasons": [["you have bought Milk before", "buy one, get one free"], ["20% off"]]})
 >>> path = write_snapshot(frame, Path(tempfile.mkdtemp()) / "serving.parquet")
 >>> snapshot = load_snapshot(path)
 >>> text = snapshot.newest.customer_json(7, limit=1)
@@ -36,7 +37,8 @@ Examples
 {"customer_id":7,"run_date":"2026-02-11","model_version":"m1","recommendations":
 >>> print(text[80:])
 [{"rank":1,"offer_id":3,"product_id":11,"product_name":"Milk","discount_type":"bogo","discount_value":1.0,\
-"expiry_date":"2026-02-18","strategy":"repeat","score":0.25}]}
+"expiry_date":"2026-02-18","strategy":"repeat","score":0.25,\
+"reasons":["you have bought Milk before","buy one, get one free"]}]}
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from metro_assets.serving import (
 
 log = logging.getLogger("api.snapshot")
 
-# Per-row JSON fields that do not depend on the score, in response order.
+# Per-row JSON fields that do not depend on the score, in response order (then score and reasons).
 FRAGMENT_COLUMNS = [
     "rank",
     "offer_id",
@@ -100,6 +102,11 @@ class ServedDay:
     scores: np.ndarray
     fragments: list[str]
     rows: int
+    # reasons: row r's phrases are ``phrases[j]`` for j in ``reason_ids[reason_offsets[r]:reason_offsets[r + 1]]``;
+    # each distinct phrase is JSON-encoded once (a phrase names a customer's own cycle, so whole lists rarely repeat)
+    reason_offsets: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, dtype=np.int64))
+    reason_ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int32))
+    phrases: list[str] = field(repr=False, default_factory=list)
     # '"run_date":"...","model_version":"...","recommendations":[' : shared by every response of the day.
     head: str = field(repr=False, default="")
 
@@ -111,11 +118,16 @@ class ServedDay:
         start = span >> SPAN_BITS
         count = span & SPAN_MASK
         end = start + (count if limit is None or limit > count else limit)
-        fragments = self.fragments
+        fragments, phrases = self.fragments, self.phrases
+        cuts = self.reason_offsets[start:end + 1].tolist()
+        ids = self.reason_ids[cuts[0]:cuts[-1]].tolist()
+        first = cuts[0]
         rows = ",".join(
             [
-                f"{fragments[i]}{score!r}}}"  # repr: the shortest text that round-trips the float
-                for i, score in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist())
+                # repr: the shortest text that round-trips the float
+                f'{fragments[i]}{score!r},"reasons":[{",".join([phrases[j] for j in ids[a - first:b - first]])}]}}'
+                for i, score, a, b in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist(),
+                                          cuts, cuts[1:])
             ]
         )
         return f'{{"customer_id":{customer_id},{self.head}{rows}]}}'
@@ -190,6 +202,7 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     )
     fragment_ids = rows.get_column("fragment").to_numpy()
     scores = rows.get_column("score").to_numpy()
+    reason_offsets, reason_ids, phrases = _reason_index(frame)
     spans = (
         rows.with_row_index("row")
         .group_by("run_date", "customer_id")
@@ -213,6 +226,9 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
             scores=scores,
             fragments=fragments,
             rows=int(group.get_column("count").sum()),
+            reason_offsets=reason_offsets,
+            reason_ids=reason_ids,
+            phrases=phrases,
             head=head,
         )
     return Snapshot(
@@ -224,6 +240,21 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
         newest=days[max(days)],
         rows=frame.height,
     )
+
+
+def _reason_index(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Row offsets into a flat array of phrase ids, and the distinct phrases as JSON strings (vectorised)."""
+    lengths = frame.get_column("reasons").list.len().fill_null(0).to_numpy()
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    flat = frame.select(pl.col("reasons").explode(empty_as_null=False, keep_nulls=False).alias("phrase"))
+    vocabulary = flat.unique(maintain_order=True).with_row_index("id")
+    ids = flat.join(vocabulary, on="phrase", how="left", maintain_order="left").get_column("id")
+    encoded = (  # '{"p":"you buy \"Dairy\" ..."}' -> '"you buy \"Dairy\" ..."': Polars escapes, once per phrase
+        vocabulary.select(pl.struct("phrase").struct.json_encode().str.strip_prefix('{"phrase":')
+                          .str.strip_suffix("}")).to_series().to_list()
+    )
+    return offsets, ids.cast(pl.Int32).to_numpy(), encoded
 
 
 def read_regular_file(path: Path) -> SnapshotFile:
