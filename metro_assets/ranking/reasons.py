@@ -200,15 +200,17 @@ FALLBACKS: list[Template] = [
 ]
 
 
-def _chain(templates: list[Template], field: str) -> pl.Expr:
-    """The first template's ``field`` (``phrase`` or ``name``) whose condition holds, else null."""
+def _chain(templates: list[Template]) -> pl.Expr:
+    """``{phrase, template}`` of the first template whose condition holds and whose phrase is whole, else null.
+
+    A phrase with a missing name in it (no category, say) is null: the next template may still hold.
+    """
     expr = None
     for t in templates:  # a loop over the table's templates, building one vectorised expression
-        value = t.phrase if field == "phrase" else pl.lit(t.name)
-        # a phrase with a missing name in it (no category, say) is null: the next template may still hold
-        cond = t.when.fill_null(False) & (value.is_not_null() if field == "phrase" else t.phrase.is_not_null())
+        cond = t.when.fill_null(False) & t.phrase.is_not_null()
+        value = pl.struct(t.phrase.alias("phrase"), pl.lit(t.name).alias("template"))
         expr = pl.when(cond).then(value) if expr is None else expr.when(cond).then(value)
-    return expr.otherwise(pl.lit(None, dtype=pl.Utf8))
+    return expr.otherwise(pl.lit(None, dtype=pl.Struct({"phrase": pl.Utf8, "template": pl.Utf8})))
 
 
 def _with_fact_columns(facts: pl.DataFrame) -> pl.DataFrame:
@@ -220,10 +222,12 @@ def _with_fact_columns(facts: pl.DataFrame) -> pl.DataFrame:
 
 def group_contributions(contributions: models.Contributions) -> tuple[list[str], np.ndarray]:
     """The reason groups present and each row's summed contribution per group, (rows, groups)."""
-    groups = [g for g in GROUPS if any(GROUP_OF.get(f) == g for f in contributions.features)]
-    indicator = np.array([[GROUP_OF.get(f) == g for g in groups] for f in contributions.features], dtype=float)
-    values = np.nan_to_num(contributions.values, nan=0.0)
-    return groups, values @ indicator if groups else np.zeros((len(values), 0))
+    features = contributions.features
+    groups = [g for g in GROUPS if any(GROUP_OF.get(f) == g for f in features)]
+    summed = np.zeros((len(contributions.values), len(groups)))
+    for j, g in enumerate(groups):  # a loop over the dozen groups: column sums, NaN counting as 0
+        summed[:, j] = np.nansum(contributions.values[:, [GROUP_OF.get(f) == g for f in features]], axis=1)
+    return groups, summed
 
 
 def reasons_from(facts: pl.DataFrame, contributions: models.Contributions | None,
@@ -252,40 +256,35 @@ def reasons_from(facts: pl.DataFrame, contributions: models.Contributions | None
     if contributions is not None and contributions.values.shape[0] != n:
         raise ValueError(f"{contributions.values.shape[0]} rows of contributions for {n} rows of facts")
     groups, summed = group_contributions(contributions) if contributions is not None else ([], np.zeros((n, 0)))
-    present = [g for g in groups if any(t.group == g for t in TEMPLATES)]
-    long = pl.DataFrame(schema={"_row": pl.UInt32, "group": pl.Utf8, "contribution": pl.Float64,
-                                "phrase": pl.Utf8, "template": pl.Utf8})
-    if present:
-        phrases = facts.select(
-            "_row",
-            *[_chain([t for t in TEMPLATES if t.group == g], "phrase").alias(f"phrase_{g}") for g in present],
-            *[_chain([t for t in TEMPLATES if t.group == g], "name").alias(f"template_{g}") for g in present],
-            *[pl.Series(f"contribution_{g}", summed[:, groups.index(g)]) for g in present],
-        )
-        long = pl.concat([  # one frame per group (a dozen), stacked
-            phrases.select("_row", pl.lit(g).alias("group"), pl.col(f"contribution_{g}").alias("contribution"),
-                           pl.col(f"phrase_{g}").alias("phrase"), pl.col(f"template_{g}").alias("template"))
-            for g in present
-        ])
+    # candidates first (a group worth a reason), so phrases are built only for them, not for every row x group
+    rows, columns = np.nonzero(summed >= min_log_odds)
+    candidates = pl.DataFrame({"_row": rows.astype(np.uint32), "_group": columns.astype(np.int32),
+                               "contribution": summed[rows, columns]})
+    phrased = [pl.DataFrame(schema={"_row": pl.UInt32, "_group": pl.Int32, "contribution": pl.Float64,
+                                    "phrase": pl.Utf8, "template": pl.Utf8})]
+    for g, group in enumerate(groups):  # a loop over the dozen groups, each vectorised over its candidates
+        templates = [t for t in TEMPLATES if t.group == group]
+        mine = candidates.filter(pl.col("_group") == g)
+        if not templates or not mine.height:
+            continue
+        reason = _chain(templates).alias("_reason")
+        needed = facts.select(pl.col(sorted(set(reason.meta.root_names()))))  # gather only what it reads
+        picked = needed[mine["_row"]].lazy().select(reason).collect()  # lazy: shared sub-expressions run once
+        phrased.append(pl.concat([mine, picked], how="horizontal").unnest("_reason"))
     chosen = (
-        long.filter((pl.col("contribution") >= min_log_odds) & pl.col("phrase").is_not_null())
-        .sort(["_row", "contribution", "group"], descending=[False, True, False])
-        .unique(["_row", "phrase"], keep="first", maintain_order=True)  # two groups, one phrase: said once
+        pl.concat(phrased)
+        .filter(pl.col("phrase").is_not_null())
+        .sort(["_row", "contribution", "_group"], descending=[False, True, False])  # ties: the group table's order
+        .filter(pl.struct("_row", pl.col("phrase").hash()).is_first_distinct())  # two groups, one phrase: once
         .group_by("_row", maintain_order=True)
         .head(max_reasons)
         .group_by("_row", maintain_order=True)
         .agg(reasons=pl.col("phrase"), templates=pl.col("template"))
     )
-    fallback = facts.select("_row", _chain(FALLBACKS, "phrase").alias("_phrase"),
-                            _chain(FALLBACKS, "name").alias("_template"))
-    return (
-        fallback.join(chosen, on="_row", how="left", maintain_order="left")
-        .select(
-            reasons=pl.when(pl.col("reasons").is_null()).then(pl.concat_list("_phrase")).otherwise("reasons"),
-            templates=pl.when(pl.col("templates").is_null()).then(pl.concat_list("_template"))
-            .otherwise("templates"),
-        )
-    )
+    unexplained = facts.join(chosen, on="_row", how="anti")
+    fallback = unexplained.lazy().select("_row", _chain(FALLBACKS).alias("_reason")).collect().unnest("_reason")
+    fallback = fallback.select("_row", reasons=pl.concat_list("phrase"), templates=pl.concat_list("template"))
+    return pl.concat([chosen, fallback]).sort("_row").drop("_row")
 
 
 def reason_facts(con: duckdb.DuckDBPyConnection, day: date, rows: pl.DataFrame) -> pl.DataFrame:

@@ -46,13 +46,16 @@ def _pool_matrix(con, features):
     return as_matrix(frame, features)
 
 
-@pytest.mark.parametrize("kind", KINDS)
-def test_contributions_plus_bias_reproduce_the_raw_score(con, kind):
+@pytest.mark.parametrize("kind, explain", [("logistic_regression", models.explain_logistic_regression),
+                                           ("lightgbm", models.explain_lightgbm),
+                                           ("lightgbm", models.explain_lightgbm_shap)])
+def test_contributions_plus_bias_reproduce_the_raw_score(con, kind, explain):
     _, stored = selected_model(con, DAY, kind=kind)
     loaded = models.load(stored)
     X = _pool_matrix(con, stored.features)
     assert np.isnan(X).any(), "the rows should include missing values (the LR's missing flags count too)"
-    explained = loaded.explain(X)
+    assert models.EXPLAINERS[kind] in (models.explain_logistic_regression, models.explain_lightgbm)
+    explained = explain(loaded, X)
     assert explained.features == stored.features and explained.values.shape == X.shape
     raw = models.raw_score(loaded, X)
     assert np.abs(explained.values.sum(axis=1) + explained.bias - raw).max() < 1e-6
@@ -61,6 +64,17 @@ def test_contributions_plus_bias_reproduce_the_raw_score(con, kind):
     assert np.abs(1 / (1 + np.exp(-raw)) - served).max() < 1e-9
     # and the contributions move with the rows: not a constant split of the score
     assert np.std(explained.values, axis=0).max() > 0.01
+    assert explain(loaded, X[:7]).values.tolist() == explained.values[:7].tolist()  # a row's own, not its batch's
+
+
+def test_lightgbm_path_contributions_credit_the_features_treeshap_credits(con):
+    loaded = models.load(selected_model(con, DAY, kind="lightgbm")[1])
+    X = _pool_matrix(con, loaded.stored.features)[:1000]
+    path, shap = models.explain_lightgbm(loaded, X).values, models.explain_lightgbm_shap(loaded, X).values
+    # the same features matter overall, and per row the strongest features mostly agree
+    assert np.corrcoef(np.abs(path).mean(axis=0), np.abs(shap).mean(axis=0))[0, 1] > 0.9
+    top3 = [len(set(np.argsort(-a)[:3]) & set(np.argsort(-b)[:3])) / 3 for a, b in zip(path, shap)]
+    assert np.mean(top3) > 0.5
 
 
 def _top(con, kind):
