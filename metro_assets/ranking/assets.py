@@ -94,7 +94,8 @@ def build_ranking_assets(settings: Settings):
     @asset(
         name="recommendations",
         description="Each customer's top offers for the day: the day's candidate pool, with its features read "
-                    "from the day's feature tables, scored by the newest model trained on or before it.",
+                    "from the day's feature tables, scored by the newest model trained on or before it; each "
+                    "chosen offer with its reasons (the model's strongest contributions, in plain words).",
         group_name="recommendations",
         kinds={"duckdb"},
         owners=["team:data-science"],
