@@ -102,11 +102,10 @@ class ServedDay:
     scores: np.ndarray
     fragments: list[str]
     rows: int
-    # reasons: row r's phrases are ``phrases[j]`` for j in ``reason_ids[reason_offsets[r]:reason_offsets[r + 1]]``;
-    # each distinct phrase is JSON-encoded once (a phrase names a customer's own cycle, so whole lists rarely repeat)
-    reason_offsets: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(1, dtype=np.int64))
+    # reasons: row r ends with ``reason_lists[reason_ids[r]]`` ('"reasons":[...]}'), each distinct list
+    # JSON-encoded once (a real day: ~20-50k distinct lists for ~500k rows; the phrases name catalogue values)
     reason_ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int32))
-    phrases: list[str] = field(repr=False, default_factory=list)
+    reason_lists: list[str] = field(repr=False, default_factory=list)
     # '"run_date":"...","model_version":"...","recommendations":[' : shared by every response of the day.
     head: str = field(repr=False, default="")
 
@@ -118,16 +117,12 @@ class ServedDay:
         start = span >> SPAN_BITS
         count = span & SPAN_MASK
         end = start + (count if limit is None or limit > count else limit)
-        fragments, phrases = self.fragments, self.phrases
-        cuts = self.reason_offsets[start:end + 1].tolist()
-        ids = self.reason_ids[cuts[0]:cuts[-1]].tolist()
-        first = cuts[0]
+        fragments, lists = self.fragments, self.reason_lists
         rows = ",".join(
             [
-                # repr: the shortest text that round-trips the float
-                f'{fragments[i]}{score!r},"reasons":[{",".join([phrases[j] for j in ids[a - first:b - first]])}]}}'
-                for i, score, a, b in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist(),
-                                          cuts, cuts[1:])
+                f"{fragments[i]}{score!r},{lists[j]}"  # repr: the shortest text that round-trips the float
+                for i, score, j in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist(),
+                                       self.reason_ids[start:end].tolist())
             ]
         )
         return f'{{"customer_id":{customer_id},{self.head}{rows}]}}'
@@ -202,7 +197,7 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     )
     fragment_ids = rows.get_column("fragment").to_numpy()
     scores = rows.get_column("score").to_numpy()
-    reason_offsets, reason_ids, phrases = _reason_index(frame)
+    reason_ids, reason_lists = _reason_index(frame)
     spans = (
         rows.with_row_index("row")
         .group_by("run_date", "customer_id")
@@ -226,9 +221,8 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
             scores=scores,
             fragments=fragments,
             rows=int(group.get_column("count").sum()),
-            reason_offsets=reason_offsets,
             reason_ids=reason_ids,
-            phrases=phrases,
+            reason_lists=reason_lists,
             head=head,
         )
     return Snapshot(
@@ -242,19 +236,14 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     )
 
 
-def _reason_index(frame: pl.DataFrame) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """Row offsets into a flat array of phrase ids, and the distinct phrases as JSON strings (vectorised)."""
-    lengths = frame.get_column("reasons").list.len().fill_null(0).to_numpy()
-    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
-    np.cumsum(lengths, out=offsets[1:])
-    flat = frame.select(pl.col("reasons").explode(empty_as_null=False, keep_nulls=False).alias("phrase"))
-    vocabulary = flat.unique(maintain_order=True).with_row_index("id")
-    ids = flat.join(vocabulary, on="phrase", how="left", maintain_order="left").get_column("id")
-    encoded = (  # '{"p":"you buy \"Dairy\" ..."}' -> '"you buy \"Dairy\" ..."': Polars escapes, once per phrase
-        vocabulary.select(pl.struct("phrase").struct.json_encode().str.strip_prefix('{"phrase":')
-                          .str.strip_suffix("}")).to_series().to_list()
+def _reason_index(frame: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each row's reasons-list id, and each distinct list as the JSON that ends a row (vectorised)."""
+    lists = frame.select("reasons").unique(maintain_order=True).with_row_index("reason_list")
+    ids = frame.select("reasons").join(lists, on="reasons", how="left", maintain_order="left")
+    encoded = (  # '{"reasons":["30% off"]}' -> '"reasons":["30% off"]}': Polars escapes, once per list
+        lists.select(pl.struct("reasons").struct.json_encode().str.strip_prefix("{")).to_series().to_list()
     )
-    return offsets, ids.cast(pl.Int32).to_numpy(), encoded
+    return ids.get_column("reason_list").cast(pl.Int32).to_numpy(), encoded
 
 
 def read_regular_file(path: Path) -> SnapshotFile:
