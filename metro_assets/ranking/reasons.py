@@ -95,6 +95,12 @@ def _number(expr: pl.Expr) -> pl.Expr:
     return pl.when(expr == expr.round(0)).then(_int(expr)).otherwise(expr.round(1).cast(pl.Utf8))
 
 
+def _money(expr: pl.Expr) -> pl.Expr:
+    """1.5 -> '1.50'."""
+    cents = (expr * 100).round(0).cast(pl.Int64, strict=False)
+    return pl.format("{}.{}", (cents // 100).cast(pl.Utf8), (cents % 100).cast(pl.Utf8).str.zfill(2))
+
+
 def _days_ago(days: pl.Expr) -> pl.Expr:
     return pl.when(days.round(0) <= 1).then(pl.lit("yesterday")).otherwise(pl.format("{} days ago", _int(days)))
 
@@ -160,7 +166,7 @@ TEMPLATES: list[Template] = [
              pl.format("{}% off", _number(_col("discount_value")))),
     Template("discount_amount", "discount",
              (_col("discount_type") == "fixed_amount") & (_col("discount_value") > 0),
-             pl.format("{} off the price", _col("discount_value").round(2).cast(pl.Utf8))),
+             pl.format("{} off the price", _money(_col("discount_value")))),
     Template("discount_bogo", "discount", (_col("discount_type") == "bogo") & (_col("discount_value") > 0),
              pl.when(_col("discount_value") == 1).then(pl.lit("buy one, get one free"))
              .otherwise(pl.format("buy one, get {} free", _number(_col("discount_value"))))),

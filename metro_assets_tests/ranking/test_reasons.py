@@ -182,7 +182,7 @@ EXPECTED = {
     "cycle_due": "you usually buy Dairy every 2 weeks; last time 20 days ago",
     "cycle_last": "you last bought Dairy yesterday",
     "discount_percent": "30% off",
-    "discount_amount": "1.5 off the price",
+    "discount_amount": "1.50 off the price",
     "discount_bogo": "buy one, get 2 free",
     "discount_depth": "25% off the shelf price",
     "segment": "picked for hotel and restaurant shoppers like you",
