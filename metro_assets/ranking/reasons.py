@@ -18,8 +18,13 @@ shopping trips" needs the category in half the customer's orders): a
 positive contribution with no true phrase is skipped, not dressed up.
 
 Everything is vectorised: one Polars expression per group (a when/then chain
-over its templates) and one sort; no loop over rows. Ties between groups
-break by group name, so the reasons are deterministic.
+over its templates), evaluated only on the rows where that group is worth a
+reason, and one sort; no loop over rows. Ties between groups break by their
+order in :data:`GROUPS`, so the reasons are deterministic.
+
+Cost, default scale (490k served rows, a 2-core box at load 15-25): 10-15 s
+with the logistic regression, 41-51 s with LightGBM (its path contributions,
+:func:`models.explain_lightgbm`; TreeSHAP would take 4-27 minutes).
 
 Examples
 --------
@@ -281,7 +286,8 @@ def reasons_from(facts: pl.DataFrame, contributions: models.Contributions | None
         pl.concat(phrased)
         .filter(pl.col("phrase").is_not_null())
         .sort(["_row", "contribution", "_group"], descending=[False, True, False])  # ties: the group table's order
-        .filter(pl.struct("_row", pl.col("phrase").hash()).is_first_distinct())  # two groups, one phrase: once
+        # two groups, one phrase: said once (hashed: ~4x faster than on the text; a collision drops a phrase)
+        .filter(pl.struct("_row", pl.col("phrase").hash()).is_first_distinct())
         .group_by("_row", maintain_order=True)
         .head(max_reasons)
         .group_by("_row", maintain_order=True)
@@ -318,8 +324,7 @@ def reasons_for(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredM
                 top: pl.DataFrame) -> pl.Series:
     """The ``reasons`` column of ``top`` (the served rows of ``day``, scored by ``model``), aligned with its rows.
 
-    Only these rows are explained (LightGBM's exact contributions run ~1-2k
-    rows/s: a day's top 10, never its pool).
+    Only these rows are explained: a day's top 10, never its pool.
     """
     if top.height == 0:
         return pl.Series("reasons", [], dtype=pl.List(pl.Utf8))
