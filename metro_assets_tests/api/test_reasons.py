@@ -54,8 +54,8 @@ def test_a_snapshot_from_before_reasons_still_serves_with_empty_reasons(serve_ap
 @pytest.mark.parametrize("reasons", [[None], [""]])
 def test_the_snapshot_contract_refuses_a_null_or_empty_phrase(tmp_path, reasons):
     frame = synthetic_snapshot(customers=3, offers_per_customer=2, run_dates=1)
-    frame = frame.with_columns(reasons=pl.when(pl.int_range(pl.len()) == 4).then(pl.lit(reasons, dtype=pl.List(pl.Utf8)))
-                               .otherwise("reasons"))
+    broken = pl.lit(reasons, dtype=pl.List(pl.Utf8))
+    frame = frame.with_columns(reasons=pl.when(pl.int_range(pl.len()) == 4).then(broken).otherwise("reasons"))
     with pytest.raises(DataError, match=r"^serving snapshot: customer 5 on 2026-02-10 has a null or empty reason "
                                         r"for offer \d+$"):
         write_snapshot(frame, tmp_path / "serving.parquet")

@@ -148,7 +148,8 @@ def test_a_kind_plugs_in_its_own_explainer_and_unknown_names_are_skipped(con, mo
 CASES = {
     "category_most_trips": {"category": "Dairy", "category_affinity_score": 0.6},
     "category_often": {"category": "Dairy", "category_affinity_score": 0.1, "category_line_share": 0.2},
-    "category_before": {"category": "Dairy", "category_affinity_score": 0.05, "days_since_last_purchase_in_category": 40},
+    "category_before": {"category": "Dairy", "category_affinity_score": 0.05,
+                        "days_since_last_purchase_in_category": 40},
     "cycle_due": {"category": "Dairy", "category_affinity_score": 0.5, "frequency": 12,
                   "days_since_regular_purchase_in_category": 20},
     "cycle_last": {"category": "Dairy", "category_affinity_score": 0.5, "frequency": 12,
