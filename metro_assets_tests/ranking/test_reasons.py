@@ -1,17 +1,21 @@
 """Model contributions and the reasons built from them (issue 16, items 3-4)."""
 
 import shutil
+from datetime import timedelta
 
 import duckdb
 import numpy as np
 import polars as pl
 import pytest
 
+from metro_assets.checking import evaluate_checks
 from metro_assets.features.compute import stored_matrix
 from metro_assets.ranking import models
+from metro_assets.ranking.checks import RECOMMENDATION_CHECKS
 from metro_assets.ranking.reasons import FALLBACKS, GROUPS, MAX_REASONS, TEMPLATES, reasons_for, reasons_from
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import as_matrix
+from metro_assets.warehouse import ensure_schema, replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
 from metro_assets_tests.pipeline import features_and_pool, train
 
@@ -219,3 +223,18 @@ def test_only_the_strongest_positive_groups_become_reasons_strongest_first():
     got = reasons_from(facts, models.Contributions(features, values, np.zeros(2)))["reasons"].to_list()
     assert got == [["20% off", "you have bought Milk before", "you usually choose A"],
                    ["you have bought Milk before"]]
+
+
+@pytest.mark.parametrize("broken, fails", [(None, False), ([], True), (["30% off", ""], True),
+                                           (["a", "b", "c", "d"], True), ("null", True)])
+def test_the_reasons_check_catches_a_row_without_proper_reasons(con, broken, fails):
+    ensure_schema(con)
+    stored, top = _top(con, "logistic_regression")
+    top = top.with_columns(reasons=reasons_for(con, DAY, stored, top), run_date=pl.lit(DAY), model_version=pl.lit("m"))
+    if broken is not None:  # the first row's reasons replaced
+        value = pl.lit(None, dtype=pl.List(pl.Utf8)) if broken == "null" else pl.lit(broken, dtype=pl.List(pl.Utf8))
+        top = top.with_columns(reasons=pl.when(pl.int_range(pl.len()) == 0).then(value).otherwise("reasons"))
+    replace_partitions(con, {"recommendations": top}, DAY, DAY + timedelta(days=1), column="run_date")
+    (check,) = [c for c in RECOMMENDATION_CHECKS if c.name == "recommendations_have_reasons"]
+    (outcome,) = evaluate_checks(con, [check], DAY, DAY + timedelta(days=1))
+    assert outcome.passed is not fails
