@@ -245,6 +245,7 @@ CREATE TABLE IF NOT EXISTS recommendations (
     rank INTEGER NOT NULL,             -- 1 = best
     strategy VARCHAR NOT NULL,         -- the candidate strategy that retrieved the offer
     model_version VARCHAR NOT NULL,
+    reasons VARCHAR[],                 -- why this offer: 1-3 plain phrases, strongest first (ranking/reasons.py); NULL: written before reasons
     created_at TIMESTAMP DEFAULT current_timestamp
 );
 

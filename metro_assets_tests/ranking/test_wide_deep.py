@@ -16,7 +16,8 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.errors import DataError
 from metro_assets.ranking import models, wide_deep
 from metro_assets.ranking.assets import build_ranking_assets
-from metro_assets.ranking.scoring import score_pool, selected_model
+from metro_assets.ranking.reasons import reasons_for
+from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import (RANKER_FEATURES, TrainedModel, as_matrix, best_model, train_rankers,
                                            training_set)
 from metro_assets.settings import DeepSettings, load_settings
@@ -106,6 +107,9 @@ def test_contributions_add_up_to_the_corrected_logit(ts, fitted):
     crosses = [loaded.contribution_names().index(name) for name, _ in wide_deep.CROSSES]
     assert contributions[:, crosses].std(axis=0).max() > 0
     assert set(stored.importances) == set(loaded.contribution_names())
+    registered = models.load(stored).explain(X)  # models.EXPLAINERS["wide_deep"], what the reasons call
+    assert registered.features == loaded.contribution_names()
+    assert np.allclose(registered.values.sum(axis=1) + registered.bias, np.log(p / (1 - p)), atol=1e-4)
     names, again, bias_again = wide_deep.explain(stored.blob, X[:10], stored.sampling_rate)  # for reasons
     assert names == loaded.contribution_names() and np.allclose(again, contributions[:10], atol=1e-6)
     assert bias_again == bias
@@ -130,6 +134,8 @@ def test_the_kind_is_stored_and_scores_through_the_serving_path(scored_file, tmp
         version, stored = selected_model(con, DAY, kind="wide_deep")
         scored = score_pool(con, DAY, stored)
         pairs = con.sql(f"select count(*) from candidate_pool where day = '{DAY}'").fetchall()[0][0]
+        top = top_k(scored, 10, items=offer_items(con))
+        reasons = reasons_for(con, DAY, stored, top)  # the served rows explained through the registered explainer
     assert sorted(rows["kind"]) == ["lightgbm", "logistic_regression", "wide_deep"]
     assert rows["selected"].sum() == 1 and (rows["train_seconds"] > 0).all()
     mine = rows.filter(kind="wide_deep").row(0, named=True)
@@ -137,6 +143,8 @@ def test_the_kind_is_stored_and_scores_through_the_serving_path(scored_file, tmp
     assert version == f"{DAY}-wide_deep"
     assert scored.height == pairs and scored["score"].is_between(0, 1, closed="none").all()
     assert scored["score"].n_unique() > pairs // 2  # the ids and crosses separate pairs, not one constant
+    assert reasons.len() == top.height and reasons.list.len().is_between(1, 3).all()
+    assert reasons.explode().str.len_chars().min() > 0
 
 
 def _candidate(kind, auc, log_loss):
