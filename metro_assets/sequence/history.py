@@ -9,12 +9,12 @@ before the cutoff.
 
 Examples
 --------
->>> import polars as pl
->>> from datetime import date
->>> events = pl.DataFrame({"customer_id": [1, 1, 1, 2], "day": [date(2025, 9, 1)] * 2 + [date(2025, 9, 3)] * 2,
-...                        "item": [3, 1, 2, 2]})
->>> left_padded(events, max_len=4)["sequence"].to_list()
-[[0, 3, 1, 2], [0, 0, 0, 2]]
+>>> items = np.array([3, 1, 3, 2, 2])  # customer A: rows 0-3, customer B: row 4
+>>> matrix, prior = windows_ending(items, first=np.array([0, 4]), end=np.array([4, 5]), length=2, n_items=3)
+>>> matrix.tolist()  # the newest 2 items of each, left-padded
+[[3, 2], [0, 2]]
+>>> prior.toarray().tolist()  # A bought items 3 and 1 before its window
+[[0.0, 1.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]]
 """
 
 from __future__ import annotations
@@ -72,32 +72,50 @@ def split_last_basket(events: pl.DataFrame) -> tuple[pl.DataFrame, pl.DataFrame]
     return marked.filter(~held).select(keep), marked.filter(held).select(keep)
 
 
-def left_padded(events: pl.DataFrame, max_len: int) -> pl.DataFrame:
-    """Each customer's last ``max_len`` items, left-padded with 0: ``customer_id``, ``sequence`` (list), sorted."""
-    grouped = events.group_by("customer_id", maintain_order=True).agg(pl.col("item").tail(max_len))
-    pad = pl.lit(0, dtype=pl.Int64).repeat_by(max_len - pl.col("item").list.len())
-    return grouped.select("customer_id", sequence=pl.concat_list(pad, "item")).sort("customer_id")
+def windows_ending(items: np.ndarray, first: np.ndarray, end: np.ndarray, length: int, n_items: int):
+    """Windows of ``length`` items ending before positions ``end``, and the counts of what came before them.
 
-
-def as_matrix(padded: pl.DataFrame, max_len: int) -> np.ndarray:
-    """The ``sequence`` column of :func:`left_padded` as an (n, max_len) int64 matrix."""
-    if padded.height == 0:
-        return np.zeros((0, max_len), dtype=np.int64)
-    return np.asarray(padded["sequence"].list.to_array(max_len).to_numpy(), dtype=np.int64)
-
-
-def training_windows(events: pl.DataFrame, length: int, windows: int) -> np.ndarray:
-    """Up to ``windows`` non-overlapping windows of ``length`` items from each customer's newest, left-padded.
-
-    A window of ``length`` items trains ``length - 1`` next-item predictions; a
-    customer with a long history gives several windows (the newest first).
+    ``items`` holds every customer's events one after another (sequence order);
+    a window's customer starts at ``first``. Returns the (n, length) matrix,
+    left-padded with 0, and a sparse (n, n_items + 1) matrix of how often each
+    item was bought in the customer's history *before* the window
+    ([first, end - length)), so the repeat term sees the whole history, as
+    buy-again does, while attention reads the newest ``length`` items.
     """
-    numbered = events.with_columns(
-        back=(pl.len().over("customer_id") - 1 - pl.int_range(pl.len()).over("customer_id")))
-    numbered = numbered.filter(pl.col("back") < length * windows).with_columns(
-        window=pl.col("back") // length)
-    grouped = numbered.group_by("customer_id", "window", maintain_order=True).agg(pl.col("item"))
-    grouped = grouped.filter(pl.col("item").list.len() >= 2).sort("customer_id", "window")
-    pad = pl.lit(0, dtype=pl.Int64).repeat_by(length - pl.col("item").list.len())
-    padded = grouped.select(sequence=pl.concat_list(pad, "item"))
-    return as_matrix(padded, length)
+    from scipy.sparse import csr_matrix
+
+    first, end = np.asarray(first, dtype=np.int64), np.asarray(end, dtype=np.int64)
+    index = end[:, None] - length + np.arange(length)[None, :]
+    matrix = np.where(index >= first[:, None], items[np.clip(index, 0, None)], 0).astype(np.int64)
+    stop = np.maximum(first, end - length)
+    counts = stop - first
+    rows = np.repeat(np.arange(len(first)), counts)
+    # positions first..stop-1 of each row, without a Python loop: a running index reset per row
+    offsets = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    cols = items[np.repeat(first, counts) + offsets]
+    prior = csr_matrix((np.ones(len(rows), dtype=np.float32), (rows, cols)), shape=(len(first), n_items + 1))
+    prior.sum_duplicates()
+    return matrix, prior
+
+
+def positions(events: pl.DataFrame) -> pl.DataFrame:
+    """``events`` (sequence order) with ``pos`` (global row) and ``first`` (the customer's first row)."""
+    numbered = events.with_columns(pos=pl.int_range(pl.len(), dtype=pl.Int64))
+    return numbered.with_columns(first=pl.col("pos").min().over("customer_id"))
+
+
+def newest_windows(events: pl.DataFrame, length: int, n_items: int, windows: int = 1):
+    """Each customer's newest ``windows`` non-overlapping windows of ``length`` items (training, evaluation).
+
+    Returns (customer ids, matrix, prior counts) as :func:`windows_ending`; windows with fewer than 2 items
+    are dropped when ``windows`` > 1.
+    """
+    numbered = positions(events)
+    last = numbered.group_by("customer_id").agg(first=pl.col("first").first(), end=pl.col("pos").max() + 1,
+                                                n=pl.len()).sort("customer_id")
+    w = pl.DataFrame({"w": np.arange(windows, dtype=np.int64)})
+    spans = last.join(w, how="cross").with_columns(end=pl.col("end") - pl.col("w") * length)
+    spans = spans.filter((pl.col("end") - pl.col("first") >= (2 if windows > 1 else 1))).sort("customer_id", "w")
+    matrix, prior = windows_ending(numbered["item"].to_numpy(), spans["first"].to_numpy(), spans["end"].to_numpy(),
+                                   length, n_items)
+    return spans["customer_id"].to_numpy(), matrix, prior

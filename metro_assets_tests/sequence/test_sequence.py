@@ -7,9 +7,11 @@ import sys
 from datetime import date, timedelta
 
 import duckdb
+import numpy as np
 import polars as pl
 import pytest
 from dagster import DagsterInstance
+from scipy.sparse import csr_matrix
 
 from metro_assets.definitions import build_defs
 from metro_assets.sequence.history import encode, split_last_basket
@@ -27,7 +29,7 @@ def test_leave_last_basket_out_on_a_hand_made_example():
         "day": [D1, D1, D2, D3, D3, D1, D2, D1],
         "product_id": [10, 11, 10, 12, 10, 11, 13, 10],
     })
-    encoded = encode(events, vocab=__import__("numpy").array([10, 11, 12, 13]))  # items 1..4
+    encoded = encode(events, vocab=np.array([10, 11, 12, 13]))  # items 1..4
     history, held = split_last_basket(encoded)
     # customer 1 holds out day 3 (items 3 and 1), customer 2 day 2 (item 4); customer 3 bought on one day only
     assert held.sort("customer_id", "item").select("customer_id", "item").rows() == [(1, 1), (1, 3), (2, 4)]
@@ -52,6 +54,7 @@ SMALL = dict(epochs=1, dim=16, heads=1, layers=1, max_len=20, validation_custome
 def test_same_seed_same_weights_and_nothing_from_the_cutoff_on(tiny_world_file, tmp_path):
     pytest.importorskip("torch")
     from metro_assets.sequence.sasrec import SasrecConfig, from_blobs, log_probabilities
+    from metro_assets.sequence.scores import next_purchase_log_prob
     from metro_assets.sequence.training import fit
 
     cutoff = HISTORY_END - timedelta(days=14)
@@ -69,16 +72,29 @@ def test_same_seed_same_weights_and_nothing_from_the_cutoff_on(tiny_world_file, 
         con.execute("delete from orders where day >= ? and customer_id % 3 = 0", [cutoff])
         later, _ = fit(con, HISTORY_END, cutoff, config, seed=7)
     assert later["weights"] == first["weights"] and later["sasrec_ndcg_at_10"] == first["sasrec_ndcg_at_10"]
-    # the stored model scores the same bits after a round trip, and its probabilities sum to one
+    # the stored model, read back, scores requests of day d from purchases before d only
     model = from_blobs(first["weights"], first["vocab"], first["config"])
-    import numpy as np
-
+    day = HISTORY_END - timedelta(days=3)
+    with connect(tiny_world_file, read_only=True) as con:
+        requests = con.sql("select distinct c.customer_id, o.offer_id, ?::DATE as day from customers c, offers o "
+                           "where c.customer_id % 10 = 0", params=[day]).pl()
+        scored = next_purchase_log_prob(con, requests, model)
+    assert scored.height == requests.height and scored["next_purchase_log_prob"].null_count() < scored.height / 2
+    later_gone = tmp_path / "later_gone.duckdb"
+    shutil.copy(tiny_world_file, later_gone)
+    with connect(later_gone) as con:
+        con.execute("delete from order_items where day >= ?", [day])
+        con.execute("delete from orders where day >= ?", [day])
+        again = next_purchase_log_prob(con, requests, model)
+    key = ["customer_id", "offer_id", "day"]
+    assert scored.sort(key).equals(again.sort(key))
+    # a softmax over every product: the probabilities of one state sum to one
     sequences = np.array([[0] * 17 + [1, 2, 3], [0] * 19 + [4]])
+    prior = csr_matrix((2, model.vocab.size + 1), dtype=np.float32)
     rows = np.repeat([0, 1], model.vocab.size)
     items = np.tile(np.arange(1, model.vocab.size + 1), 2)
-    p = log_probabilities(model.model, sequences, rows, items)
+    p = log_probabilities(model.model, sequences, prior, rows, items)
     assert np.allclose(np.exp(p).reshape(2, -1).sum(axis=1), 1.0, atol=1e-4)
-    assert np.array_equal(p, log_probabilities(model.model, sequences, rows, items))
 
 
 def _run(day):
