@@ -104,11 +104,12 @@ def positions(events: pl.DataFrame) -> pl.DataFrame:
     return numbered.with_columns(first=pl.col("pos").min().over("customer_id"))
 
 
-def newest_windows(events: pl.DataFrame, length: int, n_items: int, windows: int = 1):
+def newest_windows(events: pl.DataFrame, length: int, n_items: int, windows: int = 1, day_ends: bool = False):
     """Each customer's newest ``windows`` non-overlapping windows of ``length`` items (training, evaluation).
 
     Returns (customer ids, matrix, prior counts) as :func:`windows_ending`; windows with fewer than 2 items
-    are dropped when ``windows`` > 1.
+    are dropped when ``windows`` > 1. With ``day_ends``, a fourth value: a boolean matrix aligned with the
+    items, true where the item is the customer's last of its day (the next item starts a new basket).
     """
     numbered = positions(events)
     last = numbered.group_by("customer_id").agg(first=pl.col("first").first(), end=pl.col("pos").max() + 1,
@@ -118,4 +119,9 @@ def newest_windows(events: pl.DataFrame, length: int, n_items: int, windows: int
     spans = spans.filter((pl.col("end") - pl.col("first") >= (2 if windows > 1 else 1))).sort("customer_id", "w")
     matrix, prior = windows_ending(numbered["item"].to_numpy(), spans["first"].to_numpy(), spans["end"].to_numpy(),
                                    length, n_items)
-    return spans["customer_id"].to_numpy(), matrix, prior
+    if not day_ends:
+        return spans["customer_id"].to_numpy(), matrix, prior
+    ends = numbered.select(e=(pl.col("day") != pl.col("day").shift(-1).over("customer_id")).fill_null(True))
+    flags, _ = windows_ending(ends["e"].to_numpy().astype(np.int64), spans["first"].to_numpy(),
+                              spans["end"].to_numpy(), length, 1)
+    return spans["customer_id"].to_numpy(), matrix, prior, flags.astype(bool)

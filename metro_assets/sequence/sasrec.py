@@ -251,8 +251,12 @@ def train(history: pl.DataFrame, held_out: pl.DataFrame, vocab: np.ndarray, conf
 def _train(history, held_out, vocab, config, seed, device, log) -> TrainedSequenceModel:
     seed_torch(seed)
     generator = torch.Generator().manual_seed(seed)
-    _, matrix, prior = newest_windows(history, config.max_len + 1, len(vocab), config.windows)
+    _, matrix, prior, day_ends = newest_windows(history, config.max_len + 1, len(vocab), config.windows,
+                                                day_ends=True)
     windows = torch.from_numpy(matrix)
+    # train only where the next item opens a new basket: what the model is asked at serving time (measured:
+    # trained on every position it learnt within-basket order, and next-basket Hit@10 fell after 2 epochs)
+    opens = torch.from_numpy(day_ends[:, :-1])
     # negatives drawn by popularity: the popular items are the ones a full ranking must learn to push down
     counts = np.bincount(history["item"].to_numpy(), minlength=len(vocab) + 1).astype(np.float64)
     counts[0] = 0.0
@@ -274,7 +278,7 @@ def _train(history, held_out, vocab, config, seed, device, log) -> TrainedSequen
             rows = order[i:i + config.batch_size]
             w = windows[rows].to(device)
             batch_prior = torch.from_numpy(prior[rows.numpy()].toarray()).to(device)
-            inputs, targets = w[:, :-1], w[:, 1:]
+            inputs, targets = w[:, :-1], w[:, 1:] * opens[rows].to(device)
             negatives = torch.multinomial(q, config.negatives, replacement=True, generator=generator).to(device)
             logits = model.training_logits(inputs, targets, negatives, batch_prior, log_q)
             loss = nn.functional.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long, device=device))
