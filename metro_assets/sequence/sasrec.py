@@ -58,7 +58,7 @@ class SasrecConfig:
     windows: int = 1          # windows of max_len + 1 items per customer per epoch (newest first)
     batch_size: int = 256
     negatives: int = 256      # uniform negatives shared by a batch
-    learning_rate: float = 5e-3
+    learning_rate: float = 2e-3
     validation_customers: int = 5_000  # held-out customers validated after each epoch (a fixed sample)
 
 
