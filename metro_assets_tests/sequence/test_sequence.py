@@ -115,12 +115,13 @@ def test_sequence_job_trains_and_stores_the_figures(tiny_warehouse, monkeypatch)
     result = _run(HISTORY_END)
     assert result.success
     meta = _metadata(result)
-    assert meta["model_version"] == f"{HISTORY_END}-sasrec" and meta["trained_before"] == str(HISTORY_END - timedelta(weeks=3))
+    before = HISTORY_END - timedelta(weeks=3)
+    assert meta["model_version"] == f"{HISTORY_END}-sasrec" and meta["trained_before"] == str(before)
     assert "| buy_again |" in meta["next_purchase"] and meta["seconds_per_epoch"] > 0
     con = duckdb.connect(str(tiny_warehouse), read_only=True)
     rows = con.sql("select day, trained_before, sasrec_hit_at_10, buy_again_hit_at_10 from sequence_models").fetchall()
     con.close()
-    assert rows == [(HISTORY_END, HISTORY_END - timedelta(weeks=3), meta["sasrec_hit_at_10"], meta["buy_again_hit_at_10"])]
+    assert rows == [(HISTORY_END, before, meta["sasrec_hit_at_10"], meta["buy_again_hit_at_10"])]
 
 
 def test_without_deep_models_the_job_says_so_in_one_line(tiny_warehouse, monkeypatch):
