@@ -327,3 +327,29 @@ CREATE TABLE IF NOT EXISTS drift_report (
     alert BOOLEAN NOT NULL,            -- the run date's alert (the same on each of its rows)
     created_at TIMESTAMP DEFAULT current_timestamp
 );
+
+-- Sequence model (metro_assets/sequence, extra [deep]): SASRec trained on a
+-- retrain day from purchases before `trained_before`; weights without pickle.
+-- Figures: leave-last-basket-out Hit@10 / NDCG@10 (docs/RETRIEVAL.md).
+CREATE TABLE IF NOT EXISTS sequence_models (
+    model_version VARCHAR NOT NULL,    -- '<day>-sasrec'
+    day DATE NOT NULL,                 -- retrain day
+    trained_before DATE NOT NULL,      -- learnt only from purchases dated before this day
+    weights BLOB NOT NULL,             -- safetensors state_dict
+    vocab BLOB NOT NULL,               -- .npy int64: product ids of items 1..V
+    config VARCHAR NOT NULL,           -- JSON: shape and training knobs
+    items INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    events BIGINT NOT NULL,            -- (customer, day, product) purchases learnt from
+    best_epoch INTEGER NOT NULL,       -- the epoch kept (best validation NDCG@10)
+    seconds_per_epoch DOUBLE NOT NULL,
+    epochs VARCHAR,                    -- JSON: loss, seconds and validation figures per epoch
+    sasrec_hit_at_10 DOUBLE,           -- next purchase, leave-last-basket-out, all evaluated customers
+    sasrec_ndcg_at_10 DOUBLE,
+    popularity_hit_at_10 DOUBLE,
+    popularity_ndcg_at_10 DOUBLE,
+    buy_again_hit_at_10 DOUBLE,
+    buy_again_ndcg_at_10 DOUBLE,
+    evaluated_customers INTEGER,
+    trained_at TIMESTAMP DEFAULT current_timestamp
+);

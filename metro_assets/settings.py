@@ -188,6 +188,25 @@ def load_deep_settings() -> DeepSettings:
 
 
 @dataclass(frozen=True)
+class SequenceSettings:
+    """Knobs of the SASRec sequence model (asset ``sequence_model``, extra ``[deep]``)."""
+
+    epochs: int = 3        # METRO_SEQUENCE_EPOCHS: training epochs at most (the best on validation is kept)
+    max_len: int = 50      # METRO_SEQUENCE_LENGTH: newest purchases of a customer the model reads
+
+
+def load_sequence_settings() -> SequenceSettings:
+    """The ``METRO_SEQUENCE_EPOCHS`` and ``METRO_SEQUENCE_LENGTH`` settings."""
+    epochs = _limit("METRO_SEQUENCE_EPOCHS", 3)
+    if epochs > 100:
+        raise SettingError(f"METRO_SEQUENCE_EPOCHS={epochs} must be between 1 and 100")
+    length = _limit("METRO_SEQUENCE_LENGTH", 50)
+    if not 2 <= length <= 500:
+        raise SettingError(f"METRO_SEQUENCE_LENGTH={length} must be between 2 and 500")
+    return SequenceSettings(epochs, length)
+
+
+@dataclass(frozen=True)
 class EvaluationSettings:
     """How the pooled evaluation (``evaluation_summary``) pools run dates."""
 
@@ -336,6 +355,7 @@ class Settings:
     ops: OperationsSettings = field(default_factory=OperationsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    sequence: SequenceSettings = field(default_factory=SequenceSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
     @property
@@ -428,6 +448,7 @@ def load_settings() -> Settings:
         ops=load_operations_settings(),
         policy=load_policy_settings(),
         deep=load_deep_settings(),
+        sequence=load_sequence_settings(),
         evaluation=load_evaluation_settings(),
     )
 
