@@ -31,9 +31,12 @@ import duckdb
 import numpy as np
 import polars as pl
 
+from metro_assets.embeddings.item2vec import train_item2vec
+from metro_assets.embeddings.vectors import pair_affinity
 from metro_assets.errors import DataError
 from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.ranking import models
+from metro_assets.settings import EmbeddingSettings
 from metro_assets.warehouse import read_sql
 
 LABEL_DAYS = 7
@@ -84,6 +87,7 @@ class TrainingSet:
     window: TrainingWindow
     label: str = "redemption"
     notes: list[str] = field(default_factory=list)  # what the window rule could not reach
+    embedding_note: str = ""  # where the training rows' embedding_affinity came from
 
 
 def _labelled(con: duckdb.DuckDBPyConnection, start: date, end: date, label: str) -> pl.DataFrame:
@@ -132,11 +136,15 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
 
 
 def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | WindowRule = 8,
-                 negatives_per_positive: float = 4.0, seed: int = 42) -> TrainingSet:
+                 negatives_per_positive: float = 4.0, seed: int = 42,
+                 embedding: EmbeddingSettings = EmbeddingSettings()) -> TrainingSet:
     """Labelled impressions before ``train_day`` with point-in-time features.
 
     ``weeks`` is a fixed window in weeks, or a :class:`WindowRule` that grows
-    the window until it holds enough positives.
+    the window until it holds enough positives. The rows' ``embedding_affinity``
+    uses product vectors trained on purchases before the window starts (so a
+    row of day d never sees vectors that learnt from day d on; see
+    :func:`training_affinity`), unless ``embedding.feature`` is off.
 
     Raises
     ------
@@ -171,9 +179,17 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | W
     sample = pl.concat([train, shown.filter(pl.col("day") >= window.validation_start)])
     con.register("training_requests", sample.select("customer_id", "offer_id", "day").to_arrow())
     try:
-        features = feature_matrix(con, "training_requests")
+        affinity = None
+        if embedding.feature:
+            frame, embedding_note = training_affinity(con, "training_requests", window.start, embedding)
+            con.execute("CREATE OR REPLACE TEMP TABLE training_affinity AS SELECT * FROM frame")
+            affinity = "training_affinity"
+        else:
+            embedding_note = "embedding_affinity off (METRO_EMBEDDING_FEATURE=false)"
+        features = feature_matrix(con, "training_requests", affinity)
     finally:
         con.unregister("training_requests")
+        con.execute("DROP TABLE IF EXISTS training_affinity")
     # a fixed row order: the model must not depend on how the join happened to run
     sample = sample.join(features, on=["customer_id", "offer_id", "day"], how="left").sort(
         "day", "customer_id", "offer_id")
@@ -184,7 +200,33 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | W
         window=window,
         label=rule.label,
         notes=notes,
+        embedding_note=embedding_note,
     )
+
+
+def training_affinity(con: duckdb.DuckDBPyConnection, requests: str, before: date,
+                      embedding: EmbeddingSettings = EmbeddingSettings()) -> tuple[pl.DataFrame, str]:
+    """``embedding_affinity`` of the training ``requests`` from vectors trained on purchases before ``before``.
+
+    The stored versions were trained on purchases up to their own day, which
+    can be later than a training row's day; these vectors are trained here, in
+    memory, on the window before the first training row (not stored: the
+    stored ``product_embeddings`` of a day are the ones scoring uses).
+    """
+    pv = train_item2vec(con, before, embedding)
+    if pv is None:
+        return pair_affinity(con, requests, None), f"embedding_affinity: no purchases before {before}, NULL"
+    frame = pair_affinity(con, requests, pv, embedding)
+    return frame, (f"embedding_affinity of the training rows: vectors trained on purchases before {before} "
+                   f"({pv.metadata['seconds_training']} s)")
+
+
+def ranker_features(train: pl.DataFrame) -> list[str]:
+    """:data:`RANKER_FEATURES`, without ``embedding_affinity`` when the training rows have none
+    (the feature off, or no vectors): a model then never asks scoring for it."""
+    if "embedding_affinity" in train.columns and train["embedding_affinity"].null_count() < train.height:
+        return list(RANKER_FEATURES)
+    return [f for f in RANKER_FEATURES if f != "embedding_affinity"]
 
 
 def as_matrix(frame: pl.DataFrame, features: list[str] = RANKER_FEATURES) -> np.ndarray:
@@ -208,11 +250,12 @@ def train_rankers(ts: TrainingSet) -> tuple[list[TrainedModel], str]:
     class), the logistic regression serves: with so little signal the simpler
     model is the safer choice. Returns the models and the reason for the choice.
     """
-    X, y = as_matrix(ts.train), ts.train["label"].to_numpy().astype(int)
-    Xv, yv = as_matrix(ts.validation), ts.validation["label"].to_numpy().astype(int)
+    features = ranker_features(ts.train)
+    X, y = as_matrix(ts.train, features), ts.train["label"].to_numpy().astype(int)
+    Xv, yv = as_matrix(ts.validation, features), ts.validation["label"].to_numpy().astype(int)
     trained = []
     for train in (models.train_lightgbm, models.train_logistic_regression):
-        stored = train(X, y, list(RANKER_FEATURES), ts.sampling_rate)
+        stored = train(X, y, list(features), ts.sampling_rate)
         p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
         trained.append(TrainedModel(stored, models.validation_metrics(yv, p)))
     lgbm, lr = trained
