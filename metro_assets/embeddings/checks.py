@@ -17,8 +17,8 @@ EMBEDDING_CHECKS = [
         "every vector has the day's size and finite, not all-zero values",
         f"""select product_id from product_embeddings e
             where {IN_RUN} and (len(vector) <> (select max(len(vector)) from product_embeddings where day = e.day)
-                  or list_sum(list_transform(vector, x -> x * x)) = 0
-                  or list_bool_or(list_transform(vector, x -> isnan(x) or isinf(x))))""",
+                  or list_sum(list_transform(vector, lambda x: x * x)) = 0
+                  or list_bool_or(list_transform(vector, lambda x: isnan(x) or isinf(x))))""",
     ),
     Check(
         "product_embeddings_have_products",
