@@ -22,6 +22,7 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
+from metro_assets.candidates.strategies import CODES, PRIORITY, candidate_pool_params
 from metro_assets.settings import CandidateLimits
 from metro_assets.warehouse import read_sql, replace_partitions
 
@@ -58,8 +59,6 @@ def retrieval_recall(con: duckdb.DuckDBPyConnection, day: date, limits: Candidat
     (ranked deeper than the quotas: see ``prepare_candidate_picks(deeper=...)``)
     and ``day``'s ``candidate_pool``.
     """
-    from metro_assets.candidates.retrieval import CODES, PRIORITY, candidate_pool_params
-
     end = label_end(con, day)
     con.execute(f"CREATE OR REPLACE TEMP TABLE recall_labels AS {read_sql(_PACKAGE, 'recall_labels')}",
                 {"day": day, "label_end": end})

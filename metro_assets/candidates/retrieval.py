@@ -25,21 +25,13 @@ import duckdb
 import polars as pl
 
 from metro_assets.candidates.recall import label_end, recall_table, write_retrieval_summary
+from metro_assets.candidates.strategies import (  # noqa: F401 (re-exported: the tests and evaluation use them)
+    CODES, COLD_STRATEGIES, PRIORITY, STRATEGIES, WARM_STRATEGIES, candidate_pool_params)
 from metro_assets.embeddings.retrieval import prepare_embedding_neighbours
 from metro_assets.settings import CandidateLimits, EmbeddingSettings
 from metro_assets.warehouse import read_sql, replace_partitions, replace_partitions_sql
 
 _PACKAGE = "metro_assets.candidates"
-
-#: Strategies by code (the codes of ``sql/candidate_picks.sql``): warm customers, then cold start.
-WARM_STRATEGIES = ("category_affinity", "segment_popularity", "repeat_purchase", "high_margin", "embedding")
-COLD_STRATEGIES = ("store_popularity", "segment_default", "essentials")
-STRATEGIES = WARM_STRATEGIES + COLD_STRATEGIES
-CODES = {"category_affinity": 1, "segment_popularity": 2, "repeat_purchase": 3, "high_margin": 4,
-         "store_popularity": 5, "segment_default": 6, "essentials": 7, "embedding": 8}
-#: Priority order: a pair retrieved by several keeps the first, and the cap's slots go in this order.
-PRIORITY = ("category_affinity", "embedding", "segment_popularity", "repeat_purchase", "high_margin",
-            "store_popularity", "segment_default", "essentials")
 
 
 def store_in_scope(scope: str, store: str) -> str:
@@ -98,19 +90,6 @@ def picks_params(start: date, end: date, limits: CandidateLimits, deeper: int = 
         "repeat_depth": max(limits.repeat, deeper),
         "margin_depth": max(limits.margin, deeper),
         "embedding_depth": max(limits.embedding, deeper) if limits.embedding else 0,
-    }
-
-
-def candidate_pool_params(limits: CandidateLimits, priority: tuple[str, ...] = PRIORITY) -> dict:
-    """Named parameters of :func:`candidate_pool_sql`."""
-    return {
-        "category_limit": limits.category,
-        "segment_limit": limits.segment,
-        "repeat_limit": limits.repeat,
-        "margin_limit": limits.margin,
-        "embedding_limit": limits.embedding,
-        "max_candidates": limits.max_candidates,
-        "priority": [CODES[s] for s in priority],
     }
 
 
