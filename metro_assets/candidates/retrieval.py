@@ -102,11 +102,9 @@ def prepare_candidate_picks(con: duckdb.DuckDBPyConnection, start: date, end: da
     :func:`write_retrieval_summary` needs to fill a left-out strategy's slots).
     """
     prepare_eligible_offers(con, start, end)
-    notes: dict = {}
-    if limits.embedding and end - start == timedelta(days=1):
-        notes = prepare_embedding_neighbours(con, start, max(limits.embedding, deeper), embedding)
-    else:  # a range of days (or the strategy off): one search per day is the pool's job, day by day
-        notes = prepare_embedding_neighbours(con, start, 0, embedding)
+    quota = max(limits.embedding, deeper) if limits.embedding else 0
+    notes = prepare_embedding_neighbours(con, [start + timedelta(days=i) for i in range((end - start).days)],
+                                         quota, embedding)
     con.execute(f"CREATE OR REPLACE TEMP TABLE candidate_picks AS {read_sql(_PACKAGE, 'candidate_picks')}",
                 picks_params(start, end, limits, deeper))
     return notes

@@ -15,7 +15,7 @@ Examples
 >>> con = duckdb.connect()
 >>> ensure_schema(con)
 >>> _ = con.execute("CREATE TEMP TABLE eligible_offers (day DATE, product_id BIGINT)")
->>> prepare_embedding_neighbours(con, date(2025, 9, 26), limit=20)["embedding_search"]
+>>> prepare_embedding_neighbours(con, [date(2025, 9, 26)], limit=20)["embedding_search"]
 'off: no product_embeddings trained on or before 2025-09-26'
 """
 
@@ -43,22 +43,30 @@ def _register(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
     con.execute("CREATE OR REPLACE TEMP TABLE embedding_neighbours AS SELECT * FROM frame")
 
 
-def prepare_embedding_neighbours(con: duckdb.DuckDBPyConnection, day: date, limit: int,
+def prepare_embedding_neighbours(con: duckdb.DuckDBPyConnection, days: list[date], limit: int,
                                  settings: EmbeddingSettings = EmbeddingSettings()) -> dict:
-    """Fill the temp table ``embedding_neighbours`` for ``day``; returns what happened (metadata).
+    """Fill the temp table ``embedding_neighbours`` for ``days``; returns what happened (the last day's notes).
 
-    Needs the temp table ``eligible_offers`` of ``day`` and that day's
-    ``customer_features``. With ``limit`` 0 or no vectors trained on or before
-    ``day``, the table is empty and the note says why.
+    Needs the temp table ``eligible_offers`` and the ``customer_features`` of
+    those days. With ``limit`` 0 or no vectors trained on or before a day,
+    that day has no rows and the note says why.
     """
+    frames, notes = [], {"embedding_search": "off: no day"}
+    for day in days:  # one index and one search per day (a pool is built a day at a time)
+        frame, notes = _day_neighbours(con, day, limit, settings)
+        frames.append(frame)
+    _register(con, pl.concat(frames) if frames else _EMPTY)
+    return notes
+
+
+def _day_neighbours(con: duckdb.DuckDBPyConnection, day: date, limit: int,
+                    settings: EmbeddingSettings) -> tuple[pl.DataFrame, dict]:
     frame = _EMPTY
     if limit <= 0:
-        _register(con, frame)
-        return {"embedding_search": "off: METRO_CANDIDATES_EMBEDDING=0"}
+        return frame, {"embedding_search": "off: METRO_CANDIDATES_EMBEDDING=0"}
     pv = stored_vectors(con, day)
     if pv is None:
-        _register(con, frame)
-        return {"embedding_search": f"off: no product_embeddings trained on or before {day}"}
+        return frame, {"embedding_search": f"off: no product_embeddings trained on or before {day}"}
     began = time.perf_counter()
     products = np.array(sorted(r[0] for r in con.execute(
         "SELECT DISTINCT product_id FROM eligible_offers WHERE day = ?", [day]).fetchall()), dtype=np.int64)
@@ -81,8 +89,7 @@ def prepare_embedding_neighbours(con: duckdb.DuckDBPyConnection, day: date, limi
             "similarity_rank": np.tile(np.arange(1, k + 1, dtype=np.int32), keys.height),
         })
     searched = time.perf_counter()
-    _register(con, frame)
-    return {
+    return frame, {
         "embedding_search": f"on: vectors trained {pv.day}, {len(products)} products indexed, "
                             f"{keys.height} customers, {k} neighbours each",
         "embedding_seconds_customer_vectors": round(vectors_done - began, 2),
