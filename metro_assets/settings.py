@@ -104,7 +104,7 @@ class EmbeddingSettings:
     dim: int = 32            # METRO_EMBEDDING_DIM: vector size
     epochs: int = 3          # METRO_EMBEDDING_EPOCHS: passes over the purchase sequences
     days: int = 90           # METRO_EMBEDDING_DAYS: purchases of this many days before the day (sequences, vectors)
-    feature: bool = True     # METRO_EMBEDDING_FEATURE: the ranker's embedding_affinity feature
+    feature: bool = False    # METRO_EMBEDDING_FEATURE: the ranker's embedding_affinity feature (off: no measured gain)
     half_life: float = 28.0  # METRO_EMBEDDING_HALF_LIFE: days after which a purchase weighs half in a customer vector
 
 

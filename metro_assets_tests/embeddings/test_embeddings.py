@@ -214,7 +214,7 @@ def test_embedding_affinity_stored_equals_what_training_computes_with_the_same_v
     for table in ("customer_features", "offer_features"):
         write_features(con, table, DAY)
     write_candidate_pool(con, DAY, CandidateLimits())
-    write_features(con, "interaction_features", DAY)
+    write_features(con, "interaction_features", DAY, EmbeddingSettings(feature=True))
     stored = con.sql("SELECT customer_id, offer_id, day, embedding_affinity FROM interaction_features").pl()
     assert stored["embedding_affinity"].null_count() < 0.2 * stored.height
     con.execute("CREATE TEMP TABLE pairs AS SELECT customer_id, offer_id, day FROM candidate_pool")
@@ -223,8 +223,8 @@ def test_embedding_affinity_stored_equals_what_training_computes_with_the_same_v
     computed = compute.feature_matrix(con, "pairs", "aff").select(stored.columns)
     keys = ["customer_id", "offer_id", "day"]
     assert_frame_equal(computed.sort(keys), stored.sort(keys), check_exact=True)
-    # with the feature off the column is NULL
-    write_features(con, "interaction_features", DAY, EmbeddingSettings(feature=False))
+    # with the feature off (the default) the column is NULL
+    write_features(con, "interaction_features", DAY)
     assert con.execute("SELECT count(embedding_affinity) FROM interaction_features").fetchall()[0][0] == 0
 
 
