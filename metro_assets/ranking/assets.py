@@ -1,6 +1,7 @@
 """The ranker assets: `ranker_model` (retrain days only) and `recommendations` (daily)."""
 
 import json
+import time
 from datetime import timedelta
 
 import polars as pl
@@ -20,6 +21,7 @@ from metro_assets.assets import check_results, check_specs, materializations, us
 from metro_assets.checking import evaluate_checks, evaluate_checks_by_day
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
+from metro_assets.ranking.reasons import reasons_for
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.serving.publish import mark_committed
@@ -93,7 +95,8 @@ def build_ranking_assets(settings: Settings):
     @asset(
         name="recommendations",
         description="Each customer's top offers for the day: the day's candidate pool, with its features read "
-                    "from the day's feature tables, scored by the newest model trained on or before it.",
+                    "from the day's feature tables, scored by the newest model trained on or before it; each "
+                    "chosen offer with its reasons (the model's strongest contributions, in plain words).",
         group_name="recommendations",
         kinds={"duckdb"},
         owners=["team:data-science"],
@@ -125,10 +128,13 @@ def build_ranking_assets(settings: Settings):
                 version, model = selected_model(con, day)
                 scored = score_pool(con, day, model)
                 top = top_k(scored, k, current.ranker.max_per_category, items=items)
+                started = time.perf_counter()  # why each chosen offer: explained from the chosen rows only
+                top = top.with_columns(reasons=reasons_for(con, day, model, top))
+                reasons_seconds = time.perf_counter() - started
                 top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
                 replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                    day, day + timedelta(days=1), column="run_date")
-                written[day], tops[day] = top.height, (top, version, scored.height)
+                written[day], tops[day] = top.height, (top, version, scored.height, reasons_seconds)
             outcomes, failing_days = evaluate_checks_by_day(
                 con, RECOMMENDATION_CHECKS, start, end,
                 {"top_k": k, "max_per_category": current.ranker.max_per_category})
@@ -136,10 +142,10 @@ def build_ranking_assets(settings: Settings):
                 mark_committed(con, current.serving)
             except OSError as exc:
                 context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
-        for day, (top, version, pairs) in tops.items():
+        for day, (top, version, pairs, seconds) in tops.items():
             context.log.info(f"{day}: {top.height} recommendations for {top['customer_id'].n_unique()} customers "
-                             f"with {version} ({pairs} pairs scored)")
-        top, version, pairs = tops[max(tops)]  # the metadata describes the newest day of the run
+                             f"with {version} ({pairs} pairs scored; reasons in {seconds:.1f} s)")
+        top, version, pairs, seconds = tops[max(tops)]  # the metadata describes the newest day of the run
         yield from materializations(
             context, settings, written,
             {
@@ -148,6 +154,7 @@ def build_ranking_assets(settings: Settings):
                 "customers": top["customer_id"].n_unique(),
                 "recommendations": top.height,
                 "mean_score_top1": float(top.filter(pl.col("rank") == 1)["score"].mean() or 0.0),
+                "reasons_seconds": round(seconds, 2),
                 "strategy_share": MetadataValue.json(
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")
