@@ -21,7 +21,8 @@ from metro_assets.embeddings.vectors import customer_vectors, pair_affinity, sto
 from metro_assets.features import compute
 from metro_assets.features.daily import write_features
 from metro_assets.ranking.training import training_affinity
-from metro_assets.settings import CandidateLimits, EmbeddingSettings
+from metro_assets.errors import SettingError
+from metro_assets.settings import CandidateLimits, EmbeddingSettings, load_settings
 from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.features.runs import MID_DAY, pool_metadata, run_day
 
@@ -246,3 +247,23 @@ def test_training_rows_affinity_uses_vectors_trained_before_the_window(con):
     moved, _ = training_affinity(con, "req", before)
     early = pl.col("day") == before + timedelta(days=3)
     assert_frame_equal(moved.filter(early).sort(keys), first.filter(early).sort(keys))
+
+
+@pytest.mark.parametrize("name, value", [("METRO_CANDIDATES_EMBEDDING", "-1"), ("METRO_CANDIDATES_EMBEDDING", "x"),
+                                         ("METRO_EMBEDDING_DIM", "0"), ("METRO_EMBEDDING_EPOCHS", "1000"),
+                                         ("METRO_EMBEDDING_FEATURE", "maybe"), ("METRO_EMBEDDING_HALF_LIFE", "0")])
+def test_bad_embedding_settings_stop_with_one_line_naming_them(monkeypatch, name, value):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(SettingError, match=name) as err:
+        load_settings()
+    assert "\n" not in str(err.value)
+
+
+def test_embedding_settings_defaults_and_values(monkeypatch):
+    settings = load_settings()
+    assert settings.candidates.embedding == 0 and settings.embedding.feature is False  # off: docs/RETRIEVAL.md
+    monkeypatch.setenv("METRO_CANDIDATES_EMBEDDING", "25")
+    monkeypatch.setenv("METRO_EMBEDDING_FEATURE", "true")
+    monkeypatch.setenv("METRO_EMBEDDING_DIM", "16")
+    settings = load_settings()
+    assert (settings.candidates.embedding, settings.embedding.feature, settings.embedding.dim) == (25, True, 16)
