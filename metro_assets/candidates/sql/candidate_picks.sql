@@ -2,8 +2,9 @@
 -- [$start, $end), from the temp tables eligible_offers (see eligible_offers.sql)
 -- and embedding_neighbours (the FAISS search, embeddings/retrieval.py).
 -- One row per (customer, offer, strategy) with the offer's rank in that
--- strategy, down to $depth (each strategy's quota when only the pool is built;
--- deeper when retrieval_summary needs what the others would put in a slot).
+-- strategy, down to its $<strategy>_depth (the strategy's quota when only the
+-- pool is built; deeper when retrieval_summary needs what the others would put
+-- in a left-out strategy's slots).
 -- Strategies (codes; the pool's priority order is in candidate_pool.sql):
 --   customers with an order before D:  1 category_affinity  2 segment_popularity
 --                                      3 repeat_purchase    4 high_margin   8 embedding
