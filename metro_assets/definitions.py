@@ -5,6 +5,7 @@ from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, 
 from metro_assets.assets import settings_tags, with_column_schema
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.errors import SettingError
+from metro_assets.embeddings.assets import build_embedding_assets
 from metro_assets.features.assets import build_feature_assets
 from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring.sensors import drift_retrain
@@ -69,6 +70,7 @@ def build_defs(settings: Settings) -> Definitions:
     assets = [
         raw_tables,
         *build_feature_assets(settings),
+        *build_embedding_assets(settings),
         *build_candidate_assets(settings),
         *build_ranking_assets(settings),
         *build_serving_assets(settings),

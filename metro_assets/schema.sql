@@ -197,7 +197,9 @@ CREATE TABLE IF NOT EXISTS interaction_features (
     log_category_line_share DOUBLE,
     brand_line_share DOUBLE,           -- the offer's brand among the category's regular lines, all history
     days_since_regular_purchase_in_category DOUBLE, -- as above, orders no redemption created
-    depth_promo_match DOUBLE           -- discount depth x the customer's all-history promo share
+    depth_promo_match DOUBLE,          -- discount depth x the customer's all-history promo share
+    embedding_affinity DOUBLE          -- cosine of the customer's item2vec vector (purchases before D) and the
+                                       -- offer's product vector (product_embeddings trained before D); NULL: none
 );
 
 -- Candidates (metro_assets/candidates): the offers worth ranking for each
@@ -207,6 +209,32 @@ CREATE TABLE IF NOT EXISTS candidate_pool (
     offer_id BIGINT NOT NULL,
     day DATE NOT NULL,
     strategy VARCHAR NOT NULL
+);
+
+-- Retrieval (metro_assets/embeddings): item2vec product vectors, one version
+-- per training day (materialized with the ranker), trained on purchases before it.
+CREATE TABLE IF NOT EXISTS product_embeddings (
+    day DATE NOT NULL,                 -- training day: purchases before it only
+    product_id BIGINT NOT NULL,
+    vector FLOAT[] NOT NULL,           -- skip-gram vector (not normalised)
+    purchases INTEGER NOT NULL         -- order lines of the product in the training sequences
+);
+
+-- How much each retrieval strategy earns: the pool's recall of the week after
+-- D with every strategy and with each one left out, at the same pool size.
+CREATE TABLE IF NOT EXISTS retrieval_summary (
+    day DATE NOT NULL,
+    strategy_set VARCHAR NOT NULL,     -- 'all', 'without <strategy>', or 'eligible' (every eligible offer)
+    strategies VARCHAR[] NOT NULL,     -- the strategies the pool was built from
+    max_candidates INTEGER,            -- the pool's cap per customer (NULL for 'eligible')
+    pairs BIGINT NOT NULL,             -- (customer, offer) pairs of that pool, over the customers with a label
+    redemptions BIGINT NOT NULL,       -- distinct (customer, offer) redemptions in [D, D + 7) by D's customers
+    redemptions_found BIGINT NOT NULL,
+    redemption_recall DOUBLE,          -- redemptions_found / redemptions (NULL without redemptions)
+    purchases BIGINT NOT NULL,         -- (customer, eligible offer) pairs whose product the customer bought in [D, D + 7)
+    purchases_found BIGINT NOT NULL,
+    purchase_recall DOUBLE,
+    label_days INTEGER NOT NULL        -- days of the label window the warehouse holds (7 when complete)
 );
 
 -- Ranking. `model_versions` holds every model kind trained for a retrain day (the

@@ -81,6 +81,7 @@ INTERACTION_NUMERIC = [
     "brand_line_share",
     "days_since_regular_purchase_in_category",
     "depth_promo_match",
+    "embedding_affinity",
 ]
 ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
 
@@ -106,14 +107,23 @@ def _relation(requests: str) -> str:
     return requests
 
 
-def feature_sql(table: str, requests: str) -> str:
+#: The relation ``interaction_features.sql`` joins for ``embedding_affinity`` when none is given: no rows.
+NO_AFFINITY = ("(SELECT NULL::BIGINT AS customer_id, NULL::BIGINT AS offer_id, NULL::DATE AS day, "
+               "NULL::DOUBLE AS embedding_affinity WHERE false)")
+
+
+def feature_sql(table: str, requests: str, affinity: str | None = None) -> str:
     """The SELECT computing ``table`` (a feature table) for the ``requests`` relation.
 
     ``requests`` may be a name or a parenthesised subquery. The statement uses
     the named parameter ``$prior_weight`` (see :data:`PRIOR_WEIGHT`) when
     ``table`` is ``offer_features``; pass :func:`sql_params` with it.
+    ``affinity`` names a table of ``embedding_affinity`` per request
+    (``interaction_features`` only; see :mod:`metro_assets.embeddings.vectors`);
+    without it the column is NULL.
     """
-    return read_sql(_PACKAGE, table).replace("{requests}", requests)
+    relation = _relation(affinity) if affinity else NO_AFFINITY
+    return read_sql(_PACKAGE, table).replace("{requests}", requests).replace("{embedding_affinity}", relation)
 
 
 def sql_params(sql: str) -> dict:
@@ -198,12 +208,15 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
     """
 
 
-def feature_matrix_sql(requests: str, ids: bool = False) -> str:
-    """One set-based SELECT: every model feature for each row of ``requests``, computed point in time."""
+def feature_matrix_sql(requests: str, ids: bool = False, affinity: str | None = None) -> str:
+    """One set-based SELECT: every model feature for each row of ``requests``, computed point in time.
+
+    ``affinity``: see :func:`feature_sql`.
+    """
     rel = _relation(requests)
     customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
     offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
-    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
+    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})", affinity)
     return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})", ids=ids)
 
 
@@ -257,7 +270,8 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
     return _frame(con, stored_matrix_sql(requests, carry, ids), {"day": day})
 
 
-def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = False) -> pl.DataFrame:
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = False,
+                   affinity: str | None = None) -> pl.DataFrame:
     """All numeric model features for (customer_id, offer_id, day) requests, point in time.
 
     Parameters
@@ -269,6 +283,8 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = Fa
         (any number of days: each request sees only events before its day).
     ids : bool
         Also return the offer's ``product_id`` (after the features).
+    affinity : str, optional
+        A table of ``embedding_affinity`` per request (see :func:`feature_sql`); without it, NULL.
 
     Returns
     -------
@@ -287,4 +303,4 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = Fa
     >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
     True
     """
-    return _frame(con, feature_matrix_sql(requests, ids))
+    return _frame(con, feature_matrix_sql(requests, ids, affinity))

@@ -62,7 +62,7 @@ def build_ranking_assets(settings: Settings):
             r = current.ranker
             rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
                               r.train_label)
-            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed, current.embedding)
             trained, reason = train_rankers(ts, current.deep)  # METRO_DEEP / METRO_DEVICE
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
@@ -82,6 +82,7 @@ def build_ranking_assets(settings: Settings):
                 "selection": reason,
                 **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
                 "train_label": ts.label,
+                "embedding_affinity": ts.embedding_note,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,

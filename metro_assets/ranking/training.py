@@ -33,11 +33,13 @@ import numpy as np
 import polars as pl
 
 from metro_assets.deep import deep_status
+from metro_assets.embeddings.item2vec import train_item2vec
+from metro_assets.embeddings.vectors import pair_affinity
 from metro_assets.errors import DataError
 from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.ranking import models
 from metro_assets.ranking.wide_deep import ID_FEATURES, WIDE_DEEP_KIND
-from metro_assets.settings import DeepSettings
+from metro_assets.settings import DeepSettings, EmbeddingSettings
 from metro_assets.warehouse import read_sql
 
 LABEL_DAYS = 7
@@ -90,6 +92,7 @@ class TrainingSet:
     notes: list[str] = field(default_factory=list)  # what the window rule could not reach
     #: product_id, category, brand of the products created before the training day (models that embed them)
     catalogue: pl.DataFrame | None = None
+    embedding_note: str = ""  # where the training rows' embedding_affinity came from
 
 
 def _labelled(con: duckdb.DuckDBPyConnection, start: date, end: date, label: str) -> pl.DataFrame:
@@ -143,11 +146,15 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
 
 
 def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | WindowRule = 8,
-                 negatives_per_positive: float = 4.0, seed: int = 42) -> TrainingSet:
+                 negatives_per_positive: float = 4.0, seed: int = 42,
+                 embedding: EmbeddingSettings = EmbeddingSettings()) -> TrainingSet:
     """Labelled impressions before ``train_day`` with point-in-time features.
 
     ``weeks`` is a fixed window in weeks, or a :class:`WindowRule` that grows
-    the window until it holds enough positives.
+    the window until it holds enough positives. The rows' ``embedding_affinity``
+    uses product vectors trained on purchases before the window starts (so a
+    row of day d never sees vectors that learnt from day d on; see
+    :func:`training_affinity`), unless ``embedding.feature`` is off.
 
     Raises
     ------
@@ -182,9 +189,17 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | W
     sample = pl.concat([train, shown.filter(pl.col("day") >= window.validation_start)])
     con.register("training_requests", sample.select("customer_id", "offer_id", "day").to_arrow())
     try:
-        features = feature_matrix(con, "training_requests", ids=True)  # + product_id, for Wide & Deep
+        affinity = None
+        if embedding.feature:
+            frame, embedding_note = training_affinity(con, "training_requests", window.start, embedding)
+            con.execute("CREATE OR REPLACE TEMP TABLE training_affinity AS SELECT * FROM frame")
+            affinity = "training_affinity"
+        else:
+            embedding_note = "embedding_affinity off (METRO_EMBEDDING_FEATURE=false)"
+        features = feature_matrix(con, "training_requests", ids=True, affinity=affinity)  # + product_id, for Wide & Deep
     finally:
         con.unregister("training_requests")
+        con.execute("DROP TABLE IF EXISTS training_affinity")
     # a fixed row order: the model must not depend on how the join happened to run
     sample = sample.join(features, on=["customer_id", "offer_id", "day"], how="left").sort(
         "day", "customer_id", "offer_id")
@@ -198,7 +213,33 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | W
         catalogue=con.sql("SELECT product_id, any_value(category) AS category, any_value(brand) AS brand "
                           "FROM products WHERE day < $day GROUP BY ALL ORDER BY product_id",
                           params={"day": train_day}).pl(),
+        embedding_note=embedding_note,
     )
+
+
+def training_affinity(con: duckdb.DuckDBPyConnection, requests: str, before: date,
+                      embedding: EmbeddingSettings = EmbeddingSettings()) -> tuple[pl.DataFrame, str]:
+    """``embedding_affinity`` of the training ``requests`` from vectors trained on purchases before ``before``.
+
+    The stored versions were trained on purchases up to their own day, which
+    can be later than a training row's day; these vectors are trained here, in
+    memory, on the window before the first training row (not stored: the
+    stored ``product_embeddings`` of a day are the ones scoring uses).
+    """
+    pv = train_item2vec(con, before, embedding)
+    if pv is None:
+        return pair_affinity(con, requests, None), f"embedding_affinity: no purchases before {before}, NULL"
+    frame = pair_affinity(con, requests, pv, embedding)
+    return frame, (f"embedding_affinity of the training rows: vectors trained on purchases before {before} "
+                   f"({pv.metadata['seconds_training']} s)")
+
+
+def ranker_features(train: pl.DataFrame) -> list[str]:
+    """:data:`RANKER_FEATURES`, without ``embedding_affinity`` when the training rows have none
+    (the feature off, or no vectors): a model then never asks scoring for it."""
+    if "embedding_affinity" in train.columns and train["embedding_affinity"].null_count() < train.height:
+        return list(RANKER_FEATURES)
+    return [f for f in RANKER_FEATURES if f != "embedding_affinity"]
 
 
 def as_matrix(frame: pl.DataFrame, features: list[str] = RANKER_FEATURES) -> np.ndarray:
@@ -224,7 +265,7 @@ def _train_wide_deep(ts: TrainingSet, y: np.ndarray, yv: np.ndarray, deep: DeepS
         return None, f"{WIDE_DEEP_KIND} skipped: {status.reason}"
     from metro_assets.ranking.wide_deep import train_wide_deep
 
-    features = [*RANKER_FEATURES, *ID_FEATURES]
+    features = [*ranker_features(ts.train), *ID_FEATURES]
     Xv = as_matrix(ts.validation, features)
     started = time.perf_counter()
     fitted = train_wide_deep(as_matrix(ts.train, features), y, features, ts.sampling_rate, ts.catalogue,
@@ -262,13 +303,13 @@ def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[li
     class), the logistic regression serves: with so little signal the simpler
     model is the safer choice. Returns the models and the reason for the choice.
     """
-    features = list(RANKER_FEATURES)
+    features = ranker_features(ts.train)
     X, y = as_matrix(ts.train, features), ts.train["label"].to_numpy().astype(int)
     Xv, yv = as_matrix(ts.validation, features), ts.validation["label"].to_numpy().astype(int)
     trained = []
     for train in (models.train_lightgbm, models.train_logistic_regression):
         started = time.perf_counter()
-        stored = train(X, y, features, ts.sampling_rate)
+        stored = train(X, y, list(features), ts.sampling_rate)
         seconds = time.perf_counter() - started
         p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
         trained.append(TrainedModel(stored, models.validation_metrics(yv, p), seconds=seconds))

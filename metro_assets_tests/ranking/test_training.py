@@ -47,7 +47,7 @@ def test_both_models_train_and_the_better_one_serves_from_the_warehouse(con):
     _store(con, ts, trained, reason)
     version, stored = selected_model(con, DAY + timedelta(days=3))
     assert version.startswith(str(DAY))
-    p = models.load(stored).predict(as_matrix(ts.validation))
+    p = models.load(stored).predict(as_matrix(ts.validation, stored.features))
     assert ((p >= 0) & (p <= 1)).all()
     # scores stay probabilities: the mean prediction is near the observed rate
     assert abs(p.mean() - ts.validation["label"].mean()) < 0.05
