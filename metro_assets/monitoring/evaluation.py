@@ -12,7 +12,8 @@ customer with a 95% bootstrap interval over customers (:mod:`.bootstrap`):
   expected redemptions, expected incremental redemptions (what the offer
   causes) and expected incremental margin of the top 10, and the share of the
   oracle's expected redemptions. Plus the paired difference of the served
-  model against every baseline (policy ``model_minus_<baseline>``).
+  model against every baseline (policy ``model_minus_<baseline>``), and of
+  each other model kind against LightGBM (policy ``<kind>_minus_lightgbm``).
 * **Off-policy** (:mod:`.offpolicy`): IPS and SNIPS estimates of the top 10's
   redemptions from the logged propensities, and their effective sample size;
   what a retailer can compute on its own data. Needs ``impressions.propensity``.
@@ -55,7 +56,7 @@ from metro_assets.warehouse import replace_partitions
 LABEL_DAYS = 7
 RANDOM_SEEDS = 5
 LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
-MODEL_KINDS = ("lightgbm", "logistic_regression")
+MODEL_KINDS = ("lightgbm", "logistic_regression", "wide_deep")
 BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
 POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle")
 CAUSAL_METRICS = (
@@ -94,6 +95,15 @@ SUMS_SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "replicate": pl.Int32,
 def paired_policy(baseline: str) -> str:
     """The policy name of the paired difference of the served model against ``baseline``."""
     return f"model_minus_{baseline}"
+
+
+#: Model kinds compared pairwise with LightGBM (policy ``<kind>_minus_lightgbm``): does a kind beat it?
+KIND_PAIRED_METRICS = ("expected_redemptions_at_10", "oracle_share")
+
+
+def kind_paired_policy(kind: str) -> str:
+    """The policy name of model kind ``kind``'s paired difference against LightGBM."""
+    return f"{kind}_minus_lightgbm"
 
 
 @dataclass
@@ -416,6 +426,13 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
                 labels.append((paired_policy(b), metric, "mean"))
             columns.append(values["model"]["expected"].to_numpy() - values[b]["expected"].to_numpy())
             labels.append((paired_policy(b), "oracle_share", "share"))
+    if "lightgbm" in values:  # every other model kind against LightGBM, paired the same way
+        for kind in MODEL_KINDS[1:]:
+            if kind in values:
+                diff = values[kind]["expected"].to_numpy() - values["lightgbm"]["expected"].to_numpy()
+                for metric in KIND_PAIRED_METRICS:
+                    columns.append(diff)
+                    labels.append((kind_paired_policy(kind), metric, "share" if metric == "oracle_share" else "mean"))
     x = np.column_stack(columns)
     # one bootstrap: sums of every column and of the two denominators (customers, oracle's expected)
     den = np.hstack([np.ones((len(x), 1)), oracle_expected])
@@ -655,8 +672,10 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> 
 
 
 def _order(rows: pl.DataFrame) -> list[str]:
-    policies = [p for p in POLICIES if p in set(rows["policy"])]
-    return policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in set(rows["policy"])]
+    present = set(rows["policy"])
+    policies = [p for p in POLICIES if p in present]
+    return (policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in present]
+            + [kind_paired_policy(k) for k in MODEL_KINDS[1:] if kind_paired_policy(k) in present])
 
 
 def wide_table(rows: pl.DataFrame) -> pl.DataFrame:

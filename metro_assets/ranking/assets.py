@@ -1,6 +1,7 @@
 """The ranker assets: `ranker_model` (retrain days only) and `recommendations` (daily)."""
 
 import json
+import time
 from datetime import timedelta
 
 import polars as pl
@@ -21,6 +22,7 @@ from metro_assets.bandit.production import thompson_pool_scores
 from metro_assets.checking import evaluate_checks, evaluate_checks_by_day
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
+from metro_assets.ranking.reasons import reasons_for
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.serving.publish import mark_committed
@@ -40,10 +42,11 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="ranker_model",
-        description="Both rankers (LightGBM, logistic regression) trained on the impressions whose labels closed "
-                    "before the day; the better on the last week serves. Materialized on retrain days only.",
+        description="The rankers (LightGBM, logistic regression and, with PyTorch, Wide & Deep) trained on the "
+                    "impressions whose labels closed before the day; the best on the last week serves. "
+                    "Materialized on retrain days only.",
         group_name="model",
-        kinds={"lightgbm", "scikitlearn", "duckdb"},
+        kinds={"lightgbm", "scikitlearn", "pytorch", "duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         deps=[AssetKey(t) for t in RAW_INPUTS],
@@ -60,15 +63,17 @@ def build_ranking_assets(settings: Settings):
             r = current.ranker
             rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
                               r.train_label)
-            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
-            trained, reason = train_rankers(ts)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed, current.embedding)
+            trained, reason = train_rankers(ts, current.deep)  # METRO_DEEP / METRO_DEVICE
             replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
         chosen = next(m for m in trained if m.selected)
-        metrics = "| model | validation AUC | validation log-loss | serves |\n|---|---|---|---|\n" + "\n".join(
+        metrics = ("| model | validation AUC | validation log-loss | training s | serves |\n|---|---|---|---|---|\n"
+                   + "\n".join(
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
-            f"| {'yes' if m.selected else ''} |" for m in trained)
+            f"| {'' if m.seconds is None else round(m.seconds, 1)} "
+            f"| {'yes' if m.selected else ''} |" for m in trained))
         (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
@@ -78,6 +83,7 @@ def build_ranking_assets(settings: Settings):
                 "selection": reason,
                 **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
                 "train_label": ts.label,
+                "embedding_affinity": ts.embedding_note,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,
@@ -86,6 +92,8 @@ def build_ranking_assets(settings: Settings):
                 "negative_sampling_rate": round(ts.sampling_rate, 4),
                 "window": f"{ts.window.start}..{ts.window.end} (validation from {ts.window.validation_start})",
                 **{f"{m.stored.kind}_auc": m.metrics["auc"] for m in trained if m.metrics["auc"] is not None},
+                **({"wide_deep": reason[reason.index("wide_deep skipped"):].split(";")[0]}
+                   if "wide_deep skipped" in reason else {}),
             }
         )
         yield from check_results(outcomes)
@@ -93,7 +101,8 @@ def build_ranking_assets(settings: Settings):
     @asset(
         name="recommendations",
         description="Each customer's top offers for the day: the day's candidate pool, with its features read "
-                    "from the day's feature tables, scored by the newest model trained on or before it.",
+                    "from the day's feature tables, scored by the newest model trained on or before it; each "
+                    "chosen offer with its reasons (the model's strongest contributions, in plain words).",
         group_name="recommendations",
         kinds={"duckdb"},
         owners=["team:data-science"],
@@ -130,10 +139,13 @@ def build_ranking_assets(settings: Settings):
                     version, model = selected_model(con, day)
                     scored = score_pool(con, day, model)
                 top = top_k(scored, k, current.ranker.max_per_category, items=items)
+                started = time.perf_counter()  # why each chosen offer: explained from the chosen rows only
+                top = top.with_columns(reasons=reasons_for(con, day, model, top))
+                reasons_seconds = time.perf_counter() - started
                 top = top.with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
                 replace_partitions(con, {"recommendations": top.drop("score").with_columns(score=top["score"])},
                                    day, day + timedelta(days=1), column="run_date")
-                written[day], tops[day] = top.height, (top, version, scored.height)
+                written[day], tops[day] = top.height, (top, version, scored.height, reasons_seconds)
             outcomes, failing_days = evaluate_checks_by_day(
                 con, RECOMMENDATION_CHECKS, start, end,
                 {"top_k": k, "max_per_category": current.ranker.max_per_category})
@@ -141,10 +153,10 @@ def build_ranking_assets(settings: Settings):
                 mark_committed(con, current.serving)
             except OSError as exc:
                 context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
-        for day, (top, version, pairs) in tops.items():
+        for day, (top, version, pairs, seconds) in tops.items():
             context.log.info(f"{day}: {top.height} recommendations for {top['customer_id'].n_unique()} customers "
-                             f"with {version} ({pairs} pairs scored)")
-        top, version, pairs = tops[max(tops)]  # the metadata describes the newest day of the run
+                             f"with {version} ({pairs} pairs scored; reasons in {seconds:.1f} s)")
+        top, version, pairs, seconds = tops[max(tops)]  # the metadata describes the newest day of the run
         yield from materializations(
             context, settings, written,
             {
@@ -153,6 +165,7 @@ def build_ranking_assets(settings: Settings):
                 "customers": top["customer_id"].n_unique(),
                 "recommendations": top.height,
                 "mean_score_top1": float(top.filter(pl.col("rank") == 1)["score"].mean() or 0.0),
+                "reasons_seconds": round(seconds, 2),
                 "strategy_share": MetadataValue.json(
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")

@@ -1,7 +1,8 @@
-"""The two rankers (logistic regression and LightGBM), stored as text, not pickles.
+"""The rankers (logistic regression, LightGBM and Wide & Deep), stored as text, not pickles.
 
 A trained model becomes a :class:`StoredModel`: its kind, a text blob (LightGBM's
-own model format, or the logistic regression's coefficients as JSON), the
+own model format, the logistic regression's coefficients as JSON, or Wide &
+Deep's configuration and safetensors weights, see :mod:`.wide_deep`), the
 feature list and the negative-sampling rate used in training. Any host with
 this package can rebuild and run it from a warehouse row; no pickle path.
 
@@ -22,14 +23,19 @@ True
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
+
+from metro_assets.deep import MISSING_TORCH
+from metro_assets.errors import DataError
 
 LIGHTGBM_PARAMS = {
     "objective": "binary",
@@ -53,7 +59,7 @@ LIGHTGBM_ROUNDS = 300
 class StoredModel:
     """A trained ranker as it is stored in ``model_versions``."""
 
-    kind: str              # "lightgbm" | "logistic_regression"
+    kind: str              # "lightgbm" | "logistic_regression" | "wide_deep"
     blob: str              # the model as text
     features: list[str]
     sampling_rate: float   # share of negatives kept in training
@@ -111,17 +117,35 @@ class LoadedModel:
 
     def __init__(self, stored: StoredModel):
         self.stored = stored
+        self._paths = None  # LightGBM's per-leaf path table, built on the first explain
         if stored.kind == "lightgbm":
             self._booster = lgb.Booster(model_str=stored.blob)
         elif stored.kind == "logistic_regression":
             self._lr = {k: np.asarray(v) for k, v in json.loads(stored.blob).items()}
+        elif stored.kind == "wide_deep":
+            if importlib.util.find_spec("torch") is None:
+                raise DataError(f"a wide_deep model cannot score here: {MISSING_TORCH}")
+            from metro_assets.ranking import wide_deep
+
+            self._wide_deep = wide_deep.load(stored.blob)
         else:
             raise ValueError(f"unknown model kind {stored.kind!r}")
+
+    def explain(self, X: np.ndarray) -> "Contributions | None":
+        """Each feature's contribution to each row's raw score; None when this kind has no explainer.
+
+        Meant for the few rows that are shown (each customer's top 10), not a
+        whole pool: LightGBM's exact contributions cost ~1 ms a row.
+        """
+        explainer = EXPLAINERS.get(self.stored.kind)
+        return None if explainer is None else explainer(self, X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(redemption within 7 days) for each row."""
         if self.stored.kind == "lightgbm":
             p = self._booster.predict(X, num_threads=2)
+        elif self.stored.kind == "wide_deep":  # its own correction, on the logit
+            return self._wide_deep.predict(X, self.stored.sampling_rate)
         else:
             lr = self._lr
             p = np.empty(len(X))
@@ -129,6 +153,134 @@ class LoadedModel:
                 z = (_lr_design(X[i:i + LR_ROWS_PER_CHUNK], lr["medians"]) - lr["mean"]) / lr["scale"]
                 p[i:i + LR_ROWS_PER_CHUNK] = 1.0 / (1.0 + np.exp(-(z @ lr["coef"] + lr["intercept"])))
         return _correct(p, self.stored.sampling_rate)
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Each feature's share of each row's raw score, the log-odds of :meth:`LoadedModel.predict`.
+
+    ``values.sum(axis=1) + bias`` is the raw score: ``logit(predict(X))``, the
+    negative-sampling correction (``log(sampling_rate)``) included in ``bias``.
+    A kind may explain with names other than its input features (e.g. crossed
+    features); the reasons use the names they know and skip the others.
+    """
+
+    features: list[str]   # the column names of ``values``
+    values: np.ndarray    # (rows, features), log-odds
+    bias: np.ndarray      # (rows,), log-odds: what every row starts from
+
+
+def raw_score(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """The log-odds behind :meth:`LoadedModel.predict` (before its clipping), for LR and LightGBM."""
+    if model.stored.kind == "lightgbm":
+        margin = model._booster.predict(X, raw_score=True, num_threads=2)
+    elif model.stored.kind == "logistic_regression":
+        margin = _lr_standardised(model, X) @ model._lr["coef"] + model._lr["intercept"]
+    else:
+        raise ValueError(f"no raw score for model kind {model.stored.kind!r}")
+    return margin + np.log(model.stored.sampling_rate)
+
+
+def _lr_standardised(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    lr = model._lr
+    return (_lr_design(X, lr["medians"]) - lr["mean"]) / lr["scale"]
+
+
+def explain_logistic_regression(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """Coefficient x standardised value per feature; a feature's missing flag counts toward the feature."""
+    terms = _lr_standardised(model, X) * model._lr["coef"]
+    n = len(model.stored.features)
+    bias = np.full(len(X), float(model._lr["intercept"]) + np.log(model.stored.sampling_rate))
+    return Contributions(list(model.stored.features), terms[:, :n] + terms[:, n:], bias)
+
+
+def explain_lightgbm_shap(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """LightGBM's exact TreeSHAP contributions (``pred_contrib=True``); its expected value is the bias.
+
+    Measured on the default world's model (300 trees, 31 features): 300 rows/s on the busy 2-core box,
+    ~2k rows/s on a quiet one, so a day's top 10 (490k rows) would take 4 to 27 minutes: fine for
+    explaining one customer on demand, too slow for the daily pipeline (see :func:`explain_lightgbm`).
+    """
+    contrib = np.asarray(model._booster.predict(X, pred_contrib=True, num_threads=2))
+    bias = contrib[:, -1] + np.log(model.stored.sampling_rate)
+    return Contributions(list(model.stored.features), contrib[:, :-1], bias)
+
+
+def _path_table(booster: lgb.Booster, n_features: int) -> tuple[np.ndarray, float, int]:
+    """Per (tree, leaf): what each feature's splits on the root-to-leaf path added to the tree's output.
+
+    Returns the table (trees * width, features), the sum of the trees' root values (the bias) and
+    ``width`` (the most leaves of a tree), so that row ``tree * width + leaf`` is that leaf's path.
+    A loop over the trees' nodes (~20k), once per loaded model; never over rows.
+    """
+    trees = booster.dump_model()["tree_info"]
+    width = max(t["num_leaves"] for t in trees)
+    table = np.zeros((len(trees) * width, n_features))
+    bias = 0.0
+    for t, tree in enumerate(trees):
+        root = tree["tree_structure"]
+        start = root.get("internal_value", root.get("leaf_value", 0.0))
+        bias += start
+        stack = [(root, start, np.zeros(n_features))]
+        while stack:
+            node, value, path = stack.pop()
+            if "leaf_index" in node or "split_feature" not in node:
+                table[t * width + node.get("leaf_index", 0)] = path
+                continue
+            for child in (node["left_child"], node["right_child"]):
+                child_value = child.get("internal_value", child.get("leaf_value"))
+                step = path.copy()
+                step[node["split_feature"]] += child_value - value  # the split's feature moved the output
+                stack.append((child, child_value, step))
+    return table, bias, width
+
+
+#: Rows whose path contributions are summed at a time (bounds the (rows, trees) leaf index in memory).
+PATH_ROWS_PER_CHUNK = 65_536
+
+
+def explain_lightgbm(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """LightGBM's decision-path contributions: each split credits its feature with the output change it makes.
+
+    Exactly additive like TreeSHAP (the contributions plus the trees' root values are the raw score),
+    from the leaf each row reaches in each tree (``pred_leaf``, as fast as scoring) and a per-leaf table;
+    measured ~60x faster than ``pred_contrib`` on the default model, which would take minutes for a
+    day's top 10 (:func:`explain_lightgbm_shap`). Unlike TreeSHAP it credits features split near the
+    root a little more; the reasons use only the two or three strongest groups.
+    """
+    if model._paths is None:
+        model._paths = _path_table(model._booster, len(model.stored.features))
+    table, bias, width = model._paths
+    out = np.zeros((len(X), table.shape[1]))
+    for i in range(0, len(X), PATH_ROWS_PER_CHUNK):  # a loop over chunks of rows, then over trees
+        leaves = np.asarray(model._booster.predict(X[i:i + PATH_ROWS_PER_CHUNK], pred_leaf=True, num_threads=2))
+        rows = leaves.reshape(len(leaves), -1).astype(np.int64) + np.arange(leaves.shape[-1] if leaves.ndim > 1
+                                                                             else 1) * width
+        chunk = out[i:i + PATH_ROWS_PER_CHUNK]
+        for t in range(rows.shape[1]):
+            chunk += table[rows[:, t]]
+    return Contributions(list(model.stored.features), out,
+                         np.full(len(X), bias + np.log(model.stored.sampling_rate)))
+
+
+def explain_wide_deep(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """Wide & Deep's wide part (weight x standardised value per feature, missing flag included, and one term per
+    crossed feature) plus its deep part as one ``deep`` term; the reasons use the feature names they know.
+
+    Exactly additive: the values plus the bias are the logit of :meth:`LoadedModel.predict` (float32 network).
+    """
+    values, bias = model._wide_deep.explain(X, model.stored.sampling_rate)
+    return Contributions(model._wide_deep.contribution_names(), values, np.full(len(X), bias))
+
+
+#: model kind -> its explain function ``f(loaded_model, X) -> Contributions``. A new kind registers its
+#: own here; a kind without one gets no contributions
+#: and its recommendations fall back to the candidate strategy's reason (ranking/reasons.py).
+EXPLAINERS: dict[str, Callable[[LoadedModel, np.ndarray], Contributions]] = {
+    "logistic_regression": explain_logistic_regression,
+    "lightgbm": explain_lightgbm,
+    "wide_deep": explain_wide_deep,
+}
 
 
 def load(stored: StoredModel) -> LoadedModel:

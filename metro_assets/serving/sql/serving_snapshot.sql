@@ -2,7 +2,8 @@
 -- the API returns. $run_dates: how many run dates to publish.
 select
     r.run_date, r.customer_id, r.rank, r.offer_id, o.product_id, p.name as product_name,
-    o.discount_type, o.discount_value, r.score, o.end_date as expiry_date, r.strategy, r.model_version
+    o.discount_type, o.discount_value, r.score, o.end_date as expiry_date, r.strategy, r.model_version,
+    coalesce(r.reasons, []::VARCHAR[]) as reasons  -- rows written before reasons existed: none
 from recommendations r
 join offers o using (offer_id)
 join products p using (product_id)
