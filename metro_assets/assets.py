@@ -154,7 +154,8 @@ def _columns() -> dict[str, list[TableColumn]]:
 
 
 #: The warehouse table each asset writes, where it is not the table of the same name.
-TABLE_OF_ASSET = {"ranker_model": "model_versions", "bandit_posterior": "bandit_posteriors"}
+TABLE_OF_ASSET = {"ranker_model": "model_versions", "bandit_posterior": "bandit_posteriors",
+                  "sequence_model": "sequence_models"}
 
 
 def with_column_schema(spec: AssetSpec) -> AssetSpec:

@@ -135,6 +135,7 @@ def build_ranking_assets(settings: Settings):
             for day in days(start, end):  # each day scored by its own model and replaced on its own
                 if current.bandit.policy == "thompson":  # sampled at allocation time (metro_assets/bandit/)
                     version, scored = thompson_pool_scores(con, day, current.seed)
+                    _, model = selected_model(con, day, kind="logistic_regression")  # the prior: its reasons
                 else:
                     version, model = selected_model(con, day)
                     scored = score_pool(con, day, model)
