@@ -307,43 +307,85 @@ def incremental(truth: pl.DataFrame) -> pl.Expr:
 
 
 def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
-    """The expected change of the customer's gross spend at position 1 (the truth's ``spend_effect``:
-    the product's extra sales, and for sleeping dogs the trips they skip); else incremental x shelf value."""
+    """The expected change of the customer's gross spend on the offer's product at position 1 (the truth's
+    ``spend_effect``); else incremental x shelf value. A sleeping dog's skipped trips are not in it: they are
+    a customer-level effect (:func:`customer_values`)."""
     if "spend_effect" in truth.columns:
         return pl.col("spend_effect").fill_null(0.0)
     return incremental(truth) * pl.col("gross")
 
 
+#: The per-customer figures of :func:`customer_values`.
+VALUE_COLUMNS = ("expected", "incremental", "margin", "discount", "revenue", "sure_discount", "dogs_reached")
+
+
+def notice_any(attention: pl.Expr) -> pl.Expr:
+    """Aggregation: the chance a customer notices at least one offer of its list (``oracle.notice_any``)."""
+    miss = [share * (attention * -float(channel)).clip(-1.0 + 1e-12, 0.0).log1p().sum().exp()
+            for share, channel in zip(oracle.CHANNEL_SHARES, oracle.CHANNEL_ATTENTION)]
+    total = miss[0]
+    for m in miss[1:]:
+        total = total + m
+    return 1.0 - total
+
+
 def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
-    """Per customer of ``customers``: expected, incremental redemptions, incremental margin, discount of the top k.
+    """Per customer of ``customers``: what its top k causes (see :data:`VALUE_COLUMNS`).
 
     ``ranked`` holds ``customer_id``, ``offer_id``, ``rank``; ``truth`` holds
     ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base`` (``uplift``,
-    ``spend_effect`` with World v2) and the :func:`offer_economics` columns,
-    all for position 1: an offer at rank r gets
-    ``oracle.position_attention(r)`` of each (lower slots are seen less).
-    Incremental margin = incremental revenue x margin rate - discount paid on
-    every expected redemption (also those the customer would have made
-    anyway: the discount given to sure things). Customers without a ranked
-    pair get zeros.
+    ``spend_effect``, ``lost_spend``, ``trip_margin_rate`` with World v2) and
+    the :func:`offer_economics` columns, all for position 1: an offer at rank
+    r gets ``oracle.position_attention(r)`` of each (lower slots are seen less).
+
+    * ``expected``, ``incremental``: redemptions, incremental purchases.
+    * ``revenue``: incremental gross revenue: the products' extra sales minus,
+      for a sleeping dog, the spend of the trips it skips, charged **once per
+      customer** with the chance it notices any offer of the list
+      (``oracle.notice_any``: the world deters once, however many offers it notices).
+    * ``margin``: incremental margin = the products' extra sales x their margin
+      rate - the lost trips x the catalogue's margin rate - the discount paid on
+      every expected redemption (also those the customer would have made
+      anyway: the discount given to sure things).
+    * ``discount``: discount paid; ``sure_discount``: the part paid on
+      redemptions the offer did not cause (p_redeem - max(uplift, 0), at least 0).
+    * ``dogs_reached``: the chance the customer is a sleeping dog deterred by the list.
+
+    Customers without a ranked pair get zeros.
     """
     attention = pl.Series(oracle.position_attention(ranked["rank"].to_numpy()))
     x = ranked.select("customer_id", "offer_id", attention=attention).join(
         truth, on=["customer_id", "offer_id"], how="inner")
     p = pl.col("p_redeem").fill_null(0.0)
+    dog = "lost_spend" in truth.columns
+    lost = pl.col("lost_spend").fill_null(0.0) if dog else pl.lit(0.0)
+    trip_margin = pl.col("trip_margin_rate").fill_null(0.0) if dog else pl.lit(0.0)
     x = x.select(
         "customer_id",
         pl.col("attention"),
         expected=p,
         incremental=incremental(truth),
-        margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
+        product_margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
+        product_revenue=incremental_revenue(truth),
         discount=p * pl.col("discount"),
+        sure_discount=(p - incremental(truth).clip(lower_bound=0.0)).clip(lower_bound=0.0) * pl.col("discount"),
+        lost=lost,
+        lost_margin=lost * trip_margin,
     )
+    a = pl.col("attention")
     sums = x.group_by("customer_id").agg(
-        (pl.col(c) * pl.col("attention")).sum().alias(c) for c in ("expected", "incremental", "margin", "discount"))
-    names = ["expected", "incremental", "margin", "discount"]
+        *[(pl.col(c) * a).sum().alias(c) for c in ("expected", "incremental", "product_margin", "product_revenue",
+                                                   "discount", "sure_discount")],
+        noticed=notice_any(a), lost=pl.col("lost").max(), lost_margin=pl.col("lost_margin").max(),
+    ).select(
+        "customer_id", "expected", "incremental", "discount", "sure_discount",
+        margin=pl.col("product_margin") - pl.col("noticed") * pl.col("lost_margin"),
+        revenue=pl.col("product_revenue") - pl.col("noticed") * pl.col("lost"),
+        dogs_reached=pl.when(pl.col("lost") > 0).then(pl.col("noticed")).otherwise(0.0),
+    )
+    names = list(VALUE_COLUMNS)
     return customers.join(sums, on="customer_id", how="left").with_columns(pl.col(names).fill_null(0.0)) \
-        .sort("customer_id")
+        .select("customer_id", *names).sort("customer_id")
 
 
 def _runs(ranking) -> list[pl.DataFrame]:
