@@ -45,6 +45,7 @@ import polars as pl
 
 from metro_assets.errors import DataError
 from metro_assets.monitoring import bootstrap, offpolicy
+from metro_assets.ranking.allocation import offer_economics
 from metro_assets.monitoring.metrics import K, RANKING_METRICS, per_customer_metrics
 from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
 from metro_assets.simulation import oracle
@@ -113,34 +114,6 @@ def label_window(con: duckdb.DuckDBPyConnection, day: date) -> tuple[date, date,
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, **params) -> pl.DataFrame:
     return con.sql(sql, params=params or None).pl()
-
-
-def offer_economics(con: duckdb.DuckDBPyConnection, offer_ids: pl.Series) -> pl.DataFrame:
-    """Per offer: depth, units, shelf value, discount and margin rate of one redemption.
-
-    One redemption buys ``units`` items (bogo: 1 + free items, else 1) worth
-    ``gross = units * base_price`` and takes ``discount = depth * gross`` off
-    (the depth the oracle uses); ``margin`` is the product's gross margin rate.
-    """
-    con.register("evaluation_offer_ids", pl.DataFrame({"offer_id": offer_ids.unique()}).to_arrow())
-    try:
-        x = _frame(con, """SELECT o.offer_id, o.discount_type, o.discount_value, o.start_date, o.end_date,
-                                  p.base_price, coalesce(p.margin, 0.0) AS margin
-                           FROM offers o JOIN products p USING (product_id)
-                           WHERE o.offer_id IN (SELECT offer_id FROM evaluation_offer_ids)""")
-    finally:
-        con.unregister("evaluation_offer_ids")
-    depth = oracle.discount_depth(x["discount_type"].to_numpy(), x["discount_value"].cast(pl.Float64).to_numpy(),
-                                  x["base_price"].to_numpy())
-    bogo = x["discount_type"].str.strip_chars().str.to_lowercase() == "bogo"
-    units = pl.when(bogo).then(1.0 + x["discount_value"].cast(pl.Float64)).otherwise(1.0)
-    return (
-        x.select("offer_id", "start_date", "end_date", "base_price", "margin", units=units)
-        .with_columns(depth=pl.Series(np.nan_to_num(depth)))
-        .with_columns(gross=pl.col("units") * pl.col("base_price"))
-        .with_columns(discount=pl.col("depth") * pl.col("gross"))
-        .unique("offer_id")
-    )
 
 
 def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,

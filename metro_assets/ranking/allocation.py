@@ -48,10 +48,16 @@ Examples
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
+import duckdb
+import numpy as np
 import polars as pl
 
-from metro_assets.ranking.scoring import MAX_PER_CATEGORY, top_k
+from metro_assets.errors import DataError
+from metro_assets.ranking import uplift as uplift_models
+from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
+from metro_assets.simulation import oracle
 from metro_assets.simulation.oracle import position_attention
 
 OBJECTIVES = ("redemptions", "incremental_margin")
@@ -239,3 +245,113 @@ def summary(allocation: Allocation) -> dict[str, float | int]:
         "pairs_never_shown": allocation.dropped_negative,
     }
 
+
+
+def offer_economics(con: duckdb.DuckDBPyConnection, offer_ids: pl.Series) -> pl.DataFrame:
+    """Per offer: depth, units, shelf value, discount and margin rate of one redemption.
+
+    One redemption buys ``units`` items (bogo: 1 + free items, else 1) worth
+    ``gross = units * base_price`` and takes ``discount = depth * gross`` off
+    (the depth the oracle uses); ``margin`` is the product's gross margin rate.
+    """
+    con.register("economics_offer_ids", pl.DataFrame({"offer_id": offer_ids.unique()}).to_arrow())
+    try:
+        x = con.sql("""SELECT o.offer_id, o.discount_type, o.discount_value, o.start_date, o.end_date,
+                              p.base_price, coalesce(p.margin, 0.0) AS margin
+                       FROM offers o JOIN products p USING (product_id)
+                       WHERE o.offer_id IN (SELECT offer_id FROM economics_offer_ids)""").pl()
+    finally:
+        con.unregister("economics_offer_ids")
+    depth = oracle.discount_depth(x["discount_type"].to_numpy(), x["discount_value"].cast(pl.Float64).to_numpy(),
+                                  x["base_price"].to_numpy())
+    bogo = x["discount_type"].str.strip_chars().str.to_lowercase() == "bogo"
+    units = pl.when(bogo).then(1.0 + x["discount_value"].cast(pl.Float64)).otherwise(1.0)
+    return (
+        x.select("offer_id", "start_date", "end_date", "base_price", "margin", units=units)
+        .with_columns(depth=pl.Series(np.nan_to_num(depth)))
+        .with_columns(gross=pl.col("units") * pl.col("base_price"))
+        .with_columns(discount=pl.col("depth") * pl.col("gross"))
+        .unique("offer_id")
+    )
+
+
+def offer_caps(con: duckdb.DuckDBPyConnection, day: date, budget: float | None = None) -> pl.DataFrame:
+    """What is left of each capped offer at the start of ``day`` (only events before it are read).
+
+    ``remaining_redemptions`` = ``max_redemptions`` - redemptions before the
+    day; ``remaining_budget`` (when ``budget`` is given: ``METRO_OFFER_BUDGET``,
+    discount money per offer) = budget - the discount paid on its redemptions
+    before the day (each at :func:`offer_economics`' discount). Offers with
+    neither cap are absent.
+    """
+    used = con.sql("""SELECT o.offer_id, o.max_redemptions, count(r.offer_id) AS redeemed
+                      FROM offers o LEFT JOIN redemptions r ON r.offer_id = o.offer_id AND r.day < $day
+                      WHERE o.day < $day AND o.end_date >= $day GROUP BY ALL""", params={"day": day}).pl()
+    if budget is None:
+        used = used.filter(pl.col("max_redemptions").is_not_null())
+    econ = offer_economics(con, used["offer_id"]).select("offer_id", "discount")
+    return used.join(econ, on="offer_id", how="left").select(
+        pl.col("offer_id").cast(pl.Int64),
+        remaining_redemptions=(pl.col("max_redemptions") - pl.col("redeemed")).cast(pl.Float64),
+        remaining_budget=(pl.lit(budget, dtype=pl.Float64) - pl.col("redeemed") * pl.col("discount").fill_null(0.0))
+        if budget is not None else pl.lit(None, dtype=pl.Float64),
+    ).sort("offer_id")
+
+
+@dataclass
+class DayAllocation:
+    """A run date's allocated lists and where they came from."""
+
+    allocation: Allocation
+    model_version: str            # the ranker that gave p_redeem
+    uplift_version: str | None    # the uplift learner that gave uplift (None: none trained yet)
+    pairs_scored: int
+    objective: str
+
+
+def scored_pairs(con: duckdb.DuckDBPyConnection, day: date, uplift_kind: str | None = None
+                 ) -> tuple[pl.DataFrame, str, str | None]:
+    """The day's pool with ``p_redeem`` (the serving ranker), ``uplift`` (the best uplift learner, or
+    ``uplift_kind``; null without one), the offer's product, category and economics."""
+    version, model = selected_model(con, day)
+    found = uplift_models.newest_uplift(con, day, uplift_kind)
+    extra = {"uplift": found[1]} if found else {}
+    scored = score_pool(con, day, model, extra=extra).rename({"score": "p_redeem"})
+    if not found:
+        scored = scored.with_columns(uplift=pl.lit(None, dtype=pl.Float64))
+    econ = offer_economics(con, scored["offer_id"]).select("offer_id", "gross", "margin", "discount")
+    pairs = scored.join(offer_items(con), on="offer_id", how="left").join(econ, on="offer_id", how="left")
+    return pairs, version, (found[0] if found else None)
+
+
+def allocate_pairs(pairs: pl.DataFrame, objective: str, caps: pl.DataFrame | None, k: int,
+                   max_per_category: int | None) -> Allocation:
+    """The allocation of scored pairs (see :func:`scored_pairs`) under ``objective``: ``value`` holds the
+    objective's value; under ``incremental_margin`` a pair with negative predicted uplift is never shown."""
+    value = pair_value(objective, pl.col("p_redeem"), pl.col("uplift"), pl.col("gross").fill_null(0.0),
+                       pl.col("margin").fill_null(0.0), pl.col("discount").fill_null(0.0))
+    x = pairs.with_columns(value=value, discount=pl.col("discount").fill_null(0.0))
+    if objective == "incremental_margin":
+        negative = x.filter(pl.col("uplift").is_null() | (pl.col("uplift") < 0)).height
+        out = allocate(x.filter(pl.col("uplift") >= 0), k, max_per_category, caps, drop_below=0.0)
+        out.dropped_negative += negative
+        return out
+    return allocate(x, k, max_per_category, caps)
+
+
+def allocate_day(con: duckdb.DuckDBPyConnection, day: date, objective: str = "redemptions", k: int = 10,
+                 max_per_category: int | None = MAX_PER_CATEGORY, budget: float | None = None) -> DayAllocation:
+    """Score the day's pool and allocate it: what ``recommendations`` stores for ``day``.
+
+    Raises
+    ------
+    DataError
+        No ranker for the day; or ``incremental_margin`` without an uplift learner.
+    """
+    pairs, version, uplift_version = scored_pairs(con, day)
+    if objective == "incremental_margin" and uplift_version is None:
+        raise DataError(f"METRO_OBJECTIVE=incremental_margin needs an uplift learner trained on or before {day}: "
+                        "run the retrain job (its ranker_model trains them; they need exploration slots and a "
+                        "holdout in the impressions), or set METRO_OBJECTIVE=redemptions")
+    out = allocate_pairs(pairs, objective, offer_caps(con, day, budget), k, max_per_category)
+    return DayAllocation(out, version, uplift_version, pairs.height, objective)
