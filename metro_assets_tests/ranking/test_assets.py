@@ -51,9 +51,16 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     recs = con.sql("select * from recommendations where run_date = ?", params=[RUN_DAY]).pl()
     models = con.sql("select * from model_versions").pl()
     con.close()
-    assert models.height == 2 and models["selected"].sum() == 1
+    # the two rankers (one serves) and the four uplift learners (one is the best, none serves)
+    assert models.height == 6 and models["selected"].sum() == 1
+    uplift = models.filter(pl.col("kind").str.starts_with("uplift_"))
+    assert sorted(uplift["kind"]) == ["uplift_s", "uplift_t", "uplift_to", "uplift_x"]
+    assert uplift["best_uplift"].sum() == 1 and not uplift["selected"].any()
+    assert uplift["validation_qini"].null_count() == 0
     version = models.filter("selected")["model_version"][0]
     assert recs["model_version"].unique().to_list() == [version]
+    # the default objective (redemptions): the score is the ranker's p_redeem, and the best learner's uplift is kept
+    assert (recs["score"] == recs["p_redeem"]).all() and recs["uplift"].null_count() == 0
     per_customer = recs.group_by("customer_id").agg(pl.len(), pl.col("rank").max())
     assert per_customer["len"].max() == 10 and (per_customer["len"] == per_customer["rank"]).all()
 
@@ -89,7 +96,7 @@ def test_rerunning_a_day_replaces_its_recommendations(tiny_warehouse, tiny_env):
     again = con.sql("select * from recommendations order by all").pl().drop("created_at")
     models = con.execute("select count(*) from model_versions").fetchall()[0][0]
     con.close()
-    assert first.equals(again) and models == 2
+    assert first.equals(again) and models == 6  # 2 rankers, 4 uplift learners
 
 
 def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_env):
