@@ -3,19 +3,25 @@
 from datetime import date, timedelta
 
 import duckdb
+import polars as pl
 
 from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.features.daily import write_features
+from metro_assets.ranking import uplift
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.settings import CandidateLimits
 from metro_assets.warehouse import replace_partitions
 
 
-def train(con: duckdb.DuckDBPyConnection, day: date) -> None:
-    """Both rankers for ``day`` into model_versions (what the ranker_model asset does)."""
+def train(con: duckdb.DuckDBPyConnection, day: date, uplift_learners: bool = True) -> None:
+    """Both rankers (and the uplift learners) for ``day`` into model_versions (what the ranker_model asset does)."""
     ts = training_set(con, day)
     trained, reason = train_rankers(ts)
-    replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, day + timedelta(days=1))
+    rows = model_rows(day, ts, trained, reason)
+    if uplift_learners:
+        us = uplift.uplift_training_set(con, day)
+        rows = pl.concat([rows, uplift.model_rows(day, us, uplift.train_uplift_learners(us))], how="diagonal_relaxed")
+    replace_partitions(con, {"model_versions": rows}, day, day + timedelta(days=1))
 
 
 def features_and_pool(con: duckdb.DuckDBPyConnection, day: date) -> None:

@@ -45,6 +45,7 @@ import polars as pl
 
 from metro_assets.errors import DataError
 from metro_assets.monitoring import bootstrap, offpolicy
+from metro_assets.monitoring import uplift_evaluation as uplift_eval
 from metro_assets.ranking.allocation import offer_economics
 from metro_assets.monitoring.metrics import K, RANKING_METRICS, per_customer_metrics
 from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
@@ -58,7 +59,9 @@ RANDOM_SEEDS = 5
 LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
 MODEL_KINDS = ("lightgbm", "logistic_regression")
 BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
-POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle")
+#: issue 17: p_redeem, p_redeem_matched, uplift_<learner>, uplift_margin, oracle_uplift, oracle_margin
+UPLIFT_POLICIES = uplift_eval.UPLIFT_POLICIES
+POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle", *UPLIFT_POLICIES)
 CAUSAL_METRICS = (
     "expected_redemptions_at_10",
     "expected_incremental_redemptions_at_10",
@@ -68,12 +71,24 @@ CAUSAL_METRICS = (
 )
 #: the causal metrics whose paired difference (model minus each baseline) is reported
 PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share",)
+#: the business report's extra causal metrics (issue 17), per evaluated customer, with intervals
+BUSINESS_METRICS = (
+    "expected_incremental_revenue_at_10",
+    "discount_on_sure_things_at_10",
+    "sleeping_dogs_reached_at_10",
+    "offers_shown_at_10",
+    "roi_at_10",
+)
+QINI_METRICS = uplift_eval.QINI_METRICS
+#: paired differences of the margin allocation against today's behaviour (policy name, minus what)
+UPLIFT_PAIRS = (("uplift_margin", "p_redeem"), ("uplift_margin", "p_redeem_matched"))
 OFF_POLICY_METRICS = offpolicy.METRICS
 #: A denser logged outcome than redemptions (sparse real logs): the share of the top 10 whose product the
 #: customer bought in [D, D+7), with or without the offer, over every scored customer; and its lift over random.
 PURCHASE_METRICS = ("product_purchase_rate_at_10", "product_purchase_lift_at_10")
 COUNT_METRICS = ("customers_scored", "customers_evaluated", "customers_without_redemptions", "customers_logged")
-METRICS = CAUSAL_METRICS + OFF_POLICY_METRICS + RANKING_METRICS + PURCHASE_METRICS + COUNT_METRICS
+METRICS = (CAUSAL_METRICS + BUSINESS_METRICS + QINI_METRICS + OFF_POLICY_METRICS + RANKING_METRICS
+           + PURCHASE_METRICS + COUNT_METRICS)
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
 SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64}
@@ -95,6 +110,7 @@ class Evaluation:
     rows: pl.DataFrame             # run_date, policy, metric, value, ci_low, ci_high (empty when not complete)
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)   # policy -> model version
+    curves: dict = field(default_factory=dict)               # Qini curves {"true"|"logged": {policy: array}}
 
     def table(self) -> pl.DataFrame:
         """Metrics as rows, policies as columns (see :func:`wide_table`)."""
@@ -289,7 +305,8 @@ def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
 
 
 #: The per-customer figures of :func:`customer_values`.
-VALUE_COLUMNS = ("expected", "incremental", "margin", "discount", "revenue", "sure_discount", "dogs_reached")
+VALUE_COLUMNS = ("expected", "incremental", "margin", "discount", "revenue", "sure_discount", "dogs_reached",
+                 "offers")
 
 
 def notice_any(attention: pl.Expr) -> pl.Expr:
@@ -323,6 +340,7 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
     * ``discount``: discount paid; ``sure_discount``: the part paid on
       redemptions the offer did not cause (p_redeem - max(uplift, 0), at least 0).
     * ``dogs_reached``: the chance the customer is a sleeping dog deterred by the list.
+    * ``offers``: offers in the list.
 
     Customers without a ranked pair get zeros.
     """
@@ -350,8 +368,9 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
         *[(pl.col(c) * a).sum().alias(c) for c in ("expected", "incremental", "product_margin", "product_revenue",
                                                    "discount", "sure_discount")],
         noticed=notice_any(a), lost=pl.col("lost").max(), lost_margin=pl.col("lost_margin").max(),
+        offers=pl.len().cast(pl.Float64),
     ).select(
-        "customer_id", "expected", "incremental", "discount", "sure_discount",
+        "customer_id", "expected", "incremental", "discount", "sure_discount", "offers",
         margin=pl.col("product_margin") - pl.col("noticed") * pl.col("lost_margin"),
         revenue=pl.col("product_revenue") - pl.col("noticed") * pl.col("lost"),
         dogs_reached=pl.when(pl.col("lost") > 0).then(pl.col("noticed")).otherwise(0.0),
@@ -399,6 +418,16 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
             labels.append((p, metric, "mean"))
         columns.append(values[p]["expected"].to_numpy())
         labels.append((p, "oracle_share", "share"))
+        for metric, name in zip(BUSINESS_METRICS[:4], ("revenue", "sure_discount", "dogs_reached", "offers")):
+            columns.append(values[p][name].to_numpy())
+            labels.append((p, metric, "mean"))
+        columns += [values[p]["margin"].to_numpy(), values[p]["discount"].to_numpy()]  # ROI: a ratio of sums
+        labels += [(p, "roi_at_10", "roi"), (p, None, "den")]
+    for a, b in UPLIFT_PAIRS:
+        if a in values and b in values:
+            for metric, name in zip(PAIRED_METRICS[:3], names):
+                columns.append(values[a][name].to_numpy() - values[b][name].to_numpy())
+                labels.append((f"{a}_minus_{b}", metric, "mean"))
     if "model" in values:
         for b in BASELINES:
             if b not in values:
@@ -415,12 +444,15 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     reps = bootstrap.replicate_sums(np.hstack([x, den]), replicates, seed)
     share = np.array([lab[2] == "share" for lab in labels])
     m = x.shape[1]
+    # a ROI column is divided by the next column's sum (the discount), not by the customers
+    roi = np.array([lab[2] == "roi" for lab in labels])
+    nxt = np.r_[np.arange(1, m), m - 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        point = point_sums[:m] / np.where(share, point_sums[m + 1], point_sums[m])
-        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], reps[:, [m]])
+        point = point_sums[:m] / np.where(share, point_sums[m + 1], np.where(roi, point_sums[nxt], point_sums[m]))
+        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], np.where(roi, reps[:, nxt], reps[:, [m]]))
     low, high = bootstrap.interval(ratio)
     return [_row(day, p, metric, point[i], low[i], high[i])
-            for i, (p, metric, _) in enumerate(labels) if np.isfinite(point[i])]
+            for i, (p, metric, kind) in enumerate(labels) if kind != "den" and np.isfinite(point[i])]
 
 
 def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Series, k: int,
@@ -489,7 +521,7 @@ def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.
 
 def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds: int = RANDOM_SEEDS,
              seed: int = 42, shock: Shock | None = None, max_per_category: int | None = MAX_PER_CATEGORY,
-             replicates: int = bootstrap.REPLICATES) -> Evaluation:
+             replicates: int = bootstrap.REPLICATES, budget: float | None = None) -> Evaluation:
     """Evaluate the recommendations of run date ``day`` and the baselines on the same pools.
 
     Returns an :class:`Evaluation`; when the label window is not fully in the
@@ -512,6 +544,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     pool = pool.join(offer_items(con), on="offer_id", how="left")
     economics = offer_economics(con, pool["offer_id"])
     rankings, versions, notes = policy_rankings(con, day, pool, economics, k, max_per_category, random_seeds, seed)
+    uplift = uplift_eval.uplift_policies(con, day, pool, k, max_per_category, budget)
+    rankings.update(uplift.rankings)
+    versions.update(uplift.versions)
+    notes += uplift.notes
     scored = pool["customer_id"].unique().sort()
     customers = pl.DataFrame({"customer_id": scored})
     boot = [seed, day.toordinal()]
@@ -526,6 +562,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     if truth is not None:
         rankings["oracle"] = top_k(truth.select("customer_id", "offer_id", score="p_redeem")
                                    .join(pool, on=["customer_id", "offer_id"]), k, max_per_category)
+        uplift_eval.add_oracles(uplift, truth, pool, k, max_per_category)
+        rankings.update(uplift.rankings)
         rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1])
 
     missing = offpolicy.log_columns_missing(con)
@@ -544,6 +582,14 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
             notes.append(f"{clipped} importance weights clipped at {offpolicy.MAX_WEIGHT:g} (off-policy estimates "
                          "are biased down where the clip binds)")
 
+    randomised = (not missing and con.sql("SELECT count(*) FROM experiment_assignments WHERE arm = 'holdout' "
+                                          "AND $d BETWEEN from_date AND to_date", params={"d": day}).fetchall()[0][0])
+    units = uplift_eval.logged_units(con, day, seed) if randomised else None
+    if not randomised:
+        notes.append("no exploration slots or holdout customers for this day: qini_logged is unavailable")
+    qrows, curves = uplift_eval.qini_rows(day, uplift, truth, units)
+    rows += qrows
+
     relevant = _frame(con, "SELECT DISTINCT customer_id, offer_id FROM redemptions WHERE day >= $s AND day < $e",
                       s=start, e=end)
     evaluated = relevant.join(customers, on="customer_id", how="semi")
@@ -560,7 +606,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
         counts["customers_logged"] = float(logged_customers)  # pool customers in the log of D's week
     rows += [_row(day, p, m, v) for p in POLICIES if p in rankings for m, v in counts.items()]
     out = pl.DataFrame(rows, schema=SCHEMA) if rows else empty
-    return Evaluation(day, start, end, True, out, notes, versions)
+    return Evaluation(day, start, end, True, out, notes, versions, curves)
 
 
 def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> int:
@@ -574,7 +620,8 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> 
 
 def _order(rows: pl.DataFrame) -> list[str]:
     policies = [p for p in POLICIES if p in set(rows["policy"])]
-    return policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in set(rows["policy"])]
+    pairs = [paired_policy(b) for b in BASELINES] + [f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS]
+    return policies + [p for p in pairs if p in set(rows["policy"])]
 
 
 def wide_table(rows: pl.DataFrame) -> pl.DataFrame:

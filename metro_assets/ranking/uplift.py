@@ -193,8 +193,10 @@ def load(stored: StoredModel) -> UpliftModel:
 
 
 def _fit(X: np.ndarray, y: np.ndarray, objective: str, names: list[str]) -> lgb.Booster:
-    return lgb.train({**PARAMS, "objective": objective}, lgb.Dataset(X, label=y, feature_name=names),
-                     num_boost_round=ROUNDS)
+    # leaves of ~1% of the rows (20..200): a small log (tiny scale, a young import) still gets splits
+    leaf = int(np.clip(len(y) // 100, 20, PARAMS["min_child_samples"]))
+    return lgb.train({**PARAMS, "objective": objective, "min_child_samples": leaf},
+                     lgb.Dataset(X, label=y, feature_name=names), num_boost_round=ROUNDS)
 
 
 def train_learner(kind: str, X: np.ndarray, treated: np.ndarray, y: np.ndarray, features: list[str],
