@@ -56,7 +56,9 @@ import polars as pl
 
 from metro_assets.errors import DataError
 from metro_assets.ranking import uplift as uplift_models
+from metro_assets.features.compute import stored_matrix
 from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
+from metro_assets.ranking.training import as_matrix
 from metro_assets.simulation import oracle
 from metro_assets.simulation.oracle import position_attention
 
@@ -309,12 +311,13 @@ class DayAllocation:
     objective: str
 
 
-def scored_pairs(con: duckdb.DuckDBPyConnection, day: date, uplift_kind: str | None = None
-                 ) -> tuple[pl.DataFrame, str, str | None]:
+def scored_pairs(con: duckdb.DuckDBPyConnection, day: date, uplift_kind: str | None = None,
+                 with_uplift: bool = True) -> tuple[pl.DataFrame, str, str | None]:
     """The day's pool with ``p_redeem`` (the serving ranker), ``uplift`` (the best uplift learner, or
-    ``uplift_kind``; null without one), the offer's product, category and economics."""
+    ``uplift_kind``; null without one, or when ``with_uplift`` is false), the offer's product, category
+    and economics."""
     version, model = selected_model(con, day)
-    found = uplift_models.newest_uplift(con, day, uplift_kind)
+    found = uplift_models.newest_uplift(con, day, uplift_kind) if with_uplift else None
     extra = {"uplift": found[1]} if found else {}
     scored = score_pool(con, day, model, extra=extra).rename({"score": "p_redeem"})
     if not found:
@@ -322,6 +325,18 @@ def scored_pairs(con: duckdb.DuckDBPyConnection, day: date, uplift_kind: str | N
     econ = offer_economics(con, scored["offer_id"]).select("offer_id", "gross", "margin", "discount")
     pairs = scored.join(offer_items(con), on="offer_id", how="left").join(econ, on="offer_id", how="left")
     return pairs, version, (found[0] if found else None)
+
+
+def predict_pairs(con: duckdb.DuckDBPyConnection, day: date, pairs: pl.DataFrame, model) -> pl.Series:
+    """``model``'s prediction for each (customer_id, offer_id) of ``pairs`` from the day's feature tables,
+    in ``pairs``' order (e.g. the uplift of the chosen lists only: ~10x fewer rows than the pool)."""
+    keys = pairs.select("customer_id", "offer_id").with_columns(day=pl.lit(day), _i=pl.int_range(pl.len()))
+    con.register("allocation_requests", keys.to_arrow())
+    try:
+        frame = stored_matrix(con, "allocation_requests", day, carry=("_i",)).sort("_i")
+    finally:
+        con.unregister("allocation_requests")
+    return pl.Series(model.predict(as_matrix(frame, model.features)))
 
 
 def allocate_pairs(pairs: pl.DataFrame, objective: str, caps: pl.DataFrame | None, k: int,
@@ -348,10 +363,17 @@ def allocate_day(con: duckdb.DuckDBPyConnection, day: date, objective: str = "re
     DataError
         No ranker for the day; or ``incremental_margin`` without an uplift learner.
     """
-    pairs, version, uplift_version = scored_pairs(con, day)
-    if objective == "incremental_margin" and uplift_version is None:
+    # the uplift of every pool pair only when it decides the lists; else only the lists' (10x fewer to predict)
+    margin = objective == "incremental_margin"
+    pairs, version, uplift_version = scored_pairs(con, day, with_uplift=margin)
+    if margin and uplift_version is None:
         raise DataError(f"METRO_OBJECTIVE=incremental_margin needs an uplift learner trained on or before {day}: "
                         "run the retrain job (its ranker_model trains them; they need exploration slots and a "
                         "holdout in the impressions), or set METRO_OBJECTIVE=redemptions")
     out = allocate_pairs(pairs, objective, offer_caps(con, day, budget), k, max_per_category)
+    if not margin:
+        found = uplift_models.newest_uplift(con, day)
+        if found:
+            uplift_version = found[0]
+            out.chosen = out.chosen.with_columns(uplift=predict_pairs(con, day, out.chosen, found[1]))
     return DayAllocation(out, version, uplift_version, pairs.height, objective)

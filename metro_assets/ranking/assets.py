@@ -57,7 +57,8 @@ def build_ranking_assets(settings: Settings):
         kinds={"lightgbm", "scikitlearn", "duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
-        deps=[AssetKey(t) for t in RAW_INPUTS],
+        # experiment_assignments: the holdout arm of the uplift learners' randomised units
+        deps=[AssetKey(t) for t in (*RAW_INPUTS, "experiment_assignments")],
         check_specs=check_specs(MODEL_CHECKS, partitions),
         pool=settings.ops.pool,
         retry_policy=RetryPolicy(max_retries=1, delay=settings.ops.retry_delay),  # METRO_RETRY_DELAY
@@ -130,6 +131,7 @@ def build_ranking_assets(settings: Settings):
             AssetKey("interaction_features"),
             AssetKey("offers"),    # each offer's product and category: one offer per product, few per category
             AssetKey("products"),
+            AssetKey("redemptions"),  # what is left of each offer's cap before the day (the allocation)
             # the newest model of the last week (weekly retrains); older ones are found too
             AssetDep("ranker_model", partition_mapping=TimeWindowPartitionMapping(start_offset=-7, end_offset=0,
                                                                                    allow_nonexistent_upstream_partitions=True)),
