@@ -77,6 +77,7 @@ BUSINESS_METRICS = (
     "discount_on_sure_things_at_10",
     "sleeping_dogs_reached_at_10",
     "offers_shown_at_10",
+    "sleeping_dog_margin_lost_at_10",
     "roi_at_10",
 )
 QINI_METRICS = uplift_eval.QINI_METRICS
@@ -306,17 +307,10 @@ def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
 
 #: The per-customer figures of :func:`customer_values`.
 VALUE_COLUMNS = ("expected", "incremental", "margin", "discount", "revenue", "sure_discount", "dogs_reached",
-                 "offers")
+                 "offers", "dog_margin")
 
 
-def notice_any(attention: pl.Expr) -> pl.Expr:
-    """Aggregation: the chance a customer notices at least one offer of its list (``oracle.notice_any``)."""
-    miss = [share * (attention * -float(channel)).clip(-1.0 + 1e-12, 0.0).log1p().sum().exp()
-            for share, channel in zip(oracle.CHANNEL_SHARES, oracle.CHANNEL_ATTENTION)]
-    total = miss[0]
-    for m in miss[1:]:
-        total = total + m
-    return 1.0 - total
+notice_any = uplift_eval.notice_any  # the chance a customer notices any offer of its list
 
 
 def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
@@ -341,6 +335,7 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
       redemptions the offer did not cause (p_redeem - max(uplift, 0), at least 0).
     * ``dogs_reached``: the chance the customer is a sleeping dog deterred by the list.
     * ``offers``: offers in the list.
+    * ``dog_margin``: the margin of the trips a sleeping dog skips (part of ``margin``, as a loss).
 
     Customers without a ranked pair get zeros.
     """
@@ -374,6 +369,7 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
         margin=pl.col("product_margin") - pl.col("noticed") * pl.col("lost_margin"),
         revenue=pl.col("product_revenue") - pl.col("noticed") * pl.col("lost"),
         dogs_reached=pl.when(pl.col("lost") > 0).then(pl.col("noticed")).otherwise(0.0),
+        dog_margin=pl.col("noticed") * pl.col("lost_margin"),
     )
     names = list(VALUE_COLUMNS)
     return customers.join(sums, on="customer_id", how="left").with_columns(pl.col(names).fill_null(0.0)) \
@@ -418,7 +414,8 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
             labels.append((p, metric, "mean"))
         columns.append(values[p]["expected"].to_numpy())
         labels.append((p, "oracle_share", "share"))
-        for metric, name in zip(BUSINESS_METRICS[:4], ("revenue", "sure_discount", "dogs_reached", "offers")):
+        for metric, name in zip(BUSINESS_METRICS[:5], ("revenue", "sure_discount", "dogs_reached", "offers",
+                                                        "dog_margin")):
             columns.append(values[p][name].to_numpy())
             labels.append((p, metric, "mean"))
         columns += [values[p]["margin"].to_numpy(), values[p]["discount"].to_numpy()]  # ROI: a ratio of sums

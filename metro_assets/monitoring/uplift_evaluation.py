@@ -13,7 +13,8 @@ Policies, on D's candidate pool, all through the same per-customer rules:
 * ``uplift_s``, ``uplift_t``, ``uplift_x``, ``uplift_to``: the top 10 by that
   learner's predicted uplift.
 * ``oracle_uplift``, ``oracle_margin``: the top 10 by the TRUE uplift, and by
-  the true incremental margin of the pair (value > 0 only): references.
+  the true incremental margin of the pair (value > 0 only; a customer whose
+  list is worth less than its sleeping-dog loss is shown nothing): references.
 
 Metrics (besides every causal metric of :mod:`.evaluation`): ``qini_true``
 and ``auuc_true`` (the policy's score over every pool pair, against the true
@@ -40,6 +41,7 @@ from metro_assets.monitoring import qini
 from metro_assets.ranking.allocation import allocate_pairs, offer_caps, offer_economics
 from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.ranking.uplift import UPLIFT_KINDS, newest_uplift
+from metro_assets.simulation.oracle import CHANNEL_ATTENTION, CHANNEL_SHARES, position_attention
 
 UPLIFT_POLICIES = ("p_redeem", "p_redeem_matched", *UPLIFT_KINDS, "uplift_margin", "oracle_uplift", "oracle_margin")
 QINI_METRICS = ("qini_true", "auuc_true", "qini_logged")
@@ -104,6 +106,16 @@ def uplift_policies(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
     return out
 
 
+def notice_any(attention: pl.Expr) -> pl.Expr:
+    """Aggregation: the chance a customer notices at least one offer of its list (``oracle.notice_any``)."""
+    miss = [share * (attention * -float(channel)).clip(-1.0 + 1e-12, 0.0).log1p().sum().exp()
+            for share, channel in zip(CHANNEL_SHARES, CHANNEL_ATTENTION)]
+    total = miss[0]
+    for m in miss[1:]:
+        total = total + m
+    return 1.0 - total
+
+
 def add_oracles(policies: UpliftPolicies, truth: pl.DataFrame, pool: pl.DataFrame, k: int,
                 max_per_category: int | None) -> None:
     """The oracle references: top k by the true uplift, and by the true incremental margin (> 0 only)."""
@@ -112,8 +124,14 @@ def add_oracles(policies: UpliftPolicies, truth: pl.DataFrame, pool: pl.DataFram
         .select("customer_id", "offer_id", "rank")
     margin = (pl.col("spend_effect") * pl.col("margin").fill_null(0.0)
               - pl.col("p_redeem") * pl.col("discount").fill_null(0.0))
-    policies.rankings["oracle_margin"] = top_k(x.with_columns(score=margin).filter(pl.col("score") > 0), k,
-                                               max_per_category).select("customer_id", "offer_id", "rank")
+    best = top_k(x.with_columns(score=margin).filter(pl.col("score") > 0), k, max_per_category)
+    # a customer is shown its list only if the list is worth more than a sleeping dog's skipped trips
+    # (a customer-level loss, charged once with the chance it notices any offer: evaluation.customer_values)
+    worth = best.with_columns(a=pl.Series(position_attention(best["rank"].to_numpy()))).group_by("customer_id").agg(
+        value=(pl.col("a") * pl.col("score")).sum()
+        - notice_any(pl.col("a")) * (pl.col("lost_spend") * pl.col("trip_margin_rate")).max().fill_null(0.0))
+    policies.rankings["oracle_margin"] = best.join(worth.filter(pl.col("value") > 0), on="customer_id", how="semi") \
+        .select("customer_id", "offer_id", "rank")
     if policies.scores is not None:
         policies.scores = policies.scores.join(truth.select("customer_id", "offer_id", oracle_uplift="uplift"),
                                                on=["customer_id", "offer_id"], how="left")
@@ -196,6 +214,7 @@ BUSINESS_METRICS = (
     ("discount_on_sure_things_at_10", "discount on sure things"),
     ("sleeping_dogs_reached_at_10", "sleeping dogs deterred"),
     ("offers_shown_at_10", "offers shown"),
+    ("sleeping_dog_margin_lost_at_10", "margin lost to sleeping dogs"),
 )
 
 
