@@ -197,7 +197,10 @@ def allocate(pairs: pl.DataFrame, k: int = 10, max_per_category: int | None = MA
         removed.append(lost.group_by("offer_id").len("pairs_dropped"))
         pool = pool.join(lost.select("customer_id", "offer_id"), on=["customer_id", "offer_id"], how="anti")
         frozen = pl.concat([frozen, over.select("offer_id")])
-        chosen = top_k(pool, k, max_per_category, score=value)
+        # only the customers who lost a pair choose again: every other pool is as it was
+        again = lost.select("customer_id").unique()
+        chosen = pl.concat([chosen.join(again, on="customer_id", how="anti"),
+                            top_k(pool.join(again, on="customer_id", how="semi"), k, max_per_category, score=value)])
     _check(chosen, caps, k, max_per_category)
     use = usage(chosen)
     dropped_pairs = (pl.concat(removed).group_by("offer_id").agg(pl.col("pairs_dropped").sum()) if removed
