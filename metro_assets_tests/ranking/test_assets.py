@@ -119,3 +119,32 @@ def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_
             AssetRecordsFilter(asset_key=AssetKey("recommendations"), asset_partitions=[day.isoformat()]),
             limit=1).records
         assert record.event_log_entry.asset_materialization.metadata["dagster/row_count"].value == per_day[day]
+
+
+def test_the_margin_objective_allocates_within_caps_and_never_shows_negative_uplift(tiny_warehouse, tiny_env,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("METRO_OBJECTIVE", "incremental_margin")
+    monkeypatch.setenv("METRO_OFFER_BUDGET", "40")
+    instance = DagsterInstance.ephemeral()
+    retrain = run("retrain", RUN_DAY, instance)
+    assert retrain.success
+    checks = [c for c in retrain.get_asset_check_evaluations() if c.asset_key.to_user_string() == "recommendations"]
+    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    meta = _materialized(retrain, "recommendations")
+    assert meta["objective"] == "incremental_margin" and meta["uplift_version"].startswith(f"{RUN_DAY}-uplift_")
+    assert meta["value_lost_to_caps"] >= 0 and meta["pairs_never_shown"] > 0
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    recs = con.sql("select * from recommendations where run_date = ?", params=[RUN_DAY]).pl()
+    # every shown offer has a predicted uplift >= 0 and a positive expected incremental margin (its score)
+    assert recs.height > 0 and (recs["uplift"] >= 0).all() and (recs["score"] > 0).all()
+    assert recs.group_by("customer_id").len()["len"].max() <= 10
+    # no offer's expected redemptions (position 1: an upper bound) exceed what is left of its cap or budget
+    over = con.sql("""
+        with used as (select r.offer_id, sum(r.p_redeem) as n from recommendations r where run_date = $d group by all),
+             left_ as (select o.offer_id, o.max_redemptions - count(x.offer_id) as remaining
+                       from offers o left join redemptions x on x.offer_id = o.offer_id and x.day < $d
+                       where o.max_redemptions is not null group by o.offer_id, o.max_redemptions)
+        select count(*) from used join left_ using (offer_id) where n > remaining + 1e-9""",
+                   params={"d": RUN_DAY}).fetchall()[0][0]
+    con.close()
+    assert over == 0
