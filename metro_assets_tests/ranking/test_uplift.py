@@ -15,7 +15,7 @@ from metro_assets.ranking.models import StoredModel
 from metro_assets_tests.conftest import HISTORY_END
 
 
-def _synthetic(n=40_000, seed=0):
+def _synthetic(n=20_000, seed=0):
     rng = np.random.default_rng(seed)
     X = rng.normal(size=(n, 3))
     t = rng.random(n) < 0.3
@@ -29,7 +29,7 @@ def _synthetic(n=40_000, seed=0):
 def test_each_learner_ranks_by_the_true_effect_and_round_trips_as_text(kind):
     X, t, y, tau = _synthetic()
     model = uplift.train_learner(kind, X, t, y, ["a", "b", "c"], attention=0.5)
-    Xt, _, _, tau_t = _synthetic(20_000, seed=1)
+    Xt, _, _, tau_t = _synthetic(10_000, seed=1)
     pred = model.predict(Xt)
     # better than the outcome's own best predictor (who buys anyway) and close to the best possible order
     assert qini_true(pred, tau_t) > 0.6 * qini_true(tau_t, tau_t)
