@@ -28,6 +28,14 @@ class OfferRecommendation(BaseModel):
     expiry_date: date = Field(..., description="Last day the offer is valid (the offer's end_date)")
     strategy: str = Field(..., description="Candidate strategy that proposed the offer")
     score: float = Field(..., ge=0, le=1, description="Model's predicted redemption probability")
+    reasons: list[str] = Field(
+        ...,
+        description="Why this offer, as 1 to 3 plain phrases, strongest first (e.g. \"you buy Dairy on most "
+                    "shopping trips\", \"30% off\"): the model's strongest positive contributions for this "
+                    "customer and offer, else why the candidate strategy proposed it. Empty only in a snapshot "
+                    "published before reasons existed.",
+        examples=[["you buy Dairy on most shopping trips", "30% off"]],
+    )
 
 
 class RecommendationResponse(BaseModel):

@@ -28,7 +28,8 @@ Examples
 ...     "offer_id": [3, 4], "product_id": [11, 12], "product_name": ["Milk", "Tea"],
 ...     "discount_type": ["bogo", "percentage"], "discount_value": [1.0, 20.0],
 ...     "score": [0.25, 0.125], "expiry_date": [dt.date(2026, 2, 18)] * 2,
-...     "strategy": ["repeat", "affinity"], "model_version": ["m1", "m1"]})
+...     "strategy": ["repeat", "affinity"], "model_version": ["m1", "m1"],
+...     "reasons": [["you have bought Milk before", "buy one, get one free"], ["20% off"]]})
 >>> path = write_snapshot(frame, Path(tempfile.mkdtemp()) / "serving.parquet")
 >>> snapshot = load_snapshot(path)
 >>> text = snapshot.newest.customer_json(7, limit=1)
@@ -36,7 +37,8 @@ Examples
 {"customer_id":7,"run_date":"2026-02-11","model_version":"m1","recommendations":
 >>> print(text[80:])
 [{"rank":1,"offer_id":3,"product_id":11,"product_name":"Milk","discount_type":"bogo","discount_value":1.0,\
-"expiry_date":"2026-02-18","strategy":"repeat","score":0.25}]}
+"expiry_date":"2026-02-18","strategy":"repeat","score":0.25,\
+"reasons":["you have bought Milk before","buy one, get one free"]}]}
 """
 
 from __future__ import annotations
@@ -66,7 +68,7 @@ from metro_assets.serving import (
 
 log = logging.getLogger("api.snapshot")
 
-# Per-row JSON fields that do not depend on the score, in response order.
+# Per-row JSON fields that do not depend on the score, in response order (then score and reasons).
 FRAGMENT_COLUMNS = [
     "rank",
     "offer_id",
@@ -100,6 +102,10 @@ class ServedDay:
     scores: np.ndarray
     fragments: list[str]
     rows: int
+    # reasons: row r ends with ``reason_lists[reason_ids[r]]`` ('"reasons":[...]}'), each distinct list
+    # JSON-encoded once (a real day: ~20-50k distinct lists for ~500k rows; the phrases name catalogue values)
+    reason_ids: np.ndarray = field(repr=False, default_factory=lambda: np.zeros(0, dtype=np.int32))
+    reason_lists: list[str] = field(repr=False, default_factory=list)
     # '"run_date":"...","model_version":"...","recommendations":[' : shared by every response of the day.
     head: str = field(repr=False, default="")
 
@@ -111,11 +117,12 @@ class ServedDay:
         start = span >> SPAN_BITS
         count = span & SPAN_MASK
         end = start + (count if limit is None or limit > count else limit)
-        fragments = self.fragments
+        fragments, lists = self.fragments, self.reason_lists
         rows = ",".join(
             [
-                f"{fragments[i]}{score!r}}}"  # repr: the shortest text that round-trips the float
-                for i, score in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist())
+                f"{fragments[i]}{score!r},{lists[j]}"  # repr: the shortest text that round-trips the float
+                for i, score, j in zip(self.fragment_ids[start:end].tolist(), self.scores[start:end].tolist(),
+                                       self.reason_ids[start:end].tolist())
             ]
         )
         return f'{{"customer_id":{customer_id},{self.head}{rows}]}}'
@@ -190,6 +197,7 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
     )
     fragment_ids = rows.get_column("fragment").to_numpy()
     scores = rows.get_column("score").to_numpy()
+    reason_ids, reason_lists = _reason_index(frame)
     spans = (
         rows.with_row_index("row")
         .group_by("run_date", "customer_id")
@@ -213,6 +221,8 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
             scores=scores,
             fragments=fragments,
             rows=int(group.get_column("count").sum()),
+            reason_ids=reason_ids,
+            reason_lists=reason_lists,
             head=head,
         )
     return Snapshot(
@@ -224,6 +234,16 @@ def build_snapshot(file: SnapshotFile, path: Path) -> Snapshot:
         newest=days[max(days)],
         rows=frame.height,
     )
+
+
+def _reason_index(frame: pl.DataFrame) -> tuple[np.ndarray, list[str]]:
+    """Each row's reasons-list id, and each distinct list as the JSON that ends a row (vectorised)."""
+    lists = frame.select("reasons").unique(maintain_order=True).with_row_index("reason_list")
+    ids = frame.select("reasons").join(lists, on="reasons", how="left", maintain_order="left")
+    encoded = (  # '{"reasons":["30% off"]}' -> '"reasons":["30% off"]}': Polars escapes, once per list
+        lists.select(pl.struct("reasons").struct.json_encode().str.strip_prefix("{")).to_series().to_list()
+    )
+    return ids.get_column("reason_list").cast(pl.Int32).to_numpy(), encoded
 
 
 def read_regular_file(path: Path) -> SnapshotFile:

@@ -98,7 +98,7 @@ def print_customer(con, run_date) -> None:
     print(profile)
     print(con.sql(
         "select r.rank, r.offer_id, p.name as product, p.category, o.discount_type, o.discount_value, "
-        "round(r.score, 4) as score, o.end_date as expires, r.strategy from recommendations r "
+        "round(r.score, 4) as score, o.end_date as expires, r.strategy, r.reasons from recommendations r "
         "join offers o using (offer_id) join products p using (product_id) "
         "where r.run_date = ? and r.customer_id = ? order by r.rank", params=[run_date, customer]).pl())
 

@@ -30,7 +30,7 @@ SCHEMA = PACKAGE / "schema.sql"
 DOC = PACKAGE.parent / "docs" / "DATA_MODEL.md"
 
 # The asset that writes each table, where it is not the asset of the same name.
-WRITERS = {"model_versions": "ranker_model"}
+WRITERS = {"model_versions": "ranker_model", "evaluation_sums": "offline_evaluation"}
 SIM_WRITER = "`raw_tables` (the simulator's hidden truth; empty for imported data)"
 
 _CREATE = re.compile(r"CREATE TABLE IF NOT EXISTS\s+([\w.]+)\s*\(", re.IGNORECASE)

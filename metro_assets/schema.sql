@@ -246,6 +246,7 @@ CREATE TABLE IF NOT EXISTS recommendations (
     rank INTEGER NOT NULL,             -- 1 = best
     strategy VARCHAR NOT NULL,         -- the candidate strategy that retrieved the offer
     model_version VARCHAR NOT NULL,
+    reasons VARCHAR[],                 -- why this offer: 1-3 plain phrases, strongest first (ranking/reasons.py); NULL: written before reasons
     created_at TIMESTAMP DEFAULT current_timestamp,
     p_redeem DOUBLE,                   -- calibrated P(redemption within 7 days), the ranker's
     uplift DOUBLE                      -- predicted incremental purchase probability (NULL: no uplift model ran)
@@ -265,6 +266,51 @@ CREATE TABLE IF NOT EXISTS offline_evaluation (
     metric VARCHAR NOT NULL,           -- expected_redemptions_at_10, ..., snips_redemptions_at_10, ndcg_at_10, ... (docs/EVALUATION.md)
     value DOUBLE NOT NULL,             -- per evaluated customer
     ci_low DOUBLE,                     -- 95% bootstrap interval over customers (NULL for counts)
+    ci_high DOUBLE,
+    created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- What the pooled evaluation needs of a recorded run date (written by offline_evaluation, with its rows):
+-- per policy, sums over the pool's customers of per-customer values; replicate 0 unweighted, replicates
+-- 1..400 under Poisson(1) bootstrap weights keyed on (METRO_SEED, replicate, customer_id), the same on
+-- every run date. Every pooled metric is a ratio of these sums (docs/EVALUATION.md, "Pooled evaluation").
+-- A family whose inputs are missing (no simulator truth, no propensities) is NULL.
+CREATE TABLE IF NOT EXISTS evaluation_sums (
+    run_date DATE NOT NULL,
+    policy VARCHAR NOT NULL,
+    replicate INTEGER NOT NULL,        -- 0 = the plain sums; 1.. = bootstrap replicates
+    customers DOUBLE,                  -- pool customers
+    expected DOUBLE,                   -- causal: expected, incremental redemptions, incremental margin, discount
+    incremental DOUBLE,
+    margin DOUBLE,
+    discount DOUBLE,
+    oracle_expected DOUBLE,            -- the oracle's expected redemptions (denominator of oracle_share)
+    evaluated DOUBLE,                  -- customers with a redemption in [D, D + 7) (logged outcomes average over them)
+    ndcg DOUBLE,
+    mrr DOUBLE,
+    precision DOUBLE,
+    recall DOUBLE,
+    redeemed DOUBLE,
+    purchased DOUBLE,                  -- share of the top 10 whose product the customer bought in [D, D + 7)
+    logged DOUBLE,                     -- off-policy: customers in the log, lists, slots, live slots and weight sums
+    lists DOUBLE,
+    slots DOUBLE,
+    live DOUBLE,
+    wr DOUBLE,
+    w0 DOUBLE,
+    w DOUBLE,
+    w2 DOUBLE
+);
+
+-- The pooled evaluation of run date D: every recorded run date in the METRO_EVALUATION_POOL_WEEKS weeks up
+-- to D, in offline_evaluation's long form; intervals from a bootstrap over customers and run dates.
+-- customers_* count pooled customer-dates; run_dates counts the run dates pooled.
+CREATE TABLE IF NOT EXISTS evaluation_summary (
+    run_date DATE NOT NULL,
+    policy VARCHAR NOT NULL,
+    metric VARCHAR NOT NULL,
+    value DOUBLE NOT NULL,             -- per pooled customer-date (as offline_evaluation's per customer)
+    ci_low DOUBLE,                     -- 95% interval, customers and run dates resampled (NULL for counts)
     ci_high DOUBLE,
     created_at TIMESTAMP DEFAULT current_timestamp
 );

@@ -224,6 +224,21 @@ def load_deep_settings() -> DeepSettings:
     return DeepSettings(device=device, enabled=_flag("METRO_DEEP", True))
 
 
+@dataclass(frozen=True)
+class EvaluationSettings:
+    """How the pooled evaluation (``evaluation_summary``) pools run dates."""
+
+    pool_weeks: int = 8  # METRO_EVALUATION_POOL_WEEKS: the summary of D pools the run dates of the N weeks up to D
+
+
+def load_evaluation_settings() -> EvaluationSettings:
+    """The ``METRO_EVALUATION_POOL_WEEKS`` setting (1 to 104 weeks)."""
+    weeks = _limit("METRO_EVALUATION_POOL_WEEKS", 8)
+    if weeks > 104:
+        raise SettingError(f"METRO_EVALUATION_POOL_WEEKS={weeks} must be between 1 and 104")
+    return EvaluationSettings(pool_weeks=weeks)
+
+
 def load_policy_settings() -> PolicySettings:
     """The ``METRO_EXPLORATION`` and ``METRO_HOLDOUT_SHARE`` settings."""
     return PolicySettings(_share("METRO_EXPLORATION", 0.10), _share("METRO_HOLDOUT_SHARE", 0.10))
@@ -359,6 +374,7 @@ class Settings:
     policy: PolicySettings = field(default_factory=PolicySettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
+    evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -451,6 +467,7 @@ def load_settings() -> Settings:
         policy=load_policy_settings(),
         deep=load_deep_settings(),
         allocation=load_allocation_settings(),
+        evaluation=load_evaluation_settings(),
     )
 
 

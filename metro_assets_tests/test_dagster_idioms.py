@@ -27,6 +27,7 @@ from metro_assets.checking import Check, evaluate_checks_by_day
 from metro_assets.definitions import build_defs
 from metro_assets.partitions import days
 from metro_assets.serving import SNAPSHOT_COLUMNS
+from metro_assets.settings import load_settings
 from metro_assets.raw.assets import build_raw_assets
 from metro_assets.simulation.world import RAW_TABLES
 
@@ -167,3 +168,24 @@ def test_a_warehouse_from_an_older_schema_gains_the_new_columns(tmp_path):
     assert {"position", "propensity", "is_exploration"} <= set(columns)
     assert con.execute("select count(*), count(position) from impressions").fetchall() == [(1, 0)]
     con.close()
+
+
+def test_evaluation_summary_runs_itself_once_its_weeks_are_graded(tiny_env, monkeypatch):
+    monkeypatch.setenv("METRO_EVALUATION_POOL_WEEKS", "1")  # the summary of D pools D - 6 .. D
+    defs = build_defs(load_settings())
+    instance = DagsterInstance.ephemeral()
+    day = date(2025, 9, 10)
+    summary = AssetKey("evaluation_summary")
+
+    def graded(d):
+        instance.report_runless_asset_event(AssetMaterialization(asset_key="offline_evaluation",
+                                                                 partition=d.isoformat()))
+
+    for offset in range(1, 7):  # D - 6 .. D - 1 graded, D not yet
+        graded(day - timedelta(days=offset))
+    first = evaluate_automation_conditions(defs=defs, instance=instance, asset_selection=AssetSelection.all())
+    assert first.get_requested_partitions(summary) == set()
+    graded(day)
+    second = evaluate_automation_conditions(defs=defs, instance=instance, cursor=first.cursor,
+                                            asset_selection=AssetSelection.all())
+    assert second.get_requested_partitions(summary) == {day.isoformat()}

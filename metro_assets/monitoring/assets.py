@@ -1,10 +1,15 @@
-"""The monitoring assets: `drift_report` and `offline_evaluation` (thin wrappers, one partition = a run date).
+"""The monitoring assets: `drift_report`, `offline_evaluation` and `evaluation_summary` (thin wrappers, one
+partition = a run date).
 
 ``drift_report`` runs in ``daily_pipeline`` after the recommendations.
 ``offline_evaluation`` needs the week after its run date, so it is not part of
 that job: declarative automation (:data:`LABEL_WEEK_LANDED`) materializes it
 once the raw days D..D+6 exist, and the ``evaluate`` job runs it by hand. Run
 before its week has landed, it records nothing and says so (the run succeeds).
+``evaluation_summary`` of D pools what ``offline_evaluation`` recorded for the
+run dates of the ``METRO_EVALUATION_POOL_WEEKS`` weeks up to D; it runs in the
+``evaluate`` job after it, and by itself once all those days are evaluated
+(:data:`POOL_EVALUATED`).
 """
 
 from dataclasses import asdict
@@ -23,9 +28,9 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import check_results, check_specs, materializations, user_errors
 from metro_assets.checking import evaluate_checks_by_day
+from metro_assets.monitoring import drift, evaluation, pooling
 from metro_assets.monitoring import uplift_evaluation as uplift_eval
-from metro_assets.monitoring import drift, evaluation
-from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS
+from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS, SUMMARY_CHECKS
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.settings import Settings
 from metro_assets.simulation.scenarios import scenario_shock
@@ -66,8 +71,14 @@ LABEL_WEEK_LANDED = (
 )
 
 
+#: evaluation_summary of D runs once offline_evaluation has run for every day of D's pool window (the steady
+#: state of automation, which grades each day a week later), and again when one of them is re-graded. Days
+#: evaluated by hand (the evaluate job) get their summary in the same run.
+POOL_EVALUATED = AutomationCondition.eager().without(AutomationCondition.in_latest_time_window())
+
+
 def build_monitoring_assets(settings: Settings) -> list:
-    """``drift_report`` and ``offline_evaluation`` for these settings."""
+    """``drift_report``, ``offline_evaluation`` and ``evaluation_summary`` for these settings."""
     partitions = daily_partitions(settings)
     common = dict(partitions_def=partitions, group_name="monitoring", owners=OWNERS, pool=settings.ops.pool)
 
@@ -211,4 +222,59 @@ def build_monitoring_assets(settings: Settings) -> list:
         yield from materializations(context, settings, rows, metadata)
         yield from check_results(outcomes, failing_days, context, days(start, end))
 
-    return [drift_report, offline_evaluation]
+    weeks = settings.evaluation.pool_weeks
+
+    @asset(
+        name="evaluation_summary",
+        description=f"D's pooled evaluation: every run date offline_evaluation recorded in the {weeks} weeks up to "
+                    "D (METRO_EVALUATION_POOL_WEEKS), per policy and metric per pooled customer-date, with 95% "
+                    "intervals from a bootstrap over customers and run dates, and the model's paired differences. "
+                    "Its metadata says plainly whether the pool tells the model apart from popularity.",
+        kinds={"duckdb", "numpy"},
+        group_name="evaluation",
+        automation_condition=POOL_EVALUATED,
+        # it reads the per-policy sums offline_evaluation stored for each run date of the window
+        deps=[AssetDep("offline_evaluation", partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-(7 * weeks - 1), end_offset=0, allow_nonexistent_upstream_partitions=True))],
+        check_specs=check_specs(SUMMARY_CHECKS, partitions),
+        **{k: v for k, v in common.items() if k != "group_name"},
+    )
+    @user_errors
+    def evaluation_summary(context: AssetExecutionContext, warehouse: DuckDBResource):
+        current = settings  # validated once, when the code location loaded
+        start, end = partition_window(context)
+        with warehouse.get_connection() as con:
+            ensure_schema(con)
+            summaries = []
+            for d in days(start, end):
+                summary = pooling.summarize(con, d, current.evaluation.pool_weeks, current.seed)
+                pooling.write_summary(con, summary)
+                summaries.append(summary)
+            outcomes, failing_days = evaluate_checks_by_day(con, SUMMARY_CHECKS, start, end)
+        last = summaries[-1]
+        for s in summaries:
+            (context.log.info if s.separated else context.log.warning)(f"evaluation_summary {s.run_date}: {s.verdict}")
+            for note in s.notes:
+                context.log.warning(f"evaluation_summary {s.run_date}: {note}")
+        cell = {(r["policy"], r["metric"]): r["value"] for r in last.rows.iter_rows(named=True)}
+        metadata = {
+            "verdict": last.verdict,
+            "separated": last.separated if last.separated is not None else "nothing to compare",
+            "pool_window": f"{last.window[0]}..{last.window[1]} ({current.evaluation.pool_weeks} weeks)",
+            "run_dates": MetadataValue.json([d.isoformat() for d in last.run_dates]),
+            "customer_dates_scored": int(cell.get(("model", "customers_scored"), 0)),
+            "customers_evaluated": int(cell.get(("model", "customers_evaluated"), 0)),
+            "summary": MetadataValue.md(pooling.markdown(last)),
+            "window": f"{start}..{end}",
+        }
+        for policy in ("model", "popularity"):
+            for metric in pooling.SEPARATION_METRICS:
+                if (policy, metric) in cell:
+                    metadata[f"{policy}_{metric}"] = float(cell[(policy, metric)])
+        if last.notes:
+            metadata["notes"] = "\n".join(last.notes)
+        rows = {s.run_date: s.rows.height for s in summaries}
+        yield from materializations(context, settings, rows, metadata)
+        yield from check_results(outcomes, failing_days, context, days(start, end))
+
+    return [drift_report, offline_evaluation, evaluation_summary]

@@ -61,3 +61,20 @@ DRIFT_CHECKS = [
         f"select feature from drift_report where {IN_RUN} group by run_date, feature having count(*) > 1",
     ),
 ]
+
+SUMMARY_CHECKS = [
+    Check(
+        "evaluation_summary_intervals_are_ordered",
+        "evaluation_summary",
+        "every pooled 95% interval is finite and ci_low <= ci_high",
+        f"""select policy || ' ' || metric from evaluation_summary where {IN_RUN} and ci_low is not null
+            and (not isfinite(ci_low) or not isfinite(ci_high) or ci_low > ci_high)""",
+    ),
+    Check(
+        "evaluation_summary_rows_are_unique",
+        "evaluation_summary",
+        "one finite value per (run_date, policy, metric)",
+        f"""select policy || ' ' || metric from evaluation_summary where {IN_RUN}
+            group by run_date, policy, metric having count(*) > 1 or bool_or(not isfinite(value))""",
+    ),
+]

@@ -93,6 +93,19 @@ METRICS = (CAUSAL_METRICS + BUSINESS_METRICS + QINI_METRICS + OFF_POLICY_METRICS
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
 SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64}
+#: What the pooled evaluation (:mod:`.pooling`) needs of a run date, per policy: sums over the pool's customers
+#: of per-customer values, by metric family (a family whose inputs are missing stays NULL). Every pooled
+#: metric is a ratio of such sums, so sums of several run dates pool them.
+SUM_FAMILIES = {
+    "count": ("customers",),                                                        # 1 per pool customer
+    "causal": ("expected", "incremental", "margin", "discount", "oracle_expected"),  # the oracle's expected too
+    "logged": ("evaluated", "ndcg", "mrr", "precision", "recall", "redeemed"),       # evaluated: 1 if redeemed
+    "purchase": ("purchased",),                                                     # share of the top k bought
+    "off_policy": ("logged", "lists", "slots", "live", "wr", "w0", "w", "w2"),      # logged: 1 if in the log
+}
+QUANTITIES = tuple(q for family in SUM_FAMILIES.values() for q in family)
+SUMS_SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "replicate": pl.Int32,
+               **{q: pl.Float64 for q in QUANTITIES}}
 
 
 def paired_policy(baseline: str) -> str:
@@ -111,6 +124,8 @@ class Evaluation:
     rows: pl.DataFrame             # run_date, policy, metric, value, ci_low, ci_high (empty when not complete)
     notes: list[str] = field(default_factory=list)
     versions: dict[str, str] = field(default_factory=dict)   # policy -> model version
+    #: per policy, the sums evaluation_summary pools (see :func:`pooling_sums`); empty when not complete
+    sums: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SUMS_SCHEMA))
     curves: dict = field(default_factory=dict)               # Qini curves {"true"|"logged": {policy: array}}
 
     def table(self) -> pl.DataFrame:
@@ -387,6 +402,13 @@ def _averaged(frames: list[pl.DataFrame]) -> pl.DataFrame:
     return pl.concat(frames).group_by("customer_id").agg(pl.all().mean()).sort("customer_id")
 
 
+def _keep(per: dict | None, family: str, frames: dict[str, pl.DataFrame]) -> None:
+    """Deposit each policy's per-customer values of a metric family in ``per`` (for the pooled sums)."""
+    if per is not None:
+        for policy, frame in frames.items():
+            per.setdefault(policy, {})[family] = frame
+
+
 def _row(day: date, policy: str, metric: str, value: float, low: float | None = None,
          high: float | None = None) -> dict:
     finite = lambda v: None if v is None or not np.isfinite(v) else float(v)  # noqa: E731
@@ -395,7 +417,7 @@ def _row(day: date, policy: str, metric: str, value: float, low: float | None = 
 
 
 def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.DataFrame,
-                replicates: int, seed: list[int]) -> list[dict]:
+                replicates: int, seed: list[int], per: dict | None = None) -> list[dict]:
     """Causal metrics per policy and the model's paired differences against every baseline, with intervals.
 
     All come from one set of bootstrap weights over the pool's customers, so
@@ -405,6 +427,7 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     names = ("expected", "incremental", "margin", "discount")
     values = {p: _averaged([customer_values(r, truth, customers) for r in _runs(rankings[p])])
               for p in POLICIES if p in rankings}
+    _keep(per, "causal", values)
     policies = list(values)
     oracle_expected = values["oracle"]["expected"].to_numpy()[:, None]
     columns, labels = [], []
@@ -453,7 +476,7 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
 
 
 def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Series, k: int,
-                replicates: int, seed: list[int]) -> list[dict]:
+                replicates: int, seed: list[int], per_policy: dict | None = None) -> list[dict]:
     """NDCG, MRR, precision, recall, redemption rate at k over the customers who redeemed, with intervals."""
     columns = ("ndcg", "mrr", "precision", "recall", "redeemed")
     rows = []
@@ -462,6 +485,7 @@ def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Se
             continue
         per = _averaged([per_customer_metrics(r, relevant, scored, k).select("customer_id", *columns)
                          for r in _runs(rankings[p])])
+        _keep(per_policy, "logged", {p: per})
         if per.height == 0:
             rows += [_row(day, p, m, 0.0) for m in RANKING_METRICS]
             continue
@@ -471,7 +495,7 @@ def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Se
 
 
 def purchase_rows(day: date, rankings: dict, bought: pl.DataFrame, items: pl.DataFrame, customers: pl.DataFrame,
-                  k: int, replicates: int, seed: list[int]) -> list[dict]:
+                  k: int, replicates: int, seed: list[int], per_policy: dict | None = None) -> list[dict]:
     """Each policy's share of its top k whose product the customer bought in the label week, and the lift of
     that share over the random policy's (a relevance measure that works with few redemptions: it says who
     wanted the product, not what the offer caused)."""
@@ -488,6 +512,7 @@ def purchase_rows(day: date, rankings: dict, bought: pl.DataFrame, items: pl.Dat
                 .group_by("customer_id").agg(rate=pl.col("hit").fill_null(0.0).sum() / k),
                 on="customer_id", how="left").with_columns(pl.col("rate").fill_null(0.0))
             for r in _runs(rankings[p])])
+        _keep(per_policy, "purchase", {p: per})
         point, low, high = bootstrap.mean_ci(per["rate"].to_numpy(), replicates, seed)
         rates[p] = float(point[0])
         rows.append(_row(day, p, PURCHASE_METRICS[0], point[0], low[0], high[0]))
@@ -497,18 +522,20 @@ def purchase_rows(day: date, rankings: dict, bought: pl.DataFrame, items: pl.Dat
 
 
 def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.DataFrame,
-                    replicates: int, seed: list[int]) -> tuple[list[dict], int]:
+                    replicates: int, seed: list[int], per_policy: dict | None = None) -> tuple[list[dict], int]:
     """IPS, SNIPS and ESS of each policy's top k from the log of D's week; rows and clipped weights."""
     dates = economics.select("offer_id", "start_date", "end_date")
     rows, clipped = [], 0
     for p in POLICIES:
         if p not in rankings:
             continue
-        runs = []
+        runs, frames = [], []
         for r in _runs(rankings[p]):
             per = offpolicy.per_customer(log, r.select("customer_id", "offer_id", "rank").join(dates, on="offer_id"))
             clipped = max(clipped, int(per["clipped"].sum()))
             runs.append(offpolicy.estimates(per, replicates, seed))
+            frames.append(per)
+        _keep(per_policy, "off_policy", {p: _averaged(frames)})
         if not all(runs):
             continue
         # the random policy: each seed's estimate and interval, averaged
@@ -549,6 +576,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     customers = pl.DataFrame({"customer_id": scored})
     boot = [seed, day.toordinal()]
     rows: list[dict] = []
+    per: dict[str, dict[str, pl.DataFrame]] = {}  # policy -> metric family -> per-customer values (pooling)
 
     try:
         truth = pool_truth(con, day, shock).join(economics, on="offer_id", how="left")
@@ -561,7 +589,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
                                    .join(pool, on=["customer_id", "offer_id"]), k, max_per_category)
         uplift_eval.add_oracles(uplift, truth, pool, k, max_per_category)
         rankings.update(uplift.rankings)
-        rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1])
+        rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1], per)
 
     missing = offpolicy.log_columns_missing(con)
     log = offpolicy.logged_lists(con, day) if not missing else None
@@ -572,7 +600,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     elif log.height == 0:
         notes.append(f"no impression with a propensity in the week up to {day}: the off-policy metrics are unavailable")
     else:
-        opr, clipped = off_policy_rows(day, rankings, log, economics, replicates, boot + [3])
+        opr, clipped = off_policy_rows(day, rankings, log, economics, replicates, boot + [3], per)
         rows += opr
         logged_customers = log.join(customers, on="customer_id", how="semi")["customer_id"].n_unique()
         if clipped:
@@ -590,12 +618,12 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     relevant = _frame(con, "SELECT DISTINCT customer_id, offer_id FROM redemptions WHERE day >= $s AND day < $e",
                       s=start, e=end)
     evaluated = relevant.join(customers, on="customer_id", how="semi")
-    rows += logged_rows(day, rankings, evaluated, scored, k, replicates, boot + [2])
+    rows += logged_rows(day, rankings, evaluated, scored, k, replicates, boot + [2], per)
     bought = _frame(con, """SELECT DISTINCT o.customer_id, i.product_id FROM orders o
                             JOIN order_items i ON i.order_id = o.order_id WHERE o.day >= $s AND o.day < $e""",
                     s=start, e=end)
     rows += purchase_rows(day, rankings, bought, offer_items(con).select("offer_id", "product_id"), customers,
-                          k, replicates, boot + [4])
+                          k, replicates, boot + [4], per)
     counts = {"customers_scored": float(scored.len()),
               "customers_evaluated": float(evaluated["customer_id"].n_unique())}
     counts["customers_without_redemptions"] = counts["customers_scored"] - counts["customers_evaluated"]
@@ -603,16 +631,85 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
         counts["customers_logged"] = float(logged_customers)  # pool customers in the log of D's week
     rows += [_row(day, p, m, v) for p in POLICIES if p in rankings for m, v in counts.items()]
     out = pl.DataFrame(rows, schema=SCHEMA) if rows else empty
-    return Evaluation(day, start, end, True, out, notes, versions, curves)
+    sums = pooling_sums(day, customer_table(per, customers), replicates, seed)
+    return Evaluation(day, start, end, True, out, notes, versions, sums, curves)
+
+
+def customer_table(per: dict[str, dict[str, pl.DataFrame]], customers: pl.DataFrame) -> pl.DataFrame:
+    """One row per (policy, pool customer) with the :data:`QUANTITIES` of the families ``per`` holds.
+
+    ``per`` maps policy -> family -> the per-customer frame the metric's rows
+    were computed from (``causal_rows`` and the others deposit them), so the
+    pooled figures and the day's own figures come from the same values.
+    Customers missing from a family's frame (no redemption, not in the log) get 0.
+    """
+    oracle = per.get("oracle", {}).get("causal")
+    frames = []
+    for policy in POLICIES:
+        families = per.get(policy)
+        if not families:
+            continue
+        x = customers.select("customer_id", customers=pl.lit(1.0))
+        present = ["customers"]
+        if "causal" in families and oracle is not None:
+            x = x.join(families["causal"].select("customer_id", "expected", "incremental", "margin", "discount"),
+                       on="customer_id", how="left") \
+                .join(oracle.select("customer_id", oracle_expected="expected"), on="customer_id", how="left")
+            present += SUM_FAMILIES["causal"]
+        if "logged" in families:
+            x = x.join(families["logged"].select("customer_id", "ndcg", "mrr", "precision", "recall", "redeemed",
+                                                 evaluated=pl.lit(1.0)), on="customer_id", how="left")
+            present += SUM_FAMILIES["logged"]
+        if "purchase" in families:
+            x = x.join(families["purchase"].select("customer_id", purchased="rate"), on="customer_id", how="left")
+            present += SUM_FAMILIES["purchase"]
+        if "off_policy" in families:
+            x = x.join(families["off_policy"].select("customer_id", "lists", "slots", "live", "wr", "w0", "w", "w2",
+                                                     logged=(pl.col("lists") > 0).cast(pl.Float64)),
+                       on="customer_id", how="left")
+            present += SUM_FAMILIES["off_policy"]
+        frames.append(x.select(
+            "customer_id", policy=pl.lit(policy),
+            **{q: pl.col(q).cast(pl.Float64).fill_null(0.0) if q in present else pl.lit(None, pl.Float64)
+               for q in QUANTITIES}))
+    if not frames:
+        return pl.DataFrame(schema={"customer_id": pl.Int64, "policy": pl.Utf8, **{q: pl.Float64 for q in QUANTITIES}})
+    return pl.concat(frames)
+
+
+def pooling_sums(day: date, table: pl.DataFrame, replicates: int = bootstrap.REPLICATES,
+                 seed: int = 42) -> pl.DataFrame:
+    """The rows of ``evaluation_sums`` for ``day``: per policy, the sums of :func:`customer_table`'s columns,
+    unweighted (replicate 0) and under each of ``replicates`` bootstrap weights keyed on the customer id
+    (:func:`.bootstrap.keyed_weights`, the same on every run date, so summing days resamples customers)."""
+    if table.height == 0:
+        return pl.DataFrame(schema=SUMS_SCHEMA)
+    policies = [p for p in POLICIES if p in set(table["policy"])]
+    # every policy's rows cover the same customers: one matrix, policies side by side, one bootstrap
+    blocks = [table.filter(pl.col("policy") == p).sort("customer_id") for p in policies]
+    ids = blocks[0]["customer_id"].to_numpy()
+    x = np.hstack([b.select(QUANTITIES).fill_null(0.0).to_numpy() for b in blocks])
+    sums = bootstrap.keyed_replicate_sums(x, ids, replicates, seed)
+    q = len(QUANTITIES)
+    out = []
+    for i, (p, b) in enumerate(zip(policies, blocks)):
+        missing = {c for c in QUANTITIES if b[c].null_count() == b.height}  # a family without inputs stays NULL
+        out.append(pl.DataFrame({
+            "run_date": [day] * (replicates + 1), "policy": [p] * (replicates + 1),
+            "replicate": np.arange(replicates + 1, dtype=np.int32),
+            **{c: [None] * (replicates + 1) if c in missing else sums[:, i * q + j] for j, c in enumerate(QUANTITIES)},
+        }, schema=SUMS_SCHEMA))
+    return pl.concat(out)
 
 
 def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> int:
-    """Replace the run date's rows of ``offline_evaluation`` (only for a complete window); rows written."""
+    """Replace the run date's rows of ``offline_evaluation`` and ``evaluation_sums`` (one transaction, only for
+    a complete window); rows of ``offline_evaluation`` written."""
     if not evaluation.complete:
         return 0
     day = evaluation.run_date
-    return replace_partitions(con, {"offline_evaluation": evaluation.rows}, day, day + timedelta(days=1),
-                              column="run_date")["offline_evaluation"]
+    return replace_partitions(con, {"offline_evaluation": evaluation.rows, "evaluation_sums": evaluation.sums},
+                              day, day + timedelta(days=1), column="run_date")["offline_evaluation"]
 
 
 def _order(rows: pl.DataFrame) -> list[str]:

@@ -1,6 +1,7 @@
 """The ranker assets: `ranker_model` (retrain days only) and `recommendations` (daily)."""
 
 import json
+import time
 from datetime import timedelta
 
 import polars as pl
@@ -23,6 +24,8 @@ from metro_assets.errors import DataError
 from metro_assets.ranking import uplift
 from metro_assets.ranking.allocation import allocate_day, summary
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
+from metro_assets.ranking.reasons import reasons_for
+from metro_assets.ranking.scoring import selected_model
 from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
 from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
@@ -119,7 +122,8 @@ def build_ranking_assets(settings: Settings):
         description="Each customer's top offers for the day: the day's candidate pool, with its features read "
                     "from the day's feature tables, scored by the newest model trained on or before it (p_redeem) "
                     "and the best uplift learner (uplift), then allocated under METRO_OBJECTIVE within every "
-                    "offer's cap across the day's customers (ranking/allocation.py).",
+                    "offer's cap across the day's customers (ranking/allocation.py); each chosen offer with its "
+                    "reasons (the ranker's strongest contributions, in plain words).",
         group_name="recommendations",
         kinds={"duckdb"},
         owners=["team:data-science"],
@@ -154,8 +158,12 @@ def build_ranking_assets(settings: Settings):
                 top = top.select("customer_id", "offer_id", "strategy", "rank", "p_redeem", "uplift",
                                  score=pl.col("value"), run_date=pl.lit(day),
                                  model_version=pl.lit(done.model_version))
+                started = time.perf_counter()  # why each chosen offer: explained from the chosen rows only
+                _, model = selected_model(con, day)
+                top = top.with_columns(reasons=reasons_for(con, day, model, top))
+                reasons_seconds = time.perf_counter() - started
                 replace_partitions(con, {"recommendations": top}, day, day + timedelta(days=1), column="run_date")
-                written[day], tops[day] = top.height, (top, done.model_version, done)
+                written[day], tops[day] = top.height, (top, done.model_version, done, reasons_seconds)
             outcomes, failing_days = evaluate_checks_by_day(
                 con, RECOMMENDATION_CHECKS, start, end,
                 {"top_k": k, "max_per_category": current.ranker.max_per_category,
@@ -166,12 +174,12 @@ def build_ranking_assets(settings: Settings):
                 mark_committed(con, current.serving)
             except OSError as exc:
                 context.log.warning(f"committed marker next to METRO_SERVING={current.serving} not written: {exc}")
-        for day, (top, version, done) in tops.items():
+        for day, (top, version, done, seconds) in tops.items():
             context.log.info(f"{day}: {top.height} recommendations for {top['customer_id'].n_unique()} customers "
                              f"with {version} ({done.pairs_scored} pairs scored; objective {done.objective}, "
                              f"uplift {done.uplift_version or 'none'}; {done.allocation.binding.height} caps binding, "
-                             f"value lost to caps {done.allocation.value_lost:.4f})")
-        top, version, done = tops[max(tops)]  # the metadata describes the newest day of the run
+                             f"value lost to caps {done.allocation.value_lost:.4f}; reasons in {seconds:.1f} s)")
+        top, version, done, seconds = tops[max(tops)]  # the metadata describes the newest day of the run
         pairs = done.pairs_scored
         yield from materializations(
             context, settings, written,
@@ -185,6 +193,7 @@ def build_ranking_assets(settings: Settings):
                 "uplift_version": done.uplift_version or "none",
                 **summary(done.allocation),
                 "caps_binding_offers": MetadataValue.md(_binding_table(done.allocation.binding)),
+                "reasons_seconds": round(seconds, 2),
                 "strategy_share": MetadataValue.json(
                     json.loads(top.group_by("strategy").len().with_columns(
                         share=(pl.col("len") / pl.col("len").sum()).round(3)).select("strategy", "share")

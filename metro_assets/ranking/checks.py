@@ -65,6 +65,14 @@ RECOMMENDATION_CHECKS = [
             where r.{IN_RUN}""",
     ),
     Check(
+        "recommendations_have_reasons",
+        "recommendations",
+        "every recommendation says why: 1 to 3 reasons (ranking/reasons.py), none of them empty",
+        f"""select customer_id from recommendations where {IN_RUN}
+            and (reasons is null or len(reasons) not between 1 and 3
+                 or len(list_filter(reasons, lambda x: x is null or x = '')) > 0)""",
+    ),
+    Check(
         "recommendations_use_a_known_model",
         "recommendations",
         "the model version used exists in model_versions, trained on or before the run date",

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import lightgbm as lgb
@@ -111,12 +112,22 @@ class LoadedModel:
 
     def __init__(self, stored: StoredModel):
         self.stored = stored
+        self._paths = None  # LightGBM's per-leaf path table, built on the first explain
         if stored.kind == "lightgbm":
             self._booster = lgb.Booster(model_str=stored.blob)
         elif stored.kind == "logistic_regression":
             self._lr = {k: np.asarray(v) for k, v in json.loads(stored.blob).items()}
         else:
             raise ValueError(f"unknown model kind {stored.kind!r}")
+
+    def explain(self, X: np.ndarray) -> "Contributions | None":
+        """Each feature's contribution to each row's raw score; None when this kind has no explainer.
+
+        Meant for the few rows that are shown (each customer's top 10), not a
+        whole pool: LightGBM's exact contributions cost ~1 ms a row.
+        """
+        explainer = EXPLAINERS.get(self.stored.kind)
+        return None if explainer is None else explainer(self, X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """P(redemption within 7 days) for each row."""
@@ -129,6 +140,123 @@ class LoadedModel:
                 z = (_lr_design(X[i:i + LR_ROWS_PER_CHUNK], lr["medians"]) - lr["mean"]) / lr["scale"]
                 p[i:i + LR_ROWS_PER_CHUNK] = 1.0 / (1.0 + np.exp(-(z @ lr["coef"] + lr["intercept"])))
         return _correct(p, self.stored.sampling_rate)
+
+
+@dataclass(frozen=True)
+class Contributions:
+    """Each feature's share of each row's raw score, the log-odds of :meth:`LoadedModel.predict`.
+
+    ``values.sum(axis=1) + bias`` is the raw score: ``logit(predict(X))``, the
+    negative-sampling correction (``log(sampling_rate)``) included in ``bias``.
+    A kind may explain with names other than its input features (e.g. crossed
+    features); the reasons use the names they know and skip the others.
+    """
+
+    features: list[str]   # the column names of ``values``
+    values: np.ndarray    # (rows, features), log-odds
+    bias: np.ndarray      # (rows,), log-odds: what every row starts from
+
+
+def raw_score(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    """The log-odds behind :meth:`LoadedModel.predict` (before its clipping), for LR and LightGBM."""
+    if model.stored.kind == "lightgbm":
+        margin = model._booster.predict(X, raw_score=True, num_threads=2)
+    elif model.stored.kind == "logistic_regression":
+        margin = _lr_standardised(model, X) @ model._lr["coef"] + model._lr["intercept"]
+    else:
+        raise ValueError(f"no raw score for model kind {model.stored.kind!r}")
+    return margin + np.log(model.stored.sampling_rate)
+
+
+def _lr_standardised(model: LoadedModel, X: np.ndarray) -> np.ndarray:
+    lr = model._lr
+    return (_lr_design(X, lr["medians"]) - lr["mean"]) / lr["scale"]
+
+
+def explain_logistic_regression(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """Coefficient x standardised value per feature; a feature's missing flag counts toward the feature."""
+    terms = _lr_standardised(model, X) * model._lr["coef"]
+    n = len(model.stored.features)
+    bias = np.full(len(X), float(model._lr["intercept"]) + np.log(model.stored.sampling_rate))
+    return Contributions(list(model.stored.features), terms[:, :n] + terms[:, n:], bias)
+
+
+def explain_lightgbm_shap(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """LightGBM's exact TreeSHAP contributions (``pred_contrib=True``); its expected value is the bias.
+
+    Measured on the default world's model (300 trees, 31 features): 300 rows/s on the busy 2-core box,
+    ~2k rows/s on a quiet one, so a day's top 10 (490k rows) would take 4 to 27 minutes: fine for
+    explaining one customer on demand, too slow for the daily pipeline (see :func:`explain_lightgbm`).
+    """
+    contrib = np.asarray(model._booster.predict(X, pred_contrib=True, num_threads=2))
+    bias = contrib[:, -1] + np.log(model.stored.sampling_rate)
+    return Contributions(list(model.stored.features), contrib[:, :-1], bias)
+
+
+def _path_table(booster: lgb.Booster, n_features: int) -> tuple[np.ndarray, float, int]:
+    """Per (tree, leaf): what each feature's splits on the root-to-leaf path added to the tree's output.
+
+    Returns the table (trees * width, features), the sum of the trees' root values (the bias) and
+    ``width`` (the most leaves of a tree), so that row ``tree * width + leaf`` is that leaf's path.
+    A loop over the trees' nodes (~20k), once per loaded model; never over rows.
+    """
+    trees = booster.dump_model()["tree_info"]
+    width = max(t["num_leaves"] for t in trees)
+    table = np.zeros((len(trees) * width, n_features))
+    bias = 0.0
+    for t, tree in enumerate(trees):
+        root = tree["tree_structure"]
+        start = root.get("internal_value", root.get("leaf_value", 0.0))
+        bias += start
+        stack = [(root, start, np.zeros(n_features))]
+        while stack:
+            node, value, path = stack.pop()
+            if "leaf_index" in node or "split_feature" not in node:
+                table[t * width + node.get("leaf_index", 0)] = path
+                continue
+            for child in (node["left_child"], node["right_child"]):
+                child_value = child.get("internal_value", child.get("leaf_value"))
+                step = path.copy()
+                step[node["split_feature"]] += child_value - value  # the split's feature moved the output
+                stack.append((child, child_value, step))
+    return table, bias, width
+
+
+#: Rows whose path contributions are summed at a time (bounds the (rows, trees) leaf index in memory).
+PATH_ROWS_PER_CHUNK = 65_536
+
+
+def explain_lightgbm(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """LightGBM's decision-path contributions: each split credits its feature with the output change it makes.
+
+    Exactly additive like TreeSHAP (the contributions plus the trees' root values are the raw score),
+    from the leaf each row reaches in each tree (``pred_leaf``, as fast as scoring) and a per-leaf table;
+    measured ~60x faster than ``pred_contrib`` on the default model, which would take minutes for a
+    day's top 10 (:func:`explain_lightgbm_shap`). Unlike TreeSHAP it credits features split near the
+    root a little more; the reasons use only the two or three strongest groups.
+    """
+    if model._paths is None:
+        model._paths = _path_table(model._booster, len(model.stored.features))
+    table, bias, width = model._paths
+    out = np.zeros((len(X), table.shape[1]))
+    for i in range(0, len(X), PATH_ROWS_PER_CHUNK):  # a loop over chunks of rows, then over trees
+        leaves = np.asarray(model._booster.predict(X[i:i + PATH_ROWS_PER_CHUNK], pred_leaf=True, num_threads=2))
+        rows = leaves.reshape(len(leaves), -1).astype(np.int64) + np.arange(leaves.shape[-1] if leaves.ndim > 1
+                                                                             else 1) * width
+        chunk = out[i:i + PATH_ROWS_PER_CHUNK]
+        for t in range(rows.shape[1]):
+            chunk += table[rows[:, t]]
+    return Contributions(list(model.stored.features), out,
+                         np.full(len(X), bias + np.log(model.stored.sampling_rate)))
+
+
+#: model kind -> its explain function ``f(loaded_model, X) -> Contributions``. A new kind registers its
+#: own (e.g. ``EXPLAINERS["wide_deep"] = explain_wide_deep``); a kind without one gets no contributions
+#: and its recommendations fall back to the candidate strategy's reason (ranking/reasons.py).
+EXPLAINERS: dict[str, Callable[[LoadedModel, np.ndarray], Contributions]] = {
+    "logistic_regression": explain_logistic_regression,
+    "lightgbm": explain_lightgbm,
+}
 
 
 def load(stored: StoredModel) -> LoadedModel:

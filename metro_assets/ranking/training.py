@@ -118,15 +118,20 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
     if not enough.size:
         notes.append(f"validation holds {int(cum[validation_weeks - 1])} positives over {validation_weeks} "
                      f"week(s), fewer than METRO_MIN_VALIDATION_POSITIVES={rule.min_validation_positives}")
-    # training: weeks after validation, growing from the usual window
-    for weeks in range(rule.weeks, rule.max_weeks + 1):
+    # training: weeks after validation, growing from the usual window, never past the oldest impression
+    oldest = int(weeks_idx.max()) if weeks_idx.size else 0
+    widest = min(rule.max_weeks, max(rule.weeks, oldest + 2))
+    for weeks in range(rule.weeks, widest + 1):
         train_weeks = weeks - 1 - validation_weeks  # the window spans weeks - 1 weeks of impressions
         train_positives = int(positives[validation_weeks: validation_weeks + max(train_weeks, 0)].sum())
         if train_positives >= rule.min_train_positives:
             break
     else:
-        notes.append(f"training holds {train_positives} positives over {rule.max_weeks} weeks, fewer than "
+        reach = (f"{widest} weeks (all the history there is)" if widest < rule.max_weeks
+                 else f"{widest} weeks (METRO_TRAIN_MAX_WEEKS)")
+        notes.append(f"training holds {train_positives} positives over {reach}, fewer than "
                      f"METRO_MIN_TRAIN_POSITIVES={rule.min_train_positives}")
+        weeks = widest
     weeks = max(weeks, validation_weeks + 2)
     return TrainingWindow.ending(train_day, weeks, validation_weeks), notes
 

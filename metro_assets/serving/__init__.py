@@ -11,6 +11,7 @@ import write_snapshot`` keeps working for the API and the tools.
 """
 
 from metro_assets.serving.snapshot import (
+    DEFAULTS,
     NULLABLE,
     OFFER_KEY,
     SNAPSHOT_COLUMNS,
@@ -28,6 +29,7 @@ from metro_assets.serving.snapshot import (
 )
 
 __all__ = [
+    "DEFAULTS",
     "NULLABLE",
     "OFFER_KEY",
     "SNAPSHOT_COLUMNS",

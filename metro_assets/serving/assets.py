@@ -25,6 +25,7 @@ COLUMN_NOTES = {
     "expiry_date": "the offer's last day",
     "strategy": "the candidate strategy that retrieved the offer",
     "model_version": "the model that scored the run date",
+    "reasons": "why this offer: 1-3 plain phrases, strongest first (empty in a file from before reasons)",
 }
 COLUMN_SCHEMA = TableSchema(columns=[TableColumn(name, str(dtype), description=COLUMN_NOTES[name])
                                      for name, dtype in SNAPSHOT_COLUMNS.items()])

@@ -25,7 +25,7 @@ Examples
 ...     "offer_id": [3], "product_id": [11], "product_name": ["Milk 1L"],
 ...     "discount_type": ["percentage"], "discount_value": [10.0], "score": [0.2],
 ...     "expiry_date": [dt.date(2026, 2, 18)], "strategy": ["repeat"],
-...     "model_version": ["m1"]})
+...     "model_version": ["m1"], "reasons": [["you have bought Milk 1L before"]]})
 >>> path = write_snapshot(frame, Path(tempfile.mkdtemp()) / "serving.parquet")
 >>> read_snapshot(path).height
 1
@@ -62,8 +62,13 @@ SNAPSHOT_COLUMNS: dict[str, pl.DataType] = {
     "expiry_date": pl.Date(),
     "strategy": pl.String(),
     "model_version": pl.String(),
+    "reasons": pl.List(pl.String()),
 }
 """Column name -> Polars dtype of the snapshot, in file order."""
+
+#: Columns a file written by an older publisher may lack, and what they then hold: a snapshot from
+#: before reasons existed still serves (with no reasons) instead of failing the API's reload.
+DEFAULTS: dict[str, pl.Expr] = {"reasons": pl.lit([], dtype=pl.List(pl.String()))}
 
 SORT_KEY = ["run_date", "customer_id", "rank"]
 OFFER_KEY = ["run_date", "customer_id", "offer_id"]
@@ -87,8 +92,9 @@ class SnapshotContractError(ValueError):
 def validate(frame: pl.DataFrame) -> pl.DataFrame:
     """``frame`` as a snapshot: its contract columns in order, cast and sorted by ``run_date, customer_id, rank``.
 
-    Checks, in order: every column of :data:`SNAPSHOT_COLUMNS` present and
-    castable (other columns are dropped), no nulls (but an unknown discount), ``rank >= 1``, ``score`` in
+    Checks, in order: every column of :data:`SNAPSHOT_COLUMNS` present (but those of
+    :data:`DEFAULTS`, filled in) and castable (other columns are dropped), no nulls (but an
+    unknown discount), no null or empty phrase in ``reasons``, ``rank >= 1``, ``score`` in
     [0, 1], ``discount_value`` finite, ``(run_date, customer_id, rank)`` and
     ``(run_date, customer_id, offer_id)`` unique, one ``model_version`` per run date.
 
@@ -97,6 +103,9 @@ def validate(frame: pl.DataFrame) -> pl.DataFrame:
     SnapshotContractError
         Naming the first missing or uncastable column, or the first offending row.
     """
+    absent = [c for c in DEFAULTS if c not in frame.columns]
+    if absent:
+        frame = frame.with_columns(DEFAULTS[c].alias(c) for c in absent)
     missing = [c for c in SNAPSHOT_COLUMNS if c not in frame.columns]
     if missing:
         raise SnapshotContractError(
@@ -118,6 +127,11 @@ def validate(frame: pl.DataFrame) -> pl.DataFrame:
     for column, count in nulls.items():
         if count and column not in NULLABLE:
             raise SnapshotContractError(f"serving snapshot: column {column!r} has {count} null value(s)")
+    empty = frame.filter(pl.col("reasons").list.eval(pl.element().is_null() | (pl.element() == "")).list.any())
+    if empty.height:
+        row = empty.row(0, named=True)
+        raise SnapshotContractError(f"serving snapshot: customer {row['customer_id']} on {row['run_date']} has a "
+                                    f"null or empty reason for offer {row['offer_id']}")
     bad = frame.filter(
         (pl.col("rank") < 1) | ~pl.col("score").is_between(0.0, 1.0) | ~pl.col("discount_value").is_finite()
     )

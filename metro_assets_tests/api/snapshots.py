@@ -30,11 +30,33 @@ DISCOUNT_TYPES = ["percentage", "fixed_amount", "bogo"]
 # Names with quotes, backslashes and non-ASCII text: the API builds JSON by hand and must escape them.
 NAMES = ["Bio Vollmilch 3,5% 1L", 'Crème fraîche "Extra" 200g', "Brot\\Korn 500g", "Äpfel Elstar 1kg",
          "Olive oil 750ml"]
+# Reason phrases as ranking/reasons.py writes them, with quotes and non-ASCII text to escape. A real
+# default-scale day has ~850-4,250 distinct phrases in ~20-50k distinct lists (of 1-3) for ~490k rows:
+# the synthetic day draws from 4,000 phrases and 50,000 lists, so the API's index meets that variety.
+CATEGORIES = ["Dairy", "Bakery", 'Snacks "XL"', "Crème & desserts", "Produce", "Beverages", "Frozen", "Pantry"]
+REASONS = (
+    [f"you buy {c} on most shopping trips" for c in CATEGORIES]
+    + [f"you usually buy {c} every {w} weeks; last time {d} days ago"
+       for c in CATEGORIES for w in range(2, 7) for d in range(2, 60)]
+    + [f"{p}% off" for p in (10, 15, 20, 25, 30)] + ["buy one, get one free", "you often buy on promotion"]
+    + [f"you have bought Product #{i} before" for i in range(100, 1_775)]
+)
+REASON_LISTS = 50_000
 
 
 def customer_ids(customers: int) -> np.ndarray:
     """The ids of a synthetic snapshot with ``customers`` customers (odd numbers from 1)."""
     return 1 + 2 * np.arange(customers, dtype=np.int64)
+
+
+def _reasons(rng: np.random.Generator, rows: int) -> pl.Series:
+    """Each row's reasons: one of :data:`REASON_LISTS` lists of 1 to 3 distinct phrases of :data:`REASONS`."""
+    vocabulary = pl.Series(REASONS)
+    n = min(REASON_LISTS, rows)
+    picks = [vocabulary.gather(rng.integers(0, len(REASONS), n)) for _ in range(3)]
+    lists = pl.DataFrame({"a": picks[0], "b": picks[1], "c": picks[2], "n": rng.integers(1, 4, n)}).select(
+        pl.concat_list("a", "b", "c").list.head(pl.col("n")).list.unique(maintain_order=True)).to_series()
+    return lists.gather(rng.integers(0, n, rows)).alias("reasons")
 
 
 def synthetic_snapshot(
@@ -100,7 +122,7 @@ def synthetic_snapshot(
                 "score": scores.ravel(),
                 "strategy": np.array(STRATEGIES)[rng.integers(0, len(STRATEGIES), customers * k)],
             }
-        )
+        ).with_columns(_reasons(rng, customers * k))
         frames.append(
             pl.concat([rows, offers[picks]], how="horizontal").with_columns(
                 run_date=pl.lit(run_date),

@@ -7,6 +7,7 @@ import duckdb
 import polars as pl
 import pytest
 
+from metro_assets.ranking.reasons import reasons_for
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
@@ -22,6 +23,7 @@ def run_day(con: duckdb.DuckDBPyConnection, day: date) -> None:
     features_and_pool(con, day)
     version, model = selected_model(con, day)
     top = top_k(score_pool(con, day, model), 10, items=offer_items(con)).with_columns(run_date=pl.lit(day), model_version=pl.lit(version))
+    top = top.with_columns(reasons=reasons_for(con, day, model, top))
     replace_partitions(con, {"recommendations": top}, day, day + timedelta(days=1), column="run_date")
 
 

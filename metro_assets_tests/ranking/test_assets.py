@@ -63,6 +63,9 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     assert (recs["score"] == recs["p_redeem"]).all() and recs["uplift"].null_count() == 0
     per_customer = recs.group_by("customer_id").agg(pl.len(), pl.col("rank").max())
     assert per_customer["len"].max() == 10 and (per_customer["len"] == per_customer["rank"]).all()
+    # why each offer: stored with the row, 1-3 phrases (ranking/reasons.py), carried into the snapshot below
+    assert recs["reasons"].null_count() == 0 and recs["reasons"].list.len().is_between(1, 3).all()
+    assert _materialized(daily, "recommendations")["reasons_seconds"] >= 0
 
     # the next run's publish serves the newest day and the day whose publish failed
     path = tiny_env.serving
@@ -70,6 +73,8 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     assert set(snapshot["run_date"].unique()) == {RUN_DAY - timedelta(days=4), RUN_DAY}
     assert snapshot.filter(pl.col("run_date") == RUN_DAY).height == recs.height
     assert snapshot["product_name"].null_count() == 0
+    served = snapshot.filter(pl.col("run_date") == RUN_DAY).join(recs, on=["customer_id", "offer_id"])
+    assert served.height == recs.height and (served["reasons"] == served["reasons_right"]).all()
     published = _materialized(daily, "serving_snapshot")
     assert published["file"] == "serving.parquet" and published["path"] == str(path)
     assert published["dagster/row_count"] == snapshot.height and published["bytes"] == path.stat().st_size

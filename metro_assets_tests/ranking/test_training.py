@@ -171,3 +171,20 @@ def test_the_purchase_label_is_denser_than_redemptions(con):
     assert bought.validation["label"].sum() > redeemed.validation["label"].sum()
     trained, reason = train_rankers(bought)
     assert "trained on label product_purchase" in reason
+
+
+def test_the_window_stops_growing_at_the_oldest_impression():
+    from datetime import date
+
+    from metro_assets.ranking.training import TrainingWindow, WindowRule, choose_window
+
+    train_day = date(2026, 3, 2)
+    end = train_day - timedelta(days=7)
+    # five weeks of history, two positives a week: far fewer than the rule asks for
+    days = [end - timedelta(days=7 * w + 1) for w in range(5) for _ in range(2)]
+    shown = pl.DataFrame({"day": days, "label": [True] * len(days)})
+    window, notes = choose_window(shown, train_day, WindowRule(weeks=4, max_weeks=52, min_train_positives=500,
+                                                               min_validation_positives=1))
+    assert window == TrainingWindow.ending(train_day, 6)  # 5 weeks of impressions + the label week, not 52
+    assert window.start <= min(days)
+    assert any("over 6 weeks (all the history there is)" in n for n in notes)
