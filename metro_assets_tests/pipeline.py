@@ -6,6 +6,7 @@ import duckdb
 import polars as pl
 
 from metro_assets.candidates.retrieval import write_candidate_pool
+from metro_assets.errors import DataError
 from metro_assets.features.daily import write_features
 from metro_assets.ranking import uplift
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
@@ -19,8 +20,12 @@ def train(con: duckdb.DuckDBPyConnection, day: date, uplift_learners: bool = Tru
     trained, reason = train_rankers(ts)
     rows = model_rows(day, ts, trained, reason)
     if uplift_learners:
-        us = uplift.uplift_training_set(con, day)
-        rows = pl.concat([rows, uplift.model_rows(day, us, uplift.train_uplift_learners(us))], how="diagonal_relaxed")
+        try:  # as the asset: an import without exploration slots or a holdout has no uplift learner
+            us = uplift.uplift_training_set(con, day)
+            rows = pl.concat([rows, uplift.model_rows(day, us, uplift.train_uplift_learners(us))],
+                             how="diagonal_relaxed")
+        except DataError:
+            pass
     replace_partitions(con, {"model_versions": rows}, day, day + timedelta(days=1))
 
 
