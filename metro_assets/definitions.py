@@ -5,6 +5,7 @@ from dagster import AssetSelection, Definitions, RetryPolicy, define_asset_job, 
 from metro_assets.assets import settings_tags, with_column_schema
 from metro_assets.candidates.assets import build_candidate_assets
 from metro_assets.errors import SettingError
+from metro_assets.embeddings.assets import build_embedding_assets
 from metro_assets.features.assets import build_feature_assets
 from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring.sensors import drift_retrain
@@ -12,6 +13,7 @@ from metro_assets.ranking.assets import build_ranking_assets
 from metro_assets.ranking.schedules import build_weekly_retrain
 from metro_assets.resources import warehouse_resource
 from metro_assets.runs import warehouse_executor
+from metro_assets.sequence.assets import build_sequence_assets
 from metro_assets.settings import Settings, load_settings
 from metro_assets.serving.assets import build_serving_assets
 from metro_assets.raw.assets import build_raw_assets
@@ -57,18 +59,28 @@ def build_defs(settings: Settings) -> Definitions:
         op_retry_policy=retry,
         tags=tags,
     )
+    sequence_job = define_asset_job(
+        "sequence",
+        selection=AssetSelection.groups("sequence"),
+        description="Train SASRec for a day and measure its next-purchase Hit@10 / NDCG@10 against popularity "
+                    "and buy-again (extra [deep]; without it the run records one line saying so).",
+        op_retry_policy=retry,
+        tags=tags,
+    )
     assets = [
         raw_tables,
         *build_feature_assets(settings),
+        *build_embedding_assets(settings),
         *build_candidate_assets(settings),
         *build_ranking_assets(settings),
         *build_serving_assets(settings),
         *build_monitoring_assets(settings),
+        *build_sequence_assets(settings),
     ]
     return Definitions(
         # every table asset carries its columns (names, types, descriptions from schema.sql) for the UI
         assets=map_asset_specs(with_column_schema, assets),
-        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job],
+        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job, sequence_job],
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},

@@ -197,7 +197,9 @@ CREATE TABLE IF NOT EXISTS interaction_features (
     log_category_line_share DOUBLE,
     brand_line_share DOUBLE,           -- the offer's brand among the category's regular lines, all history
     days_since_regular_purchase_in_category DOUBLE, -- as above, orders no redemption created
-    depth_promo_match DOUBLE           -- discount depth x the customer's all-history promo share
+    depth_promo_match DOUBLE,          -- discount depth x the customer's all-history promo share
+    embedding_affinity DOUBLE          -- cosine of the customer's item2vec vector (purchases before D) and the
+                                       -- offer's product vector (product_embeddings trained before D); NULL: none
 );
 
 -- Candidates (metro_assets/candidates): the offers worth ranking for each
@@ -209,13 +211,40 @@ CREATE TABLE IF NOT EXISTS candidate_pool (
     strategy VARCHAR NOT NULL
 );
 
--- Ranking. `model_versions` holds both models trained for a retrain day (the
+-- Retrieval (metro_assets/embeddings): item2vec product vectors, one version
+-- per training day (materialized with the ranker), trained on purchases before it.
+CREATE TABLE IF NOT EXISTS product_embeddings (
+    day DATE NOT NULL,                 -- training day: purchases before it only
+    product_id BIGINT NOT NULL,
+    vector FLOAT[] NOT NULL,           -- skip-gram vector (not normalised)
+    purchases INTEGER NOT NULL         -- order lines of the product in the training sequences
+);
+
+-- How much each retrieval strategy earns: the pool's recall of the week after
+-- D with every strategy and with each one left out, at the same pool size.
+CREATE TABLE IF NOT EXISTS retrieval_summary (
+    day DATE NOT NULL,
+    strategy_set VARCHAR NOT NULL,     -- 'all', 'without <strategy>', or 'eligible' (every eligible offer)
+    strategies VARCHAR[] NOT NULL,     -- the strategies the pool was built from
+    max_candidates INTEGER,            -- the pool's cap per customer (NULL for 'eligible')
+    pairs BIGINT NOT NULL,             -- (customer, offer) pairs of that pool, over the customers with a label
+    redemptions BIGINT NOT NULL,       -- distinct (customer, offer) redemptions in [D, D + 7) by D's customers
+    redemptions_found BIGINT NOT NULL,
+    redemption_recall DOUBLE,          -- redemptions_found / redemptions (NULL without redemptions)
+    purchases BIGINT NOT NULL,         -- (customer, eligible offer) pairs whose product the customer bought in [D, D + 7)
+    purchases_found BIGINT NOT NULL,
+    purchase_recall DOUBLE,
+    label_days INTEGER NOT NULL        -- days of the label window the warehouse holds (7 when complete)
+);
+
+-- Ranking. `model_versions` holds every model kind trained for a retrain day (the
 -- `ranker_model` asset); the selected one serves. Models are text (LightGBM's
--- model format, or the logistic regression as JSON), so they travel with the data.
+-- model format, the logistic regression as JSON, Wide & Deep as JSON with base64
+-- safetensors weights), so they travel with the data.
 CREATE TABLE IF NOT EXISTS model_versions (
     model_version VARCHAR NOT NULL,    -- '<day>-<kind>'
     day DATE NOT NULL,                 -- training day: trained on labels that closed before it
-    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression
+    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression | wide_deep
     selected BOOLEAN NOT NULL,         -- the version that serves
     model VARCHAR NOT NULL,
     features VARCHAR[] NOT NULL,       -- feature columns, in model order
@@ -232,6 +261,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
     importances VARCHAR,               -- JSON: gain share (lightgbm) or standardised coefficient
     selection_reason VARCHAR,
     trained_at TIMESTAMP DEFAULT current_timestamp,
+    train_seconds DOUBLE,              -- wall-clock training time of this kind (the comparison table)
     validation_qini DOUBLE,            -- uplift learners: Qini on the validation weeks' randomised units
     best_uplift BOOLEAN                -- uplift learners: the best of the day by validation Qini
 );
@@ -255,10 +285,11 @@ CREATE TABLE IF NOT EXISTS recommendations (
 -- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.
 -- Offline evaluation of a run date once its label window [run_date, run_date + 7)
 -- is in the warehouse: one row per (policy, metric), long form. Policies: model
--- (what served), lightgbm, logistic_regression, random, popularity,
--- segment_popularity, legacy, affinity_rule, buy_again, oracle, and
+-- (what served), lightgbm, logistic_regression, wide_deep, random, popularity,
+-- segment_popularity, legacy, affinity_rule, buy_again, oracle,
 -- model_minus_<baseline> (the paired difference of the served model against a
--- baseline). A metric whose inputs are missing (no simulator truth or no
+-- baseline) and <kind>_minus_lightgbm (each other model kind against LightGBM:
+-- expected redemptions and oracle share). A metric whose inputs are missing (no simulator truth or no
 -- logged propensities, as for imported data) has no row.
 CREATE TABLE IF NOT EXISTS offline_evaluation (
     run_date DATE NOT NULL,
@@ -328,4 +359,30 @@ CREATE TABLE IF NOT EXISTS drift_report (
     baseline_day DATE NOT NULL,        -- its training day: the baseline is the state as of that day
     alert BOOLEAN NOT NULL,            -- the run date's alert (the same on each of its rows)
     created_at TIMESTAMP DEFAULT current_timestamp
+);
+
+-- Sequence model (metro_assets/sequence, extra [deep]): SASRec trained on a
+-- retrain day from purchases before `trained_before`; weights without pickle.
+-- Figures: leave-last-basket-out Hit@10 / NDCG@10 (docs/RETRIEVAL.md).
+CREATE TABLE IF NOT EXISTS sequence_models (
+    model_version VARCHAR NOT NULL,    -- '<day>-sasrec'
+    day DATE NOT NULL,                 -- retrain day
+    trained_before DATE NOT NULL,      -- learnt only from purchases dated before this day
+    weights BLOB NOT NULL,             -- safetensors state_dict
+    vocab BLOB NOT NULL,               -- .npy int64: product ids of items 1..V
+    config VARCHAR NOT NULL,           -- JSON: shape and training knobs
+    items INTEGER NOT NULL,
+    customers INTEGER NOT NULL,
+    events BIGINT NOT NULL,            -- (customer, day, product) purchases learnt from
+    best_epoch INTEGER NOT NULL,       -- the epoch kept (best validation NDCG@10)
+    seconds_per_epoch DOUBLE NOT NULL,
+    epochs VARCHAR,                    -- JSON: loss, seconds and validation figures per epoch
+    sasrec_hit_at_10 DOUBLE,           -- next purchase, leave-last-basket-out, all evaluated customers
+    sasrec_ndcg_at_10 DOUBLE,
+    popularity_hit_at_10 DOUBLE,
+    popularity_ndcg_at_10 DOUBLE,
+    buy_again_hit_at_10 DOUBLE,
+    buy_again_ndcg_at_10 DOUBLE,
+    evaluated_customers INTEGER,
+    trained_at TIMESTAMP DEFAULT current_timestamp
 );

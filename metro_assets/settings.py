@@ -58,6 +58,7 @@ class CandidateLimits:
     repeat: int = 40     # METRO_CANDIDATES_REPEAT (cold start: essentials)
     margin: int = 20     # METRO_CANDIDATES_MARGIN
     max_candidates: int = 200  # METRO_MAX_CANDIDATES
+    embedding: int = 0   # METRO_CANDIDATES_EMBEDDING: nearest offers by item2vec similarity (0: off)
 
 
 def _limit(name: str, default: int) -> int:
@@ -79,8 +80,45 @@ def load_candidate_limits() -> CandidateLimits:
         repeat=_limit("METRO_CANDIDATES_REPEAT", 40),
         margin=_limit("METRO_CANDIDATES_MARGIN", 20),
         max_candidates=_limit("METRO_MAX_CANDIDATES", 200),
+        embedding=_count("METRO_CANDIDATES_EMBEDDING", CandidateLimits.embedding),
     )
     return limits
+
+
+def _count(name: str, default: int, most: int = 100_000) -> int:
+    """A whole number in [0, most] (0 switches the thing off)."""
+    text = _env(name, str(default))
+    try:
+        value = int(text)
+    except ValueError:
+        raise SettingError(f"{name}={text!r} is not a whole number") from None
+    if not 0 <= value <= most:
+        raise SettingError(f"{name}={value} must be between 0 and {most}")
+    return value
+
+
+@dataclass(frozen=True)
+class EmbeddingSettings:
+    """item2vec product embeddings (``product_embeddings``) and the customer vectors built from them."""
+
+    dim: int = 32            # METRO_EMBEDDING_DIM: vector size
+    epochs: int = 3          # METRO_EMBEDDING_EPOCHS: passes over the purchase sequences
+    days: int = 90           # METRO_EMBEDDING_DAYS: purchases of this many days before the day (sequences, vectors)
+    feature: bool = False    # METRO_EMBEDDING_FEATURE: the ranker's embedding_affinity feature (off: no measured gain)
+    half_life: float = 28.0  # METRO_EMBEDDING_HALF_LIFE: days after which a purchase weighs half in a customer vector
+
+
+def load_embedding_settings() -> EmbeddingSettings:
+    """The ``METRO_EMBEDDING_*`` settings."""
+    dim = _limit("METRO_EMBEDDING_DIM", EmbeddingSettings.dim)
+    if dim > 512:
+        raise SettingError(f"METRO_EMBEDDING_DIM={dim} must be at most 512")
+    epochs = _limit("METRO_EMBEDDING_EPOCHS", EmbeddingSettings.epochs)
+    if epochs > 100:
+        raise SettingError(f"METRO_EMBEDDING_EPOCHS={epochs} must be at most 100")
+    return EmbeddingSettings(dim=dim, epochs=epochs, days=_limit("METRO_EMBEDDING_DAYS", EmbeddingSettings.days),
+                             feature=_flag("METRO_EMBEDDING_FEATURE", EmbeddingSettings.feature),
+                             half_life=_positive_float("METRO_EMBEDDING_HALF_LIFE", EmbeddingSettings.half_life))
 
 
 @dataclass(frozen=True)
@@ -222,6 +260,25 @@ def load_deep_settings() -> DeepSettings:
     if device not in DEVICES:
         raise SettingError(f"METRO_DEVICE={device!r} is not one of {', '.join(DEVICES)}")
     return DeepSettings(device=device, enabled=_flag("METRO_DEEP", True))
+
+
+@dataclass(frozen=True)
+class SequenceSettings:
+    """Knobs of the SASRec sequence model (asset ``sequence_model``, extra ``[deep]``)."""
+
+    epochs: int = 3        # METRO_SEQUENCE_EPOCHS: training epochs at most (the best on validation is kept)
+    max_len: int = 50      # METRO_SEQUENCE_LENGTH: newest purchases of a customer the model reads
+
+
+def load_sequence_settings() -> SequenceSettings:
+    """The ``METRO_SEQUENCE_EPOCHS`` and ``METRO_SEQUENCE_LENGTH`` settings."""
+    epochs = _limit("METRO_SEQUENCE_EPOCHS", 3)
+    if epochs > 100:
+        raise SettingError(f"METRO_SEQUENCE_EPOCHS={epochs} must be between 1 and 100")
+    length = _limit("METRO_SEQUENCE_LENGTH", 50)
+    if not 2 <= length <= 500:
+        raise SettingError(f"METRO_SEQUENCE_LENGTH={length} must be between 2 and 500")
+    return SequenceSettings(epochs, length)
 
 
 @dataclass(frozen=True)
@@ -373,6 +430,8 @@ class Settings:
     ops: OperationsSettings = field(default_factory=OperationsSettings)
     policy: PolicySettings = field(default_factory=PolicySettings)
     deep: DeepSettings = field(default_factory=DeepSettings)
+    sequence: SequenceSettings = field(default_factory=SequenceSettings)
+    embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
 
@@ -466,6 +525,8 @@ def load_settings() -> Settings:
         ops=load_operations_settings(),
         policy=load_policy_settings(),
         deep=load_deep_settings(),
+        sequence=load_sequence_settings(),
+        embedding=load_embedding_settings(),
         allocation=load_allocation_settings(),
         evaluation=load_evaluation_settings(),
     )

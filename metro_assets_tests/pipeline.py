@@ -7,17 +7,26 @@ import polars as pl
 
 from metro_assets.candidates.retrieval import write_candidate_pool
 from metro_assets.errors import DataError
+from metro_assets.embeddings.item2vec import train_item2vec
 from metro_assets.features.daily import write_features
 from metro_assets.ranking import uplift
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
-from metro_assets.settings import CandidateLimits
+from metro_assets.settings import CandidateLimits, DeepSettings
 from metro_assets.warehouse import replace_partitions
 
 
-def train(con: duckdb.DuckDBPyConnection, day: date, uplift_learners: bool = True) -> None:
-    """Both rankers (and the uplift learners) for ``day`` into model_versions (what the ranker_model asset does)."""
+def train(con: duckdb.DuckDBPyConnection, day: date, deep: DeepSettings | None = DeepSettings(),
+          uplift_learners: bool = True) -> None:
+    """The day's product vectors, every ranker kind and the uplift learners into model_versions (what the
+    retrain job's product_embeddings and ranker_model assets do).
+
+    ``deep=None`` leaves Wide & Deep out (LightGBM and logistic regression only).
+    """
+    pv = train_item2vec(con, day)
+    if pv is not None:
+        replace_partitions(con, {"product_embeddings": pv.frame()}, day, day + timedelta(days=1))
     ts = training_set(con, day)
-    trained, reason = train_rankers(ts)
+    trained, reason = train_rankers(ts, deep)
     rows = model_rows(day, ts, trained, reason)
     if uplift_learners:
         try:  # as the asset: an import without exploration slots or a holdout has no uplift learner

@@ -24,16 +24,14 @@ from datetime import date, timedelta
 import duckdb
 import polars as pl
 
-from metro_assets.settings import CandidateLimits
-from metro_assets.warehouse import read_sql, replace_partitions_sql
+from metro_assets.candidates.recall import label_end, recall_table, write_retrieval_summary
+from metro_assets.candidates.strategies import (  # noqa: F401 (re-exported: the tests and evaluation use them)
+    CODES, COLD_STRATEGIES, PRIORITY, STRATEGIES, WARM_STRATEGIES, candidate_pool_params)
+from metro_assets.embeddings.retrieval import prepare_embedding_neighbours
+from metro_assets.settings import CandidateLimits, EmbeddingSettings
+from metro_assets.warehouse import read_sql, replace_partitions, replace_partitions_sql
 
 _PACKAGE = "metro_assets.candidates"
-
-#: Strategies in priority order: a pair retrieved by several keeps the first.
-WARM_STRATEGIES = ("category_affinity", "segment_popularity", "repeat_purchase", "high_margin")
-COLD_STRATEGIES = ("store_popularity", "segment_default", "essentials")
-STRATEGIES = WARM_STRATEGIES + COLD_STRATEGIES
-LABEL_DAYS = 7
 
 
 def store_in_scope(scope: str, store: str) -> str:
@@ -78,24 +76,42 @@ def prepare_eligible_offers(con: duckdb.DuckDBPyConnection, start: date, end: da
 
 
 def candidate_pool_sql() -> str:
-    """The SELECT of the pool (needs the temp table from :func:`prepare_eligible_offers`)."""
+    """The SELECT of the pool (needs the temp tables of :func:`prepare_candidate_picks`)."""
     return read_sql(_PACKAGE, "candidate_pool")
 
 
-def candidate_pool_params(start: date, end: date, limits: CandidateLimits) -> dict:
-    """Named parameters of :func:`candidate_pool_sql`."""
+def picks_params(start: date, end: date, limits: CandidateLimits, deeper: int = 0) -> dict:
+    """Named parameters of ``candidate_picks.sql``: each strategy down to its quota, or ``deeper``."""
     return {
         "start": start,
         "end": end,
-        "category_limit": limits.category,
-        "segment_limit": limits.segment,
-        "repeat_limit": limits.repeat,
-        "margin_limit": limits.margin,
-        "max_candidates": limits.max_candidates,
+        "category_depth": max(limits.category, deeper),
+        "segment_depth": max(limits.segment, deeper),
+        "repeat_depth": max(limits.repeat, deeper),
+        "margin_depth": max(limits.margin, deeper),
+        "embedding_depth": max(limits.embedding, deeper) if limits.embedding else 0,
     }
 
 
-def candidate_pool(con: duckdb.DuckDBPyConnection, start: date, end: date, limits: CandidateLimits) -> pl.DataFrame:
+def prepare_candidate_picks(con: duckdb.DuckDBPyConnection, start: date, end: date, limits: CandidateLimits,
+                            embedding: EmbeddingSettings = EmbeddingSettings(), deeper: int = 0) -> dict:
+    """Create the temp tables ``eligible_offers``, ``embedding_neighbours`` and ``candidate_picks`` for
+    [start, end); returns notes on the embedding search (metadata).
+
+    ``deeper`` ranks every strategy down to at least that many picks (what
+    :func:`write_retrieval_summary` needs to fill a left-out strategy's slots).
+    """
+    prepare_eligible_offers(con, start, end)
+    quota = max(limits.embedding, deeper) if limits.embedding else 0
+    notes = prepare_embedding_neighbours(con, [start + timedelta(days=i) for i in range((end - start).days)],
+                                         quota, embedding)
+    con.execute(f"CREATE OR REPLACE TEMP TABLE candidate_picks AS {read_sql(_PACKAGE, 'candidate_picks')}",
+                picks_params(start, end, limits, deeper))
+    return notes
+
+
+def candidate_pool(con: duckdb.DuckDBPyConnection, start: date, end: date, limits: CandidateLimits,
+                   embedding: EmbeddingSettings = EmbeddingSettings()) -> pl.DataFrame:
     """The pool of [start, end) as a frame (customer_id, offer_id, day, strategy), without writing it.
 
     Examples
@@ -107,34 +123,37 @@ def candidate_pool(con: duckdb.DuckDBPyConnection, start: date, end: date, limit
     >>> candidate_pool(con, date(2025, 9, 26), date(2025, 9, 27), CandidateLimits()).height
     0
     """
-    prepare_eligible_offers(con, start, end)
-    return con.sql(candidate_pool_sql(), params=candidate_pool_params(start, end, limits)).pl()
+    prepare_candidate_picks(con, start, end, limits, embedding)
+    return con.sql(candidate_pool_sql(), params=candidate_pool_params(limits)).pl()
 
 
-def write_candidate_pool(con: duckdb.DuckDBPyConnection, day: date, limits: CandidateLimits) -> dict:
-    """Replace the pool of ``day`` (one transaction) and return its :func:`pool_summary`.
+def write_candidate_pool(con: duckdb.DuckDBPyConnection, day: date, limits: CandidateLimits,
+                         embedding: EmbeddingSettings = EmbeddingSettings()) -> dict:
+    """Replace the pool of ``day`` (and its ``retrieval_summary`` rows) and return its :func:`pool_summary`.
 
-    Needs that day's ``customer_features`` and ``offer_features`` rows. A day
-    without active offers writes an empty pool; the summary then carries a warning.
+    Needs that day's ``customer_features`` and ``offer_features`` rows (and,
+    for the embedding strategy, ``product_embeddings`` trained on or before
+    it). A day without active offers writes an empty pool; the summary then
+    carries a warning. When the warehouse holds days after ``day``, the
+    strategies are ranked deeper and the recall of each strategy set is
+    written to ``retrieval_summary`` (see :func:`write_retrieval_summary`).
     """
     end = day + timedelta(days=1)
-    prepare_eligible_offers(con, day, end)
-    replace_partitions_sql(
-        con, "candidate_pool", candidate_pool_sql(), candidate_pool_params(day, end, limits), day, end
-    )
+    labelled = label_end(con, day) > day
+    notes = prepare_candidate_picks(con, day, end, limits, embedding,
+                                    deeper=limits.max_candidates if labelled else 0)
+    replace_partitions_sql(con, "candidate_pool", candidate_pool_sql(), candidate_pool_params(limits), day, end)
     summary = pool_summary(con, day)
+    summary.update(notes)
     if summary["pairs"] == 0:
         summary["warning"] = f"no offer is eligible for any customer on {day}: the pool is empty"
     elif summary["customers_covered"] < summary["customers_with_eligible_offers"]:
         summary["warning"] = "some customers with eligible offers got no candidate"
+    recall = write_retrieval_summary(con, day, limits) if labelled else pl.DataFrame()
+    if not labelled:  # re-materializing a day the warehouse has no later days for: no stale rows stay
+        replace_partitions(con, {"retrieval_summary": pl.DataFrame()}, day, end)
+    summary["strategy_recall"] = recall_table(recall)
     return summary
-
-
-def label_end(con: duckdb.DuckDBPyConnection, day: date) -> date:
-    """End of the recall window [day, day + 7), cut to the days the warehouse holds."""
-    last = con.sql("SELECT max(day) FROM orders").fetchall()[0][0]
-    end = day + timedelta(days=LABEL_DAYS)
-    return min(end, last + timedelta(days=1)) if last is not None else day
 
 
 def scope_warnings(con: duckdb.DuckDBPyConnection, day: date) -> dict:
@@ -184,7 +203,7 @@ def pool_summary(con: duckdb.DuckDBPyConnection, day: date) -> dict:
         "customers", "customers_covered", "customers_with_eligible_offers", "pairs", "mean_candidates",
         "max_candidates", "redemptions", "redemptions_in_pool", "redemptions_eligible",
     ]
-    values = con.sql(read_sql(_PACKAGE, "retrieval_summary"), params={"day": day, "label_end": end}).fetchall()[0]
+    values = con.sql(read_sql(_PACKAGE, "pool_summary"), params={"day": day, "label_end": end}).fetchall()[0]
     summary = dict(zip(names, values))
     summary["mean_candidates"] = float(summary["mean_candidates"] or 0.0)
     summary["max_candidates"] = int(summary["max_candidates"] or 0)

@@ -6,7 +6,7 @@ transaction, in order (no single-run backfill policy: a day of the pool is
 millions of rows, so days are not stacked into one query).
 """
 
-from dagster import AssetExecutionContext, AssetKey, asset
+from dagster import AssetDep, AssetExecutionContext, AssetKey, TimeWindowPartitionMapping, asset
 from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import check_results, check_specs, materializations, user_errors
@@ -26,7 +26,7 @@ def _materialize(context: AssetExecutionContext, warehouse: DuckDBResource, sett
     start, end = partition_window(context)
     with warehouse.get_connection() as con:
         ensure_schema(con)
-        written = {d: write_features(con, table, d) for d in days(start, end)}
+        written = {d: write_features(con, table, d, settings.embedding) for d in days(start, end)}
         outcomes, failing_days = evaluate_checks_by_day(con, checks, start, end)
         total = con.sql(f"select count(*) from {table}").fetchall()[0][0]
     context.log.info(f"{table} {start}..{end}: {sum(written.values()):,} rows")
@@ -50,18 +50,27 @@ FEATURE_TABLES = {
     ),
     "interaction_features": (
         "Per candidate pair of D: bought the product before, days since the last purchase in the category, "
-        "category and brand affinity, discount depth vs the customer's usual, price sensitivity match.",
-        ["candidate_pool", "orders", "order_items", "products", "offers", "redemptions"],
+        "category and brand affinity, discount depth vs the customer's usual, price sensitivity match, "
+        "embedding affinity (item2vec: customer vector . product vector).",
+        ["candidate_pool", "orders", "order_items", "products", "offers", "redemptions", "product_embeddings"],
         INTERACTION_CHECKS,
     ),
 }
+
+
+def _dep(table: str):
+    """An upstream table; weekly ``product_embeddings``: the newest version of the week before the day."""
+    if table == "product_embeddings":
+        return AssetDep(table, partition_mapping=TimeWindowPartitionMapping(
+            start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True))
+    return AssetKey(table)
 
 
 def _feature_asset(settings: Settings, table: str):
     description, reads, checks = FEATURE_TABLES[table]
     partitions = daily_partitions(settings)
 
-    @asset(name=table, description=description, deps=[AssetKey(t) for t in reads],
+    @asset(name=table, description=description, deps=[_dep(t) for t in reads],
            check_specs=check_specs(checks, partitions), partitions_def=partitions, group_name="features",
            kinds=KINDS, owners=OWNERS, pool=settings.ops.pool)
     @user_errors

@@ -81,6 +81,7 @@ INTERACTION_NUMERIC = [
     "brand_line_share",
     "days_since_regular_purchase_in_category",
     "depth_promo_match",
+    "embedding_affinity",
 ]
 ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
 
@@ -106,14 +107,23 @@ def _relation(requests: str) -> str:
     return requests
 
 
-def feature_sql(table: str, requests: str) -> str:
+#: The relation ``interaction_features.sql`` joins for ``embedding_affinity`` when none is given: no rows.
+NO_AFFINITY = ("(SELECT NULL::BIGINT AS customer_id, NULL::BIGINT AS offer_id, NULL::DATE AS day, "
+               "NULL::DOUBLE AS embedding_affinity WHERE false)")
+
+
+def feature_sql(table: str, requests: str, affinity: str | None = None) -> str:
     """The SELECT computing ``table`` (a feature table) for the ``requests`` relation.
 
     ``requests`` may be a name or a parenthesised subquery. The statement uses
     the named parameter ``$prior_weight`` (see :data:`PRIOR_WEIGHT`) when
     ``table`` is ``offer_features``; pass :func:`sql_params` with it.
+    ``affinity`` names a table of ``embedding_affinity`` per request
+    (``interaction_features`` only; see :mod:`metro_assets.embeddings.vectors`);
+    without it the column is NULL.
     """
-    return read_sql(_PACKAGE, table).replace("{requests}", requests)
+    relation = _relation(affinity) if affinity else NO_AFFINITY
+    return read_sql(_PACKAGE, table).replace("{requests}", requests).replace("{embedding_affinity}", relation)
 
 
 def sql_params(sql: str) -> dict:
@@ -159,7 +169,7 @@ def offer_features(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
 
 
 def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: tuple[str, ...] = (),
-                flags: bool = False) -> str:
+                flags: bool = False, ids: bool = False) -> str:
     """The model matrix: ``requests`` joined with the three feature relations, encoded.
 
     The one place the matrix's columns and encodings are written, so the
@@ -167,6 +177,8 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
     (the day's stored feature tables) cannot drift apart. With ``flags``, a
     ``missing_<table>`` column per relation is true where a request found no
     row in it (each relation's key columns are never null in a found row).
+    With ``ids``, the offer's ``product_id`` follows the features (models that
+    embed products, e.g. Wide & Deep, read it as an input).
     """
     segment = ", ".join(f"(cf.segment = '{s}')::INTEGER AS segment_{s}" for s in SEGMENTS)
     kinds = ", ".join(
@@ -180,6 +192,8 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
         + [f"ixf.{c}" for c in INTERACTION_NUMERIC[1:]]
     )
     columns += [segment, kinds]
+    if ids:
+        columns += ["ofe.product_id"]
     if flags:
         columns += [f"{alias}.{FEATURE_TABLES[t][-1]} IS NULL AS missing_{t}"
                     for t, alias in zip(FEATURE_TABLES, ("cf", "ofe", "ixf"))]
@@ -194,16 +208,19 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
     """
 
 
-def feature_matrix_sql(requests: str) -> str:
-    """One set-based SELECT: every model feature for each row of ``requests``, computed point in time."""
+def feature_matrix_sql(requests: str, ids: bool = False, affinity: str | None = None) -> str:
+    """One set-based SELECT: every model feature for each row of ``requests``, computed point in time.
+
+    ``affinity``: see :func:`feature_sql`.
+    """
     rel = _relation(requests)
     customers = feature_sql("customer_features", f"(SELECT customer_id, day FROM {rel})")
     offers = feature_sql("offer_features", f"(SELECT offer_id, day FROM {rel})")
-    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})")
-    return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})")
+    pairs = feature_sql("interaction_features", f"(SELECT customer_id, offer_id, day FROM {rel})", affinity)
+    return _matrix_sql(rel, f"({customers})", f"({offers})", f"({pairs})", ids=ids)
 
 
-def stored_matrix_sql(requests: str, carry: tuple[str, ...] = ()) -> str:
+def stored_matrix_sql(requests: str, carry: tuple[str, ...] = (), ids: bool = False) -> str:
     """The SELECT of :func:`stored_matrix`: the day's feature tables joined, with a
     ``missing_<table>`` flag per table (true where the request has no row in it).
 
@@ -218,10 +235,11 @@ def stored_matrix_sql(requests: str, carry: tuple[str, ...] = ()) -> str:
     customers = f"(SELECT * FROM customer_features WHERE day = $day AND {mine})"
     offers = "(SELECT * FROM offer_features WHERE day = $day)"
     pairs = f"(SELECT * FROM interaction_features WHERE day = $day AND {mine})"
-    return _matrix_sql(rel, customers, offers, pairs, carry, flags=True)
+    return _matrix_sql(rel, customers, offers, pairs, carry, flags=True, ids=ids)
 
 
-def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tuple[str, ...] = ()) -> pl.DataFrame:
+def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tuple[str, ...] = (),
+                  ids: bool = False) -> pl.DataFrame:
     """The model matrix of ``day``'s requests, read from the stored feature tables.
 
     The scoring path: ``candidate_pool x customer_features x offer_features x
@@ -240,6 +258,8 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
         The partition read from each feature table.
     carry : tuple of str
         Further columns of ``requests`` to keep (e.g. ``strategy``).
+    ids : bool
+        Also return the offer's ``product_id`` (after the features).
 
     Returns
     -------
@@ -247,10 +267,11 @@ def stored_matrix(con: duckdb.DuckDBPyConnection, requests: str, day, carry: tup
         ``customer_id``, ``offer_id``, ``day``, ``carry``, the :data:`MODEL_FEATURES`
         and one ``missing_<table>`` flag per :data:`FEATURE_TABLES` entry.
     """
-    return _frame(con, stored_matrix_sql(requests, carry), {"day": day})
+    return _frame(con, stored_matrix_sql(requests, carry, ids), {"day": day})
 
 
-def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFrame:
+def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str, ids: bool = False,
+                   affinity: str | None = None) -> pl.DataFrame:
     """All numeric model features for (customer_id, offer_id, day) requests, point in time.
 
     Parameters
@@ -260,6 +281,10 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     requests : str
         A table or view with columns ``customer_id``, ``offer_id`` and ``day``
         (any number of days: each request sees only events before its day).
+    ids : bool
+        Also return the offer's ``product_id`` (after the features).
+    affinity : str, optional
+        A table of ``embedding_affinity`` per request (see :func:`feature_sql`); without it, NULL.
 
     Returns
     -------
@@ -278,4 +303,4 @@ def feature_matrix(con: duckdb.DuckDBPyConnection, requests: str) -> pl.DataFram
     >>> feature_matrix(con, "pairs").columns == ["customer_id", "offer_id", "day", *MODEL_FEATURES]
     True
     """
-    return _frame(con, feature_matrix_sql(requests))
+    return _frame(con, feature_matrix_sql(requests, ids, affinity))

@@ -20,7 +20,9 @@ from datetime import date, timedelta
 
 import duckdb
 
+from metro_assets.embeddings.vectors import pair_affinity, stored_vectors
 from metro_assets.features.compute import feature_sql, sql_params
+from metro_assets.settings import EmbeddingSettings
 from metro_assets.warehouse import replace_partitions_sql
 
 #: The requests of one day's partition of each table ($day is the partition).
@@ -37,12 +39,24 @@ DAILY_REQUESTS = {
 }
 
 
-def write_features(con: duckdb.DuckDBPyConnection, table: str, day: date) -> int:
-    """Replace ``table``'s partition ``day`` (one transaction); returns the rows written."""
+def write_features(con: duckdb.DuckDBPyConnection, table: str, day: date,
+                   embedding: EmbeddingSettings = EmbeddingSettings()) -> int:
+    """Replace ``table``'s partition ``day`` (one transaction); returns the rows written.
+
+    ``interaction_features`` gets its ``embedding_affinity`` from the newest
+    ``product_embeddings`` trained on or before ``day`` (NULL without one, or
+    with ``METRO_EMBEDDING_FEATURE=false``).
+    """
     con.execute(f"CREATE OR REPLACE TEMP TABLE daily_requests AS {DAILY_REQUESTS[table]}", {"day": day})
-    sql = feature_sql(table, "daily_requests")
+    affinity = None
     try:
+        if table == "interaction_features" and embedding.feature:
+            frame = pair_affinity(con, "daily_requests", stored_vectors(con, day), embedding)
+            con.execute("CREATE OR REPLACE TEMP TABLE daily_affinity AS SELECT * FROM frame")
+            affinity = "daily_affinity"
+        sql = feature_sql(table, "daily_requests", affinity)
         return replace_partitions_sql(con, table, sql, sql_params(sql), day, day + timedelta(days=1))
     finally:
         con.execute("DROP TABLE IF EXISTS daily_requests")
+        con.execute("DROP TABLE IF EXISTS daily_affinity")
 

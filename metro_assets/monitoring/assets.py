@@ -28,7 +28,7 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.assets import check_results, check_specs, materializations, user_errors
 from metro_assets.checking import evaluate_checks_by_day
-from metro_assets.monitoring import drift, evaluation, pooling
+from metro_assets.monitoring import comparison, drift, evaluation, pooling
 from metro_assets.monitoring import uplift_evaluation as uplift_eval
 from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS, SUMMARY_CHECKS
 from metro_assets.partitions import daily_partitions, days, partition_window
@@ -137,8 +137,9 @@ def build_monitoring_assets(settings: Settings) -> list:
         description="What D's top 10s cause, per customer with 95% bootstrap intervals: expected, incremental "
                     "redemptions and incremental margin from the simulator's truth, the oracle share, IPS/SNIPS "
                     "estimates from the logged propensities, and NDCG/MRR/... against what the legacy policy "
-                    "showed; for the served model, the other model kind, six baselines and the oracle on the same "
-                    "pools, plus the model's paired differences. Records nothing until D's week is loaded.",
+                    "showed; for the served model, every model kind, six baselines and the oracle on the same "
+                    "pools, plus the model's paired differences (and each kind's against LightGBM, in one "
+                    "model comparison table). Records nothing until D's week is loaded.",
         kinds={"duckdb", "polars"},
         # its own group: not part of daily_pipeline, it runs itself once the label week has landed
         group_name="evaluation",
@@ -178,11 +179,13 @@ def build_monitoring_assets(settings: Settings) -> list:
                 results.append(ev)
             outcomes, failing_days = evaluate_checks_by_day(con, EVALUATION_CHECKS, start, end)
             history = _history(con, end)
+            recorded = [ev for ev in results if ev.complete]
+            # every model kind side by side on the newest recorded day (fit, causal value, cost)
+            kinds = comparison.model_comparison(con, recorded[-1].run_date, recorded[-1].rows) if recorded else None
         last = results[-1]
         for ev in results:
             for note in ev.notes:
                 context.log.warning(f"offline_evaluation {ev.run_date}: {note}")
-        recorded = [ev for ev in results if ev.complete]
         metadata = {
             "recorded": bool(recorded),
             "label_window": f"{last.label_start}..{last.label_end} (exclusive)",
@@ -190,6 +193,9 @@ def build_monitoring_assets(settings: Settings) -> list:
             "evaluation": MetadataValue.md(evaluation.markdown_table(last.rows)),
             "history": MetadataValue.md(history),
         }
+        if kinds is not None:
+            metadata["model_comparison"] = MetadataValue.md(
+                f"run date {recorded[-1].run_date}\n\n" + comparison.markdown(kinds))
         if last.notes:
             metadata["notes"] = "\n".join(last.notes)
         if last.complete:

@@ -12,7 +12,7 @@ EVALUATION_CHECKS = [
         "offline_evaluation",
         "ranking metrics (NDCG, MRR, precision, recall, redemption rate at 10) and the oracle share are in [0, 1]",
         f"""select policy || ' ' || metric from offline_evaluation where {IN_RUN}
-            and metric in ({_RANKING}, 'oracle_share') and policy not like 'model_minus_%'
+            and metric in ({_RANKING}, 'oracle_share') and policy not like '%\\_minus\\_%' escape '\\'
             and (isnan(value) or value < 0 or value > 1 + 1e-9)""",
     ),
     Check(

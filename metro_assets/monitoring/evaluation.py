@@ -12,7 +12,8 @@ customer with a 95% bootstrap interval over customers (:mod:`.bootstrap`):
   expected redemptions, expected incremental redemptions (what the offer
   causes) and expected incremental margin of the top 10, and the share of the
   oracle's expected redemptions. Plus the paired difference of the served
-  model against every baseline (policy ``model_minus_<baseline>``).
+  model against every baseline (policy ``model_minus_<baseline>``), and of
+  each other model kind against LightGBM (policy ``<kind>_minus_lightgbm``).
 * **Off-policy** (:mod:`.offpolicy`): IPS and SNIPS estimates of the top 10's
   redemptions from the logged propensities, and their effective sample size;
   what a retailer can compute on its own data. Needs ``impressions.propensity``.
@@ -57,7 +58,7 @@ from metro_assets.warehouse import replace_partitions
 LABEL_DAYS = 7
 RANDOM_SEEDS = 5
 LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
-MODEL_KINDS = ("lightgbm", "logistic_regression")
+MODEL_KINDS = ("lightgbm", "logistic_regression", "wide_deep")
 BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
 #: issue 17: p_redeem, p_redeem_matched, uplift_<learner>, uplift_margin, oracle_uplift, oracle_margin
 UPLIFT_POLICIES = uplift_eval.UPLIFT_POLICIES
@@ -111,6 +112,15 @@ SUMS_SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "replicate": pl.Int32,
 def paired_policy(baseline: str) -> str:
     """The policy name of the paired difference of the served model against ``baseline``."""
     return f"model_minus_{baseline}"
+
+
+#: Model kinds compared pairwise with LightGBM (policy ``<kind>_minus_lightgbm``): does a kind beat it?
+KIND_PAIRED_METRICS = ("expected_redemptions_at_10", "oracle_share")
+
+
+def kind_paired_policy(kind: str) -> str:
+    """The policy name of model kind ``kind``'s paired difference against LightGBM."""
+    return f"{kind}_minus_lightgbm"
 
 
 @dataclass
@@ -457,6 +467,13 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
                 labels.append((paired_policy(b), metric, "mean"))
             columns.append(values["model"]["expected"].to_numpy() - values[b]["expected"].to_numpy())
             labels.append((paired_policy(b), "oracle_share", "share"))
+    if "lightgbm" in values:  # every other model kind against LightGBM, paired the same way
+        for kind in MODEL_KINDS[1:]:
+            if kind in values:
+                diff = values[kind]["expected"].to_numpy() - values["lightgbm"]["expected"].to_numpy()
+                for metric in KIND_PAIRED_METRICS:
+                    columns.append(diff)
+                    labels.append((kind_paired_policy(kind), metric, "share" if metric == "oracle_share" else "mean"))
     x = np.column_stack(columns)
     # one bootstrap: sums of every column and of the two denominators (customers, oracle's expected)
     den = np.hstack([np.ones((len(x), 1)), oracle_expected])
@@ -713,9 +730,11 @@ def write_evaluation(con: duckdb.DuckDBPyConnection, evaluation: Evaluation) -> 
 
 
 def _order(rows: pl.DataFrame) -> list[str]:
-    policies = [p for p in POLICIES if p in set(rows["policy"])]
-    pairs = [paired_policy(b) for b in BASELINES] + [f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS]
-    return policies + [p for p in pairs if p in set(rows["policy"])]
+    present = set(rows["policy"])
+    policies = [p for p in POLICIES if p in present]
+    return (policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in present]
+            + [kind_paired_policy(k) for k in MODEL_KINDS[1:] if kind_paired_policy(k) in present]
+            + [f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS if f"{a}_minus_{b}" in present])
 
 
 def wide_table(rows: pl.DataFrame) -> pl.DataFrame:

@@ -54,8 +54,8 @@ import polars as pl
 
 from metro_assets.monitoring import bootstrap
 from metro_assets.monitoring.evaluation import (
-    BASELINES, CAUSAL_METRICS, METRICS, PAIRED_METRICS, POLICIES, QUANTITIES, SCHEMA,
-    markdown_table, paired_policy,
+    BASELINES, CAUSAL_METRICS, KIND_PAIRED_METRICS, METRICS, MODEL_KINDS, PAIRED_METRICS, POLICIES, QUANTITIES,
+    SCHEMA, kind_paired_policy, markdown_table, paired_policy,
 )
 from metro_assets.monitoring.metrics import RANKING_METRICS
 from metro_assets.warehouse import replace_partitions
@@ -199,6 +199,11 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
                     if m in stats["model"] and m in stats[b]}
             paired[b] = diff
             rows += _cells(day, paired_policy(b), diff)
+    if "lightgbm" in stats:  # every other model kind against LightGBM, as offline_evaluation pairs them
+        for kind in [k for k in MODEL_KINDS[1:] if k in stats]:
+            rows += _cells(day, kind_paired_policy(kind), {m: stats[kind][m] - stats["lightgbm"][m]
+                                                           for m in KIND_PAIRED_METRICS
+                                                           if m in stats[kind] and m in stats["lightgbm"]})
     for p in [p for p in POLICIES if p in pooled]:
         s = pooled[p]
         counts = {"customers_scored": s["customers"][0],

@@ -53,11 +53,12 @@ def build_ranking_assets(settings: Settings):
 
     @asset(
         name="ranker_model",
-        description="Both rankers (LightGBM, logistic regression) trained on the impressions whose labels closed "
-                    "before the day; the better on the last week serves. With them, the uplift learners (S, T, X, "
-                    "transformed outcome) on the randomised exposure. Materialized on retrain days only.",
+        description="The rankers (LightGBM, logistic regression and, with PyTorch, Wide & Deep) trained on the "
+                    "impressions whose labels closed before the day; the best on the last week serves. With them, "
+                    "the uplift learners (S, T, X, transformed outcome) on the randomised exposure. "
+                    "Materialized on retrain days only.",
         group_name="model",
-        kinds={"lightgbm", "scikitlearn", "duckdb"},
+        kinds={"lightgbm", "scikitlearn", "pytorch", "duckdb"},
         owners=["team:data-science"],
         partitions_def=partitions,
         # experiment_assignments: the holdout arm of the uplift learners' randomised units
@@ -75,8 +76,8 @@ def build_ranking_assets(settings: Settings):
             r = current.ranker
             rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
                               r.train_label)
-            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed)
-            trained, reason = train_rankers(ts)
+            ts = training_set(con, day, rule, r.negatives_per_positive, current.seed, current.embedding)
+            trained, reason = train_rankers(ts, current.deep)  # METRO_DEEP / METRO_DEVICE
             rows = model_rows(day, ts, trained, reason)
             # the uplift learners (issue 17) travel in the same partition: re-training replaces both together
             try:
@@ -89,10 +90,12 @@ def build_ranking_assets(settings: Settings):
             replace_partitions(con, {"model_versions": rows}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
         chosen = next(m for m in trained if m.selected)
-        metrics = "| model | validation AUC | validation log-loss | serves |\n|---|---|---|---|\n" + "\n".join(
+        metrics = ("| model | validation AUC | validation log-loss | training s | serves |\n|---|---|---|---|---|\n"
+                   + "\n".join(
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
-            f"| {'yes' if m.selected else ''} |" for m in trained)
+            f"| {'' if m.seconds is None else round(m.seconds, 1)} "
+            f"| {'yes' if m.selected else ''} |" for m in trained))
         (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")
         yield MaterializeResult(
             metadata={
@@ -102,6 +105,7 @@ def build_ranking_assets(settings: Settings):
                 "selection": reason,
                 **({"warning": reason[reason.index("WARNING"):]} if "WARNING" in reason else {}),
                 "train_label": ts.label,
+                "embedding_affinity": ts.embedding_note,
                 "validation": MetadataValue.md(metrics),
                 "top_features": MetadataValue.md(_importance_table(chosen.stored.importances)),
                 "train_rows": ts.train.height,
@@ -113,6 +117,8 @@ def build_ranking_assets(settings: Settings):
                 **{f"{m.model.kind}_validation_qini": m.validation_qini for m in learners
                    if m.validation_qini is not None},
                 "best_uplift": next((m.model.kind for m in learners if m.best), "none"),
+                **({"wide_deep": reason[reason.index("wide_deep skipped"):].split(";")[0]}
+                   if "wide_deep skipped" in reason else {}),
             }
         )
         yield from check_results(outcomes)

@@ -1,7 +1,8 @@
-"""The two rankers (logistic regression and LightGBM), stored as text, not pickles.
+"""The rankers (logistic regression, LightGBM and Wide & Deep), stored as text, not pickles.
 
 A trained model becomes a :class:`StoredModel`: its kind, a text blob (LightGBM's
-own model format, or the logistic regression's coefficients as JSON), the
+own model format, the logistic regression's coefficients as JSON, or Wide &
+Deep's configuration and safetensors weights, see :mod:`.wide_deep`), the
 feature list and the negative-sampling rate used in training. Any host with
 this package can rebuild and run it from a warehouse row; no pickle path.
 
@@ -22,6 +23,7 @@ True
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import warnings
 from collections.abc import Callable
@@ -31,6 +33,9 @@ import lightgbm as lgb
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import log_loss, roc_auc_score
+
+from metro_assets.deep import MISSING_TORCH
+from metro_assets.errors import DataError
 
 LIGHTGBM_PARAMS = {
     "objective": "binary",
@@ -54,7 +59,7 @@ LIGHTGBM_ROUNDS = 300
 class StoredModel:
     """A trained ranker as it is stored in ``model_versions``."""
 
-    kind: str              # "lightgbm" | "logistic_regression"
+    kind: str              # "lightgbm" | "logistic_regression" | "wide_deep"
     blob: str              # the model as text
     features: list[str]
     sampling_rate: float   # share of negatives kept in training
@@ -117,6 +122,12 @@ class LoadedModel:
             self._booster = lgb.Booster(model_str=stored.blob)
         elif stored.kind == "logistic_regression":
             self._lr = {k: np.asarray(v) for k, v in json.loads(stored.blob).items()}
+        elif stored.kind == "wide_deep":
+            if importlib.util.find_spec("torch") is None:
+                raise DataError(f"a wide_deep model cannot score here: {MISSING_TORCH}")
+            from metro_assets.ranking import wide_deep
+
+            self._wide_deep = wide_deep.load(stored.blob)
         else:
             raise ValueError(f"unknown model kind {stored.kind!r}")
 
@@ -133,6 +144,8 @@ class LoadedModel:
         """P(redemption within 7 days) for each row."""
         if self.stored.kind == "lightgbm":
             p = self._booster.predict(X, num_threads=2)
+        elif self.stored.kind == "wide_deep":  # its own correction, on the logit
+            return self._wide_deep.predict(X, self.stored.sampling_rate)
         else:
             lr = self._lr
             p = np.empty(len(X))
@@ -250,12 +263,23 @@ def explain_lightgbm(model: LoadedModel, X: np.ndarray) -> Contributions:
                          np.full(len(X), bias + np.log(model.stored.sampling_rate)))
 
 
+def explain_wide_deep(model: LoadedModel, X: np.ndarray) -> Contributions:
+    """Wide & Deep's wide part (weight x standardised value per feature, missing flag included, and one term per
+    crossed feature) plus its deep part as one ``deep`` term; the reasons use the feature names they know.
+
+    Exactly additive: the values plus the bias are the logit of :meth:`LoadedModel.predict` (float32 network).
+    """
+    values, bias = model._wide_deep.explain(X, model.stored.sampling_rate)
+    return Contributions(model._wide_deep.contribution_names(), values, np.full(len(X), bias))
+
+
 #: model kind -> its explain function ``f(loaded_model, X) -> Contributions``. A new kind registers its
-#: own (e.g. ``EXPLAINERS["wide_deep"] = explain_wide_deep``); a kind without one gets no contributions
+#: own here; a kind without one gets no contributions
 #: and its recommendations fall back to the candidate strategy's reason (ranking/reasons.py).
 EXPLAINERS: dict[str, Callable[[LoadedModel, np.ndarray], Contributions]] = {
     "logistic_regression": explain_logistic_regression,
     "lightgbm": explain_lightgbm,
+    "wide_deep": explain_wide_deep,
 }
 
 

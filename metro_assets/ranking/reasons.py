@@ -309,7 +309,7 @@ def reason_facts(con: duckdb.DuckDBPyConnection, day: date, rows: pl.DataFrame) 
     con.register("reason_keys", keys.with_columns(day=pl.lit(day)).to_arrow())
     try:
         con.execute("create or replace temp table reason_requests as select * from reason_keys")
-        values = stored_matrix(con, "reason_requests", day)
+        values = stored_matrix(con, "reason_requests", day, ids=True)  # + product_id: Wide & Deep reads it
         names = con.sql(read_sql("metro_assets.ranking", "reason_facts").replace("{requests}", "reason_requests"),
                         params={"day": day}).pl()
     finally:

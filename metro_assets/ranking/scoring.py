@@ -97,7 +97,8 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
             con.execute(
                 "create or replace temp table scoring_requests as select customer_id, offer_id, day, strategy "
                 f"from candidate_pool where day = ? and customer_id % {batches} = {b}", [day])
-            frame = stored_matrix(con, "scoring_requests", day, carry=("strategy",))
+            # ids: the offer's product_id too, for the kinds that embed it (wide_deep)
+            frame = stored_matrix(con, "scoring_requests", day, carry=("strategy",), ids=True)
             _check_features(frame, day)
             # a fixed row order: the model's arithmetic (BLAS blocks) may round a row differently by position
             frame = frame.sort("customer_id", "offer_id")

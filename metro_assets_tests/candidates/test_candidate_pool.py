@@ -54,7 +54,7 @@ def test_small_quotas_leave_room_for_every_warm_strategy(tiny_warehouse, monkeyp
         monkeypatch.setenv(f"METRO_CANDIDATES_{name}", "2")
     run_day(MID_DAY)
     strategies = dict(_sql(tiny_warehouse, "select strategy, count(*) from candidate_pool group by all", True))
-    assert set(WARM_STRATEGIES) <= set(strategies)
+    assert set(WARM_STRATEGIES) - {"embedding"} <= set(strategies)  # embedding: off by default (test_embeddings)
 
 
 @pytest.mark.parametrize("plant", ["expired", "out_of_store", "out_of_segment", "capped", "unpublished"])

@@ -12,18 +12,22 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.checking import evaluate_checks
 from metro_assets.monitoring.assets import build_monitoring_assets
+from metro_assets.monitoring import comparison
 from metro_assets.monitoring.evaluation import (
     BASELINES,
     BUSINESS_METRICS,
     QINI_METRICS,
     UPLIFT_PAIRS,
     CAUSAL_METRICS,
+    KIND_PAIRED_METRICS,
+    MODEL_KINDS,
     METRICS,
     OFF_POLICY_METRICS,
     PAIRED_METRICS,
     POLICIES,
     PURCHASE_METRICS,
     evaluate,
+    kind_paired_policy,
     label_window,
     markdown_table,
     offer_economics,
@@ -62,8 +66,9 @@ def value(rows, policy, metric):
 def test_every_policy_gets_every_metric_on_the_same_customers(result):
     assert result.complete and not any("unavailable" in n for n in result.notes)
     paired = {paired_policy(b) for b in BASELINES}
+    kinds = {kind_paired_policy(k) for k in MODEL_KINDS[1:]}
     uplift_pairs = {f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS}
-    assert set(result.rows["policy"]) == set(POLICIES) | paired | uplift_pairs
+    assert set(result.rows["policy"]) == set(POLICIES) | paired | kinds | uplift_pairs
     expected = (set(CAUSAL_METRICS) | set(BUSINESS_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS)
                 | set(PURCHASE_METRICS) | COUNTS | {"customers_logged"})
     for policy in POLICIES:
@@ -74,6 +79,8 @@ def test_every_policy_gets_every_metric_on_the_same_customers(result):
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == wanted, policy
     for policy in paired:
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(PAIRED_METRICS)
+    for policy in kinds:
+        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(KIND_PAIRED_METRICS)
     for policy in uplift_pairs:
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(PAIRED_METRICS[:3])
     evaluated = result.rows.filter(pl.col("metric") == "customers_evaluated")["value"]
@@ -121,6 +128,27 @@ def test_paired_differences_are_the_differences_with_tighter_intervals(result):
             assert value(rows, paired_policy(b), metric) == pytest.approx(diff, abs=1e-9)
         d, m = row(rows, paired_policy(b), "expected_redemptions_at_10"), row(rows, "model", "expected_redemptions_at_10")
         assert d["ci_high"] - d["ci_low"] < m["ci_high"] - m["ci_low"]  # pairing removes the customer spread
+
+
+def test_each_model_kind_is_paired_with_lightgbm(result):
+    rows = result.rows
+    for kind in MODEL_KINDS[1:]:
+        for metric in KIND_PAIRED_METRICS:
+            diff = value(rows, kind, metric) - value(rows, "lightgbm", metric)
+            r = row(rows, kind_paired_policy(kind), metric)
+            assert r["value"] == pytest.approx(diff, abs=1e-9) and r["ci_low"] <= r["value"] <= r["ci_high"]
+
+
+def test_the_model_comparison_has_one_row_per_kind_on_the_same_pool(result, con):
+    table = comparison.model_comparison(con, DAY, result.rows, speed_pairs=3000)
+    assert table["kind"].to_list() == list(MODEL_KINDS) and table["serves"].sum() == 1
+    for r in table.iter_rows(named=True):
+        assert r["oracle_share"] == pytest.approx(value(result.rows, r["kind"], "oracle_share"))
+        assert r["oracle_share_low"] <= r["oracle_share"] <= r["oracle_share_high"]
+        assert 0.5 < r["validation_auc"] <= 1 and r["train_seconds"] > 0 and r["scoring_pairs_per_second"] > 0
+    assert table.filter(kind="lightgbm")["oracle_share_minus_lightgbm"][0] == 0.0
+    text = comparison.markdown(table)
+    assert text.startswith("| kind | serves | validation AUC") and text.count("\n") == 1 + len(MODEL_KINDS)
 
 
 def test_every_policy_and_the_served_list_follow_the_top_k_rules(con):
@@ -203,6 +231,7 @@ def test_without_the_oracle_the_other_metrics_remain(con):
 def test_the_wide_and_markdown_tables(result):
     wide = wide_table(result.rows)
     assert wide.columns == ["metric", *POLICIES, *[paired_policy(b) for b in BASELINES],
+                            *[kind_paired_policy(k) for k in MODEL_KINDS[1:]],
                             *[f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS]]
     assert wide["metric"].to_list() == [m for m in METRICS if m in set(result.rows["metric"])]
     text = markdown_table(result.rows)
@@ -221,6 +250,7 @@ def test_the_asset_records_a_day_and_skips_a_day_without_its_week(evaluated_file
     meta = done.asset_materializations_for_node("offline_evaluation")[0].metadata
     assert meta["recorded"].value is True and "| expected_redemptions_at_10 |" in meta["evaluation"].value
     assert 0 < meta["model_oracle_share"].value <= 1
+    assert "| wide_deep |" in meta["model_comparison"].value and "| lightgbm |" in meta["model_comparison"].value
     assert all(c.passed for c in done.get_asset_check_evaluations())
     late = skipped.asset_materializations_for_node("offline_evaluation")[0].metadata
     assert late["recorded"].value is False and "not fully in the warehouse" in late["notes"].value

@@ -41,7 +41,9 @@ def traced(tiny_world_file, tmp_path_factory):
     with pytest.MonkeyPatch.context() as env:
         for name, value in {"METRO_SCALE": "tiny", "METRO_SEED": "42", "METRO_START_DATE": "2025-08-15",
                             "METRO_WAREHOUSE": str(warehouse), "METRO_SERVING": str(folder / "serving.parquet"),
-                            "METRO_RETRY_DELAY": "0"}.items():
+                            "METRO_RETRY_DELAY": "0",
+                            # product_embeddings trains (and reads) only when something uses the vectors
+                            "METRO_CANDIDATES_EMBEDDING": "5"}.items():
             env.setenv(name, value)
         defs = build_defs(load_settings())
         graph = defs.resolve_asset_graph()

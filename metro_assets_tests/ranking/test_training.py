@@ -11,6 +11,7 @@ from metro_assets.errors import DataError
 from metro_assets.ranking import models
 from metro_assets.ranking.scoring import selected_model, top_k
 from metro_assets.ranking.training import as_matrix, model_rows, train_rankers, training_set
+from metro_assets.settings import DeepSettings
 from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
 
@@ -46,14 +47,14 @@ def test_both_models_train_and_the_better_one_serves_from_the_warehouse(con):
     _store(con, ts, trained, reason)
     version, stored = selected_model(con, DAY + timedelta(days=3))
     assert version.startswith(str(DAY))
-    p = models.load(stored).predict(as_matrix(ts.validation))
+    p = models.load(stored).predict(as_matrix(ts.validation, stored.features))
     assert ((p >= 0) & (p <= 1)).all()
     # scores stay probabilities: the mean prediction is near the observed rate
     assert abs(p.mean() - ts.validation["label"].mean()) < 0.05
 
 
 def test_a_model_for_a_day_ignores_events_on_and_after_it(con):
-    before = train_rankers(training_set(con, DAY))[0]
+    before = train_rankers(training_set(con, DAY), DeepSettings())[0]  # every kind, Wide & Deep too
     later = [(DAY + timedelta(days=d)) for d in (0, 3)]
     for day in later:  # copy a day of events to D and D+3, with new ids
         con.execute("insert into impressions by name select impression_id + 10000000 as impression_id, customer_id, "
@@ -67,7 +68,11 @@ def test_a_model_for_a_day_ignores_events_on_and_after_it(con):
         con.execute("insert into orders select order_id + 10000000, customer_id, store_id, "
                     "order_timestamp + to_days((?::date - day)::int), total_amount * 3, num_items, ? from orders where day = ?",
                     [day, day, DAY - timedelta(days=2)])
-    after = train_rankers(training_set(con, DAY))[0]
+        # products created on D or later: not in the catalogue Wide & Deep embeds
+        con.execute("insert into products by name select product_id + 10000000 as product_id, name, category, "
+                    "subcategory, brand, base_price, margin, shelf_life_days, ? as day from products", [day])
+    after = train_rankers(training_set(con, DAY), DeepSettings())[0]
+    assert len(after) == len(before) >= 2
     for a, b in zip(before, after):
         assert a.stored.blob == b.stored.blob
         assert a.metrics == b.metrics

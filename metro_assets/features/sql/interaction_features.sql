@@ -1,6 +1,9 @@
 -- Customer x offer features as of the start of each requested day.
 -- {requests}: a relation with (customer_id, offer_id, day). Only order lines
 -- dated before the request's day are read; "90 d" windows are [day - 90, day).
+-- {embedding_affinity}: a relation (customer_id, offer_id, day, embedding_affinity)
+-- computed by metro_assets.embeddings.vectors.pair_affinity, point in time
+-- (an empty relation when the feature is off: the column is NULL).
 WITH req AS (
     SELECT DISTINCT customer_id, offer_id, day FROM {requests}
 ),
@@ -86,7 +89,8 @@ SELECT r.customer_id,
        coalesce(ba.lines, 0) / nullif(ca.lines, 0) AS brand_line_share,
        (r.day - ca.last_day)::DOUBLE AS days_since_regular_purchase_in_category,
        -- discount depth x the customer's all-history promo share (customer_features.promo_affinity_all)
-       f.discount_depth * (cu.promo_lines / nullif(cu.lines, 0)) AS depth_promo_match
+       f.discount_depth * (cu.promo_lines / nullif(cu.lines, 0)) AS depth_promo_match,
+       ea.embedding_affinity
 FROM req r
 LEFT JOIN offer_facts f ON f.offer_id = r.offer_id
 LEFT JOIN first_bought fb ON fb.customer_id = r.customer_id AND fb.product_id = f.product_id
@@ -99,3 +103,4 @@ LEFT JOIN category_all ca ON ca.customer_id = r.customer_id AND ca.day = r.day A
 LEFT JOIN customer_all cu ON cu.customer_id = r.customer_id AND cu.day = r.day
 LEFT JOIN brand_all ba
        ON ba.customer_id = r.customer_id AND ba.day = r.day AND ba.category = f.category AND ba.brand = f.brand
+LEFT JOIN {embedding_affinity} ea ON ea.customer_id = r.customer_id AND ea.offer_id = r.offer_id AND ea.day = r.day
