@@ -261,7 +261,9 @@ CREATE TABLE IF NOT EXISTS model_versions (
     importances VARCHAR,               -- JSON: gain share (lightgbm) or standardised coefficient
     selection_reason VARCHAR,
     trained_at TIMESTAMP DEFAULT current_timestamp,
-    train_seconds DOUBLE               -- wall-clock training time of this kind (the comparison table)
+    train_seconds DOUBLE,              -- wall-clock training time of this kind (the comparison table)
+    validation_qini DOUBLE,            -- uplift learners: Qini on the validation weeks' randomised units
+    best_uplift BOOLEAN                -- uplift learners: the best of the day by validation Qini
 );
 
 -- Each customer's top offers for a run date, scored by the newest model trained on or before it.
@@ -269,12 +271,15 @@ CREATE TABLE IF NOT EXISTS recommendations (
     run_date DATE NOT NULL,
     customer_id BIGINT NOT NULL,
     offer_id BIGINT NOT NULL,
-    score DOUBLE NOT NULL,             -- predicted P(redemption within 7 days)
+    score DOUBLE NOT NULL,             -- the objective's value that ranked it (METRO_OBJECTIVE): p_redeem, or
+                                       -- the expected incremental margin of the offer at position 1
     rank INTEGER NOT NULL,             -- 1 = best
     strategy VARCHAR NOT NULL,         -- the candidate strategy that retrieved the offer
     model_version VARCHAR NOT NULL,
     reasons VARCHAR[],                 -- why this offer: 1-3 plain phrases, strongest first (ranking/reasons.py); NULL: written before reasons
-    created_at TIMESTAMP DEFAULT current_timestamp
+    created_at TIMESTAMP DEFAULT current_timestamp,
+    p_redeem DOUBLE,                   -- calibrated P(redemption within 7 days), the ranker's
+    uplift DOUBLE                      -- predicted incremental purchase probability (NULL: no uplift model ran)
 );
 
 -- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.

@@ -205,6 +205,43 @@ def _share(name: str, default: float) -> float:
     return value
 
 
+#: What the allocation step maximises (METRO_OBJECTIVE).
+OBJECTIVES = ("redemptions", "incremental_margin")
+
+
+@dataclass(frozen=True)
+class AllocationSettings:
+    """The allocation step between scoring and the top k (issue 17; metro_assets/ranking/allocation.py)."""
+
+    objective: str = "redemptions"    # METRO_OBJECTIVE: redemptions | incremental_margin
+    offer_budget: float | None = None  # METRO_OFFER_BUDGET: discount money per offer over its life (unset: none)
+    uplift_weeks: int = 26            # METRO_UPLIFT_WEEKS: weeks of randomised exposure the uplift learners train on
+
+
+def load_allocation_settings() -> AllocationSettings:
+    """The ``METRO_OBJECTIVE``, ``METRO_OFFER_BUDGET`` and ``METRO_UPLIFT_WEEKS`` settings."""
+    objective = _env("METRO_OBJECTIVE", "redemptions").lower()
+    if objective not in OBJECTIVES:
+        raise SettingError(f"METRO_OBJECTIVE={objective!r} is not one of {', '.join(OBJECTIVES)}")
+    budget = None
+    if "METRO_OFFER_BUDGET" in os.environ:
+        text = _env("METRO_OFFER_BUDGET", "")
+        try:
+            budget = float(text)
+        except ValueError:
+            raise SettingError(f"METRO_OFFER_BUDGET={text!r} is not an amount of money") from None
+        if not 0 <= budget < 1e12:
+            raise SettingError(f"METRO_OFFER_BUDGET={text} must be an amount of money >= 0")
+    weeks_text = _env("METRO_UPLIFT_WEEKS", "26")
+    try:
+        weeks = int(weeks_text)
+    except ValueError:
+        raise SettingError(f"METRO_UPLIFT_WEEKS={weeks_text!r} is not a whole number") from None
+    if not 4 <= weeks <= 104:
+        raise SettingError(f"METRO_UPLIFT_WEEKS={weeks} must be between 4 and 104")
+    return AllocationSettings(objective, budget, weeks)
+
+
 #: Devices the deep models (extra ``[deep]``: SASRec, Wide & Deep) may run on (METRO_DEVICE).
 DEVICES = ("cpu", "cuda", "auto")
 
@@ -423,6 +460,7 @@ class Settings:
     deep: DeepSettings = field(default_factory=DeepSettings)
     sequence: SequenceSettings = field(default_factory=SequenceSettings)
     embedding: EmbeddingSettings = field(default_factory=EmbeddingSettings)
+    allocation: AllocationSettings = field(default_factory=AllocationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     bandit: BanditSettings = field(default_factory=BanditSettings)
 
@@ -523,6 +561,7 @@ def load_settings() -> Settings:
         deep=load_deep_settings(),
         sequence=load_sequence_settings(),
         embedding=load_embedding_settings(),
+        allocation=load_allocation_settings(),
         evaluation=load_evaluation_settings(),
         bandit=load_bandit_settings(),
     )

@@ -3,18 +3,22 @@
 from datetime import date, timedelta
 
 import duckdb
+import polars as pl
 
 from metro_assets.candidates.retrieval import write_candidate_pool
+from metro_assets.errors import DataError
 from metro_assets.embeddings.item2vec import train_item2vec
 from metro_assets.features.daily import write_features
+from metro_assets.ranking import uplift
 from metro_assets.ranking.training import model_rows, train_rankers, training_set
 from metro_assets.settings import CandidateLimits, DeepSettings
 from metro_assets.warehouse import replace_partitions
 
 
-def train(con: duckdb.DuckDBPyConnection, day: date, deep: DeepSettings | None = DeepSettings()) -> None:
-    """The day's product vectors and every ranker kind into model_versions (what the retrain job's
-    product_embeddings and ranker_model assets do).
+def train(con: duckdb.DuckDBPyConnection, day: date, deep: DeepSettings | None = DeepSettings(),
+          uplift_learners: bool = True) -> None:
+    """The day's product vectors, every ranker kind and the uplift learners into model_versions (what the
+    retrain job's product_embeddings and ranker_model assets do).
 
     ``deep=None`` leaves Wide & Deep out (LightGBM and logistic regression only).
     """
@@ -23,7 +27,15 @@ def train(con: duckdb.DuckDBPyConnection, day: date, deep: DeepSettings | None =
         replace_partitions(con, {"product_embeddings": pv.frame()}, day, day + timedelta(days=1))
     ts = training_set(con, day)
     trained, reason = train_rankers(ts, deep)
-    replace_partitions(con, {"model_versions": model_rows(day, ts, trained, reason)}, day, day + timedelta(days=1))
+    rows = model_rows(day, ts, trained, reason)
+    if uplift_learners:
+        try:  # as the asset: an import without exploration slots or a holdout has no uplift learner
+            us = uplift.uplift_training_set(con, day)
+            rows = pl.concat([rows, uplift.model_rows(day, us, uplift.train_uplift_learners(us))],
+                             how="diagonal_relaxed")
+        except DataError:
+            pass
+    replace_partitions(con, {"model_versions": rows}, day, day + timedelta(days=1))
 
 
 def features_and_pool(con: duckdb.DuckDBPyConnection, day: date) -> None:

@@ -29,6 +29,7 @@ from dagster_duckdb import DuckDBResource
 from metro_assets.assets import check_results, check_specs, materializations, user_errors
 from metro_assets.checking import evaluate_checks_by_day
 from metro_assets.monitoring import comparison, drift, evaluation, pooling
+from metro_assets.monitoring import uplift_evaluation as uplift_eval
 from metro_assets.monitoring.checks import DRIFT_CHECKS, EVALUATION_CHECKS, SUMMARY_CHECKS
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.settings import Settings
@@ -152,6 +153,8 @@ def build_monitoring_assets(settings: Settings) -> list:
                 start_offset=-7, end_offset=0, allow_nonexistent_upstream_partitions=True)),
             # the baselines' inputs (members, offers and their products, what each customer bought before D)
             AssetKey("customers"), AssetKey("offers"), AssetKey("products"), AssetKey("order_items"),
+            # the randomised holdout (qini_logged, issue 17)
+            AssetKey("experiment_assignments"),
             # the label window [D, D + 7): this week's redemptions, orders and logged impressions (SNIPS)
             *[AssetDep(t, partition_mapping=TimeWindowPartitionMapping(
                 start_offset=0, end_offset=6, allow_nonexistent_upstream_partitions=True))
@@ -170,7 +173,8 @@ def build_monitoring_assets(settings: Settings) -> list:
             results = []
             for d in days(start, end):
                 ev = evaluation.evaluate(con, d, seed=current.seed, shock=shock,
-                                         max_per_category=current.ranker.max_per_category)
+                                         max_per_category=current.ranker.max_per_category,
+                                         budget=current.allocation.offer_budget)
                 evaluation.write_evaluation(con, ev)
                 results.append(ev)
             outcomes, failing_days = evaluate_checks_by_day(con, EVALUATION_CHECKS, start, end)
@@ -203,6 +207,23 @@ def build_monitoring_assets(settings: Settings) -> list:
                         metadata[f"{policy}_{metric}"] = float(wide[(policy, metric)])
             metadata["customers_evaluated"] = int(wide.get(("model", "customers_evaluated"), 0))
             metadata["model_version"] = last.versions.get("model", "")
+            # issue 17: the daily business report and the Qini curves (PNG, also written next to the warehouse)
+            metadata["business_report"] = MetadataValue.md(uplift_eval.business_report(
+                last.rows, tuple(p for p in evaluation.POLICIES if p not in ("lightgbm", "logistic_regression"))))
+            for policy in ("p_redeem", "uplift_margin"):
+                if (policy, "expected_incremental_margin_at_10") in wide:
+                    metadata[f"{policy}_incremental_margin"] = float(wide[(policy, "expected_incremental_margin_at_10")])
+            png = uplift_eval.plot_curves(last.curves, f"Qini curves, run date {last.run_date}")
+            if png:
+                metadata["qini_curves"] = MetadataValue.md(uplift_eval.markdown_image(png))
+                try:
+                    folder = current.warehouse.parent / "plots"
+                    folder.mkdir(parents=True, exist_ok=True)
+                    path = folder / f"qini_{last.run_date}.png"
+                    path.write_bytes(png)
+                    metadata["qini_curves_png"] = MetadataValue.path(str(path))
+                except OSError as exc:
+                    context.log.warning(f"Qini plot not written next to METRO_WAREHOUSE: {exc}")
         rows = {ev.run_date: ev.rows.height if ev.complete else 0 for ev in results}
         yield from materializations(context, settings, rows, metadata)
         yield from check_results(outcomes, failing_days, context, days(start, end))

@@ -118,7 +118,9 @@ def _snapshot(con: duckdb.DuckDBPyConnection, table: str, day: date, columns: tu
 
 def served_scores(con: duckdb.DuckDBPyConnection, day: date, version: str, k: int = 10) -> np.ndarray | None:
     """The top-k scores ``version`` served on ``day``; rescored from the day's pool when another version served."""
-    stored = con.sql("SELECT score FROM recommendations WHERE run_date = $day AND model_version = $v",
+    # the ranker's probability (the score is the objective's value, money under the margin objective)
+    stored = con.sql("SELECT coalesce(p_redeem, score) AS score FROM recommendations "
+                     "WHERE run_date = $day AND model_version = $v",
                      params={"day": day, "v": version}).pl()
     if stored.height:
         return stored["score"].to_numpy()

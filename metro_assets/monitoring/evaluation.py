@@ -46,6 +46,8 @@ import polars as pl
 
 from metro_assets.errors import DataError
 from metro_assets.monitoring import bootstrap, offpolicy
+from metro_assets.monitoring import uplift_evaluation as uplift_eval
+from metro_assets.ranking.allocation import offer_economics
 from metro_assets.monitoring.metrics import K, RANKING_METRICS, per_customer_metrics
 from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
 from metro_assets.simulation import oracle
@@ -58,7 +60,9 @@ RANDOM_SEEDS = 5
 LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
 MODEL_KINDS = ("lightgbm", "logistic_regression", "wide_deep")
 BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
-POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle")
+#: issue 17: p_redeem, p_redeem_matched, uplift_<learner>, uplift_margin, oracle_uplift, oracle_margin
+UPLIFT_POLICIES = uplift_eval.UPLIFT_POLICIES
+POLICIES = ("model", *MODEL_KINDS, *BASELINES, "oracle", *UPLIFT_POLICIES)
 CAUSAL_METRICS = (
     "expected_redemptions_at_10",
     "expected_incremental_redemptions_at_10",
@@ -68,12 +72,25 @@ CAUSAL_METRICS = (
 )
 #: the causal metrics whose paired difference (model minus each baseline) is reported
 PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share",)
+#: the business report's extra causal metrics (issue 17), per evaluated customer, with intervals
+BUSINESS_METRICS = (
+    "expected_incremental_revenue_at_10",
+    "discount_on_sure_things_at_10",
+    "sleeping_dogs_reached_at_10",
+    "offers_shown_at_10",
+    "sleeping_dog_margin_lost_at_10",
+    "roi_at_10",
+)
+QINI_METRICS = uplift_eval.QINI_METRICS
+#: paired differences of the margin allocation against today's behaviour (policy name, minus what)
+UPLIFT_PAIRS = (("uplift_margin", "p_redeem"), ("uplift_margin", "p_redeem_matched"))
 OFF_POLICY_METRICS = offpolicy.METRICS
 #: A denser logged outcome than redemptions (sparse real logs): the share of the top 10 whose product the
 #: customer bought in [D, D+7), with or without the offer, over every scored customer; and its lift over random.
 PURCHASE_METRICS = ("product_purchase_rate_at_10", "product_purchase_lift_at_10")
 COUNT_METRICS = ("customers_scored", "customers_evaluated", "customers_without_redemptions", "customers_logged")
-METRICS = CAUSAL_METRICS + OFF_POLICY_METRICS + RANKING_METRICS + PURCHASE_METRICS + COUNT_METRICS
+METRICS = (CAUSAL_METRICS + BUSINESS_METRICS + QINI_METRICS + OFF_POLICY_METRICS + RANKING_METRICS
+           + PURCHASE_METRICS + COUNT_METRICS)
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
 SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
           "ci_low": pl.Float64, "ci_high": pl.Float64}
@@ -119,6 +136,7 @@ class Evaluation:
     versions: dict[str, str] = field(default_factory=dict)   # policy -> model version
     #: per policy, the sums evaluation_summary pools (see :func:`pooling_sums`); empty when not complete
     sums: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=SUMS_SCHEMA))
+    curves: dict = field(default_factory=dict)               # Qini curves {"true"|"logged": {policy: array}}
 
     def table(self) -> pl.DataFrame:
         """Metrics as rows, policies as columns (see :func:`wide_table`)."""
@@ -138,34 +156,6 @@ def label_window(con: duckdb.DuckDBPyConnection, day: date) -> tuple[date, date,
 
 def _frame(con: duckdb.DuckDBPyConnection, sql: str, **params) -> pl.DataFrame:
     return con.sql(sql, params=params or None).pl()
-
-
-def offer_economics(con: duckdb.DuckDBPyConnection, offer_ids: pl.Series) -> pl.DataFrame:
-    """Per offer: depth, units, shelf value, discount and margin rate of one redemption.
-
-    One redemption buys ``units`` items (bogo: 1 + free items, else 1) worth
-    ``gross = units * base_price`` and takes ``discount = depth * gross`` off
-    (the depth the oracle uses); ``margin`` is the product's gross margin rate.
-    """
-    con.register("evaluation_offer_ids", pl.DataFrame({"offer_id": offer_ids.unique()}).to_arrow())
-    try:
-        x = _frame(con, """SELECT o.offer_id, o.discount_type, o.discount_value, o.start_date, o.end_date,
-                                  p.base_price, coalesce(p.margin, 0.0) AS margin
-                           FROM offers o JOIN products p USING (product_id)
-                           WHERE o.offer_id IN (SELECT offer_id FROM evaluation_offer_ids)""")
-    finally:
-        con.unregister("evaluation_offer_ids")
-    depth = oracle.discount_depth(x["discount_type"].to_numpy(), x["discount_value"].cast(pl.Float64).to_numpy(),
-                                  x["base_price"].to_numpy())
-    bogo = x["discount_type"].str.strip_chars().str.to_lowercase() == "bogo"
-    units = pl.when(bogo).then(1.0 + x["discount_value"].cast(pl.Float64)).otherwise(1.0)
-    return (
-        x.select("offer_id", "start_date", "end_date", "base_price", "margin", units=units)
-        .with_columns(depth=pl.Series(np.nan_to_num(depth)))
-        .with_columns(gross=pl.col("units") * pl.col("base_price"))
-        .with_columns(discount=pl.col("depth") * pl.col("gross"))
-        .unique("offer_id")
-    )
 
 
 def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
@@ -332,43 +322,83 @@ def incremental(truth: pl.DataFrame) -> pl.Expr:
 
 
 def incremental_revenue(truth: pl.DataFrame) -> pl.Expr:
-    """The expected change of the customer's gross spend at position 1 (the truth's ``spend_effect``:
-    the product's extra sales, and for sleeping dogs the trips they skip); else incremental x shelf value."""
+    """The expected change of the customer's gross spend on the offer's product at position 1 (the truth's
+    ``spend_effect``); else incremental x shelf value. A sleeping dog's skipped trips are not in it: they are
+    a customer-level effect (:func:`customer_values`)."""
     if "spend_effect" in truth.columns:
         return pl.col("spend_effect").fill_null(0.0)
     return incremental(truth) * pl.col("gross")
 
 
+#: The per-customer figures of :func:`customer_values`.
+VALUE_COLUMNS = ("expected", "incremental", "margin", "discount", "revenue", "sure_discount", "dogs_reached",
+                 "offers", "dog_margin")
+
+
+notice_any = uplift_eval.notice_any  # the chance a customer notices any offer of its list
+
+
 def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame) -> pl.DataFrame:
-    """Per customer of ``customers``: expected, incremental redemptions, incremental margin, discount of the top k.
+    """Per customer of ``customers``: what its top k causes (see :data:`VALUE_COLUMNS`).
 
     ``ranked`` holds ``customer_id``, ``offer_id``, ``rank``; ``truth`` holds
     ``customer_id``, ``offer_id``, ``p_redeem``, ``p_base`` (``uplift``,
-    ``spend_effect`` with World v2) and the :func:`offer_economics` columns,
-    all for position 1: an offer at rank r gets
-    ``oracle.position_attention(r)`` of each (lower slots are seen less).
-    Incremental margin = incremental revenue x margin rate - discount paid on
-    every expected redemption (also those the customer would have made
-    anyway: the discount given to sure things). Customers without a ranked
-    pair get zeros.
+    ``spend_effect``, ``lost_spend``, ``trip_margin_rate`` with World v2) and
+    the :func:`offer_economics` columns, all for position 1: an offer at rank
+    r gets ``oracle.position_attention(r)`` of each (lower slots are seen less).
+
+    * ``expected``, ``incremental``: redemptions, incremental purchases.
+    * ``revenue``: incremental gross revenue: the products' extra sales minus,
+      for a sleeping dog, the spend of the trips it skips, charged **once per
+      customer** with the chance it notices any offer of the list
+      (``oracle.notice_any``: the world deters once, however many offers it notices).
+    * ``margin``: incremental margin = the products' extra sales x their margin
+      rate - the lost trips x the catalogue's margin rate - the discount paid on
+      every expected redemption (also those the customer would have made
+      anyway: the discount given to sure things).
+    * ``discount``: discount paid; ``sure_discount``: the part paid on
+      redemptions the offer did not cause (p_redeem - max(uplift, 0), at least 0).
+    * ``dogs_reached``: the chance the customer is a sleeping dog deterred by the list.
+    * ``offers``: offers in the list.
+    * ``dog_margin``: the margin of the trips a sleeping dog skips (part of ``margin``, as a loss).
+
+    Customers without a ranked pair get zeros.
     """
     attention = pl.Series(oracle.position_attention(ranked["rank"].to_numpy()))
     x = ranked.select("customer_id", "offer_id", attention=attention).join(
         truth, on=["customer_id", "offer_id"], how="inner")
     p = pl.col("p_redeem").fill_null(0.0)
+    dog = "lost_spend" in truth.columns
+    lost = pl.col("lost_spend").fill_null(0.0) if dog else pl.lit(0.0)
+    trip_margin = pl.col("trip_margin_rate").fill_null(0.0) if dog else pl.lit(0.0)
     x = x.select(
         "customer_id",
         pl.col("attention"),
         expected=p,
         incremental=incremental(truth),
-        margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
+        product_margin=incremental_revenue(truth) * pl.col("margin") - p * pl.col("discount"),
+        product_revenue=incremental_revenue(truth),
         discount=p * pl.col("discount"),
+        sure_discount=(p - incremental(truth).clip(lower_bound=0.0)).clip(lower_bound=0.0) * pl.col("discount"),
+        lost=lost,
+        lost_margin=lost * trip_margin,
     )
+    a = pl.col("attention")
     sums = x.group_by("customer_id").agg(
-        (pl.col(c) * pl.col("attention")).sum().alias(c) for c in ("expected", "incremental", "margin", "discount"))
-    names = ["expected", "incremental", "margin", "discount"]
+        *[(pl.col(c) * a).sum().alias(c) for c in ("expected", "incremental", "product_margin", "product_revenue",
+                                                   "discount", "sure_discount")],
+        noticed=notice_any(a), lost=pl.col("lost").max(), lost_margin=pl.col("lost_margin").max(),
+        offers=pl.len().cast(pl.Float64),
+    ).select(
+        "customer_id", "expected", "incremental", "discount", "sure_discount", "offers",
+        margin=pl.col("product_margin") - pl.col("noticed") * pl.col("lost_margin"),
+        revenue=pl.col("product_revenue") - pl.col("noticed") * pl.col("lost"),
+        dogs_reached=pl.when(pl.col("lost") > 0).then(pl.col("noticed")).otherwise(0.0),
+        dog_margin=pl.col("noticed") * pl.col("lost_margin"),
+    )
+    names = list(VALUE_COLUMNS)
     return customers.join(sums, on="customer_id", how="left").with_columns(pl.col(names).fill_null(0.0)) \
-        .sort("customer_id")
+        .select("customer_id", *names).sort("customer_id")
 
 
 def _runs(ranking) -> list[pl.DataFrame]:
@@ -417,6 +447,17 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
             labels.append((p, metric, "mean"))
         columns.append(values[p]["expected"].to_numpy())
         labels.append((p, "oracle_share", "share"))
+        for metric, name in zip(BUSINESS_METRICS[:5], ("revenue", "sure_discount", "dogs_reached", "offers",
+                                                        "dog_margin")):
+            columns.append(values[p][name].to_numpy())
+            labels.append((p, metric, "mean"))
+        columns += [values[p]["margin"].to_numpy(), values[p]["discount"].to_numpy()]  # ROI: a ratio of sums
+        labels += [(p, "roi_at_10", "roi"), (p, None, "den")]
+    for a, b in UPLIFT_PAIRS:
+        if a in values and b in values:
+            for metric, name in zip(PAIRED_METRICS[:3], names):
+                columns.append(values[a][name].to_numpy() - values[b][name].to_numpy())
+                labels.append((f"{a}_minus_{b}", metric, "mean"))
     if "model" in values:
         for b in BASELINES:
             if b not in values:
@@ -440,12 +481,15 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     reps = bootstrap.replicate_sums(np.hstack([x, den]), replicates, seed)
     share = np.array([lab[2] == "share" for lab in labels])
     m = x.shape[1]
+    # a ROI column is divided by the next column's sum (the discount), not by the customers
+    roi = np.array([lab[2] == "roi" for lab in labels])
+    nxt = np.r_[np.arange(1, m), m - 1]
     with np.errstate(divide="ignore", invalid="ignore"):
-        point = point_sums[:m] / np.where(share, point_sums[m + 1], point_sums[m])
-        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], reps[:, [m]])
+        point = point_sums[:m] / np.where(share, point_sums[m + 1], np.where(roi, point_sums[nxt], point_sums[m]))
+        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], np.where(roi, reps[:, nxt], reps[:, [m]]))
     low, high = bootstrap.interval(ratio)
     return [_row(day, p, metric, point[i], low[i], high[i])
-            for i, (p, metric, _) in enumerate(labels) if np.isfinite(point[i])]
+            for i, (p, metric, kind) in enumerate(labels) if kind != "den" and np.isfinite(point[i])]
 
 
 def logged_rows(day: date, rankings: dict, relevant: pl.DataFrame, scored: pl.Series, k: int,
@@ -518,7 +562,7 @@ def off_policy_rows(day: date, rankings: dict, log: pl.DataFrame, economics: pl.
 
 def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds: int = RANDOM_SEEDS,
              seed: int = 42, shock: Shock | None = None, max_per_category: int | None = MAX_PER_CATEGORY,
-             replicates: int = bootstrap.REPLICATES) -> Evaluation:
+             replicates: int = bootstrap.REPLICATES, budget: float | None = None) -> Evaluation:
     """Evaluate the recommendations of run date ``day`` and the baselines on the same pools.
 
     Returns an :class:`Evaluation`; when the label window is not fully in the
@@ -541,6 +585,10 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     pool = pool.join(offer_items(con), on="offer_id", how="left")
     economics = offer_economics(con, pool["offer_id"])
     rankings, versions, notes = policy_rankings(con, day, pool, economics, k, max_per_category, random_seeds, seed)
+    uplift = uplift_eval.uplift_policies(con, day, pool, k, max_per_category, budget)
+    rankings.update(uplift.rankings)
+    versions.update(uplift.versions)
+    notes += uplift.notes
     scored = pool["customer_id"].unique().sort()
     customers = pl.DataFrame({"customer_id": scored})
     boot = [seed, day.toordinal()]
@@ -556,6 +604,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     if truth is not None:
         rankings["oracle"] = top_k(truth.select("customer_id", "offer_id", score="p_redeem")
                                    .join(pool, on=["customer_id", "offer_id"]), k, max_per_category)
+        uplift_eval.add_oracles(uplift, truth, pool, k, max_per_category)
+        rankings.update(uplift.rankings)
         rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1], per)
 
     missing = offpolicy.log_columns_missing(con)
@@ -574,6 +624,14 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
             notes.append(f"{clipped} importance weights clipped at {offpolicy.MAX_WEIGHT:g} (off-policy estimates "
                          "are biased down where the clip binds)")
 
+    randomised = (not missing and con.sql("SELECT count(*) FROM experiment_assignments WHERE arm = 'holdout' "
+                                          "AND $d BETWEEN from_date AND to_date", params={"d": day}).fetchall()[0][0])
+    units = uplift_eval.logged_units(con, day, seed) if randomised else None
+    if not randomised:
+        notes.append("no exploration slots or holdout customers for this day: qini_logged is unavailable")
+    qrows, curves = uplift_eval.qini_rows(day, uplift, truth, units)
+    rows += qrows
+
     relevant = _frame(con, "SELECT DISTINCT customer_id, offer_id FROM redemptions WHERE day >= $s AND day < $e",
                       s=start, e=end)
     evaluated = relevant.join(customers, on="customer_id", how="semi")
@@ -591,7 +649,7 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
     rows += [_row(day, p, m, v) for p in POLICIES if p in rankings for m, v in counts.items()]
     out = pl.DataFrame(rows, schema=SCHEMA) if rows else empty
     sums = pooling_sums(day, customer_table(per, customers), replicates, seed)
-    return Evaluation(day, start, end, True, out, notes, versions, sums)
+    return Evaluation(day, start, end, True, out, notes, versions, sums, curves)
 
 
 def customer_table(per: dict[str, dict[str, pl.DataFrame]], customers: pl.DataFrame) -> pl.DataFrame:
@@ -675,7 +733,8 @@ def _order(rows: pl.DataFrame) -> list[str]:
     present = set(rows["policy"])
     policies = [p for p in POLICIES if p in present]
     return (policies + [paired_policy(b) for b in BASELINES if paired_policy(b) in present]
-            + [kind_paired_policy(k) for k in MODEL_KINDS[1:] if kind_paired_policy(k) in present])
+            + [kind_paired_policy(k) for k in MODEL_KINDS[1:] if kind_paired_policy(k) in present]
+            + [f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS if f"{a}_minus_{b}" in present])
 
 
 def wide_table(rows: pl.DataFrame) -> pl.DataFrame:

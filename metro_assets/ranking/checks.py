@@ -9,7 +9,9 @@ RECOMMENDATION_CHECKS = [
         "recommendations_cover_each_pool_customer",
         "recommendations",
         "every customer with a candidate pool gets min(top_k, what the pool allows) recommendations: at most "
-        "one offer per product and max_per_category per category (scoring.top_k)",
+        "one offer per product and max_per_category per category (scoring.top_k); never more, and fewer only "
+        "when the allocation left offers out (a binding cap, or a value <= 0 under METRO_OBJECTIVE="
+        "incremental_margin: then $exact is false)",
         f"""with pool as (select c.day, c.customer_id, p.category, count(distinct o.product_id) as n
                           from candidate_pool c join offers o using (offer_id) join products p using (product_id)
                           where c.day >= $start and c.day < $end group by all),
@@ -17,7 +19,8 @@ RECOMMENDATION_CHECKS = [
                  recs as (select run_date as day, customer_id, count(*) as n from recommendations
                           where {IN_RUN} group by all)
             select feasible.customer_id from feasible left join recs using (day, customer_id)
-            where coalesce(recs.n, 0) <> least(feasible.n, $top_k)""",
+            where coalesce(recs.n, 0) > least(feasible.n, $top_k)
+               or ($exact and coalesce(recs.n, 0) <> least(feasible.n, $top_k))""",
     ),
     Check(
         "recommendations_have_one_offer_per_product_and_few_per_category",
@@ -47,8 +50,11 @@ RECOMMENDATION_CHECKS = [
     Check(
         "recommendation_scores_are_probabilities",
         "recommendations",
-        "scores are in [0, 1] and not NaN",
-        f"select customer_id from recommendations where {IN_RUN} and (isnan(score) or score < 0 or score > 1)",
+        "p_redeem (the score itself in rows written before it existed) is in [0, 1] and the score is not NaN "
+        "(the score is the objective's value: a probability, or money under the margin objective)",
+        f"""select customer_id from recommendations where {IN_RUN}
+            and (isnan(score) or isnan(coalesce(p_redeem, score)) or coalesce(p_redeem, score) < 0
+                 or coalesce(p_redeem, score) > 1)""",
     ),
     Check(
         "recommendations_come_from_the_pool",

@@ -60,7 +60,8 @@ def _check_features(frame: pl.DataFrame, day: date) -> None:
                         f"{first['customer_id']}, offer {first['offer_id']}): re-materialize {table} for {day}")
 
 
-def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredModel) -> pl.DataFrame:
+def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredModel,
+               extra: dict | None = None) -> pl.DataFrame:
     """Score every pair of the day's candidate pool with ``model``, in batches of customers.
 
     Parameters
@@ -71,11 +72,16 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
         The run date: its ``candidate_pool`` and feature-table partitions are read.
     model : StoredModel
         The model (see :func:`selected_model`).
+    extra : dict, optional
+        More predictors on the same feature matrix, ``{column: loaded}``, each
+        with ``features`` and ``predict(X)`` (e.g. an uplift learner): one pass
+        over the features gives every column.
 
     Returns
     -------
     polars.DataFrame
-        ``customer_id``, ``offer_id``, ``strategy``, ``score``: one row per pool pair.
+        ``customer_id``, ``offer_id``, ``strategy``, ``score`` (and the
+        ``extra`` columns): one row per pool pair.
 
     Raises
     ------
@@ -96,15 +102,17 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
             _check_features(frame, day)
             # a fixed row order: the model's arithmetic (BLAS blocks) may round a row differently by position
             frame = frame.sort("customer_id", "offer_id")
+            more = {name: pl.Series(m.predict(as_matrix(frame, m.features))) for name, m in (extra or {}).items()}
             X = as_matrix(frame, model.features if model.features else MODEL_FEATURES)
             keys = frame.select("customer_id", "offer_id", "strategy")
             del frame  # not held while the model runs: prediction's temporaries are the step's memory peak
-            out.append(keys.with_columns(score=pl.Series(loaded.predict(X))))
+            out.append(keys.with_columns(score=pl.Series(loaded.predict(X)), **more))
             del X
     finally:
         con.execute("drop table if exists scoring_requests")
     return pl.concat(out) if out else pl.DataFrame(
-        schema={"customer_id": pl.Int64, "offer_id": pl.Int64, "strategy": pl.Utf8, "score": pl.Float64})
+        schema={"customer_id": pl.Int64, "offer_id": pl.Int64, "strategy": pl.Utf8, "score": pl.Float64,
+                **{name: pl.Float64 for name in (extra or {})}})
 
 
 MAX_PER_CATEGORY = RankerSettings.max_per_category  # METRO_MAX_PER_CATEGORY's default

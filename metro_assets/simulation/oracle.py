@@ -27,6 +27,13 @@ World v2, for one (customer, offer) pair on day D:
   ``p_redeem = 1 - (1 - p_base_window) * (1 - p_persuade)``.
 * sleeping dogs who notice an offer visit less for a week (``DETERRENCE``),
   so showing them anything lowers what they buy: negative uplift and spend.
+  The lost trips are a **customer-level** effect: the world deters a sleeping
+  dog once when it notices at least one offer of the day's list, however many
+  it notices. So ``lost_spend`` (the week's gross spend of the skipped trips,
+  given the customer is deterred) is not a per-offer figure: a list is
+  charged ``lost_spend x notice_any(positions)`` once per customer-day
+  (:func:`notice_any`), and ``spend_effect`` holds only the product's own
+  extra sales.
 
 Noticing: a slot at position r is noticed with ``position_attention(r)`` times
 the channel's attention; the figures returned for "position 1" average over
@@ -88,6 +95,43 @@ def discount_depth(discount_type: np.ndarray, discount_value: np.ndarray, base_p
 def position_attention(position: np.ndarray) -> np.ndarray:
     """Relative attention of slot ``position`` (1 = top) of a shown list: ``position ** -0.5``."""
     return np.asarray(position, dtype=float) ** -0.5
+
+
+def notice_any(positions: np.ndarray, owner: np.ndarray, n: int | None = None) -> np.ndarray:
+    """Chance a customer notices at least one offer of the list shown to it, per customer (the world's rule).
+
+    The world notices the slot at position r with ``position_attention(r)``
+    times the attention of the list's channel (one channel per list, drawn with
+    :data:`CHANNEL_SHARES`), independently per slot. So a list with positions
+    r_1..r_n is noticed at all with chance
+    ``sum_c share_c * (1 - prod_i (1 - attention(r_i) * channel_c))``: 1 offer
+    gives ``MEAN_CHANNEL_ATTENTION`` x attention, more offers approach 1, never more.
+
+    Parameters
+    ----------
+    positions : (m,) array
+        The position of each shown offer.
+    owner : (m,) int array
+        The customer (0..n-1) each offer is shown to.
+    n : int, optional
+        Customers (default: ``owner.max() + 1``); a customer without offers gets 0.
+
+    Examples
+    --------
+    >>> float(notice_any(np.array([1]), np.array([0]))[0]) == MEAN_CHANNEL_ATTENTION
+    True
+    >>> notice_any(np.array([1, 2, 3, 1]), np.array([0, 0, 0, 1]), 3).round(3).tolist()
+    [0.969, 0.89, 0.0]
+    """
+    owner = np.asarray(owner, dtype=np.int64)
+    n = int(owner.max()) + 1 if n is None and len(owner) else (n or 0)
+    attention = position_attention(positions)
+    miss = np.zeros(n)
+    for share, channel in zip(CHANNEL_SHARES, CHANNEL_ATTENTION):  # three channels, not rows
+        log_miss = np.bincount(owner, weights=np.log1p(-np.minimum(attention * channel, 1.0 - 1e-12)), minlength=n)
+        miss += share * np.exp(log_miss)
+    seen = 1.0 - miss
+    return np.where(np.bincount(owner, minlength=n) > 0, seen, 0.0)
 
 
 def stock_pressure(days_of_stock: np.ndarray) -> np.ndarray:
@@ -186,8 +230,11 @@ def evaluate(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Every truth figure of a set of pairs from their inputs (see :mod:`metro_assets.simulation.truth`).
 
     Returns ``p_redeem``, ``p_base``, ``uplift``, ``spend_effect`` (all at
-    position 1, averaged over the channel mix), ``p_persuade`` (given noticed)
-    and ``p_redeem_noticed`` (given noticed).
+    position 1, averaged over the channel mix), ``lost_spend`` (a sleeping
+    dog's gross spend of the week's skipped trips once it is deterred: a
+    customer-level figure, charged once per list with :func:`notice_any`, 0
+    for other customers), ``p_persuade`` (given noticed) and
+    ``p_redeem_noticed`` (given noticed).
     """
     dog = np.asarray(x["response_type"]) == "sleeping_dog"
     pv = x["pv"]
@@ -205,14 +252,16 @@ def evaluate(x: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     buy_noticed = 1.0 - (1.0 - p_shown) * (1.0 - persuade)
     a = MEAN_CHANNEL_ATTENTION
     uplift = a * (buy_noticed - p_base)
-    # a sleeping dog's lost week of trips (every trip's spend), beyond the product itself
-    lost_trips = np.where(dog, DETERRENCE * pv.sum(axis=1) * x["trip_spend"], 0.0)
-    spend_effect = uplift * x["base_price"] * x["units"] - a * lost_trips
+    # a sleeping dog's lost week of trips (every trip's spend), beyond the product itself: it happens once
+    # per customer-day, when any offer of the list is noticed, so it is not part of the offer's own effect
+    lost_spend = np.where(dog, DETERRENCE * pv.sum(axis=1) * x["trip_spend"], 0.0)
+    spend_effect = uplift * x["base_price"] * x["units"]
     return {
         "p_redeem": a * redeem_noticed,
         "p_base": p_base,
         "uplift": uplift,
         "spend_effect": spend_effect,
+        "lost_spend": lost_spend,
         "p_persuade": persuade,
         "p_redeem_noticed": redeem_noticed,
     }

@@ -37,7 +37,7 @@ from metro_assets.simulation.catalog import CATEGORY_INDEX, CATEGORY_NAMES
 from metro_assets.simulation.world import FATIGUE_DAYS, TASTE_EPOCH, Shock, month_end, taste_weights
 
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
-OUTPUTS = ("p_redeem", "p_base", "uplift", "spend_effect", "margin_rate")
+OUTPUTS = ("p_redeem", "p_base", "uplift", "spend_effect", "lost_spend", "margin_rate", "trip_margin_rate")
 
 
 class OracleUnavailable(LookupError):
@@ -275,10 +275,16 @@ def true_probabilities(con: duckdb.DuckDBPyConnection, pairs: str, day: date | N
         ``p_base`` (the customer buys the product within 7 days if NOT
         shown), ``uplift`` (the causal change in the chance of buying the
         product within 7 days; negative for sleeping dogs), ``spend_effect``
-        (expected change of the customer's 7-day gross spend) and
-        ``margin_rate`` (the product's margin). At position r every figure is
-        ``oracle.position_attention(r)`` times this. One row per distinct
-        pair; pairs whose customer has no truth rows get zeros.
+        (expected change of the customer's 7-day gross spend on the product),
+        ``margin_rate`` (the product's margin), and the customer-level
+        figures of a sleeping dog: ``lost_spend`` (the gross spend of the
+        week's trips it skips once deterred; 0 for other customers) and
+        ``trip_margin_rate`` (the margin rate of that spend: the catalogue's
+        mean). At position r every per-offer figure is
+        ``oracle.position_attention(r)`` times this; ``lost_spend`` is charged
+        once per customer's list, times ``oracle.notice_any`` of its
+        positions. One row per distinct pair; pairs whose customer has no
+        truth rows get zeros.
 
     Raises
     ------
@@ -303,9 +309,12 @@ def true_probabilities(con: duckdb.DuckDBPyConnection, pairs: str, day: date | N
             return pl.DataFrame(schema={c: schema[c] for c in (*keys, *OUTPUTS)})
         x, inputs = _inputs(con, shock)
         out = oracle.evaluate(inputs)
+        trip_margin = con.sql("SELECT coalesce(avg(coalesce(margin, 0.0)), 0.0) FROM products").fetchall()[0][0]
         return x.select(keys).with_columns(
-            **{c: pl.Series(np.nan_to_num(out[c])) for c in ("p_redeem", "p_base", "uplift", "spend_effect")},
+            **{c: pl.Series(np.nan_to_num(out[c]))
+               for c in ("p_redeem", "p_base", "uplift", "spend_effect", "lost_spend")},
             margin_rate=x["margin_rate"],
-        )
+            trip_margin_rate=pl.lit(float(trip_margin), dtype=pl.Float64),
+        ).select(*keys, *OUTPUTS)
     finally:
         con.execute("DROP TABLE IF EXISTS truth_req")

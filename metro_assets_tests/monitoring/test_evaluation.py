@@ -15,6 +15,9 @@ from metro_assets.monitoring.assets import build_monitoring_assets
 from metro_assets.monitoring import comparison
 from metro_assets.monitoring.evaluation import (
     BASELINES,
+    BUSINESS_METRICS,
+    QINI_METRICS,
+    UPLIFT_PAIRS,
     CAUSAL_METRICS,
     KIND_PAIRED_METRICS,
     MODEL_KINDS,
@@ -35,6 +38,7 @@ from metro_assets.monitoring.evaluation import (
     write_evaluation,
 )
 from metro_assets.monitoring.metrics import RANKING_METRICS
+from metro_assets.monitoring.uplift_evaluation import QINI_POLICIES
 from metro_assets.monitoring.offpolicy import estimates, per_customer
 from metro_assets.ranking.checks import RECOMMENDATION_CHECKS
 from metro_assets.simulation.oracle import position_attention
@@ -63,15 +67,22 @@ def test_every_policy_gets_every_metric_on_the_same_customers(result):
     assert result.complete and not any("unavailable" in n for n in result.notes)
     paired = {paired_policy(b) for b in BASELINES}
     kinds = {kind_paired_policy(k) for k in MODEL_KINDS[1:]}
-    assert set(result.rows["policy"]) == set(POLICIES) | paired | kinds
-    expected = (set(CAUSAL_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS) | set(PURCHASE_METRICS)
-                | COUNTS | {"customers_logged"})
+    uplift_pairs = {f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS}
+    assert set(result.rows["policy"]) == set(POLICIES) | paired | kinds | uplift_pairs
+    expected = (set(CAUSAL_METRICS) | set(BUSINESS_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS)
+                | set(PURCHASE_METRICS) | COUNTS | {"customers_logged"})
     for policy in POLICIES:
-        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == expected, policy
+        scored = policy in QINI_POLICIES or policy == "p_redeem_matched"  # a ranking of the whole pool
+        wanted = expected | (set(QINI_METRICS) if scored else set())
+        if value(result.rows, policy, "offers_shown_at_10") == 0:  # the margin objective may show nothing
+            wanted -= {"roi_at_10", *OFF_POLICY_METRICS}
+        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == wanted, policy
     for policy in paired:
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(PAIRED_METRICS)
     for policy in kinds:
         assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(KIND_PAIRED_METRICS)
+    for policy in uplift_pairs:
+        assert set(result.rows.filter(pl.col("policy") == policy)["metric"]) == set(PAIRED_METRICS[:3])
     evaluated = result.rows.filter(pl.col("metric") == "customers_evaluated")["value"]
     assert evaluated.n_unique() == 1 and evaluated[0] > 10  # the same customers for every policy
     kind = result.versions["model"].split("-", 3)[-1]
@@ -155,16 +166,18 @@ def test_every_policy_and_the_served_list_follow_the_top_k_rules(con):
     served = con.sql(f"select r.customer_id, o.product_id, count(*) as n from recommendations r join offers o "
                      f"using (offer_id) where r.run_date = '{DAY}' group by all").pl()
     assert served["n"].max() == 1
-    outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, DAY, LATE, {"top_k": 10, "max_per_category": 3})
+    outcomes = evaluate_checks(con, RECOMMENDATION_CHECKS, DAY, LATE, {"top_k": 10, "max_per_category": 3, "exact": True})
     assert all(o.passed for o in outcomes), [(o.check.name, o.examples) for o in outcomes if not o.passed]
     assert not all(o.passed for o in evaluate_checks(con, RECOMMENDATION_CHECKS, DAY, LATE,
-                                                     {"top_k": 10, "max_per_category": 1}))
+                                                     {"top_k": 10, "max_per_category": 1, "exact": True}))
 
 
 def test_off_policy_estimates_from_the_logged_propensities(result, con):
     # World v2 logs position, propensity and exploration: every policy gets IPS, SNIPS and ESS
     assert value(result.rows, "model", "customers_logged") > 0
     for policy in POLICIES:
+        if value(result.rows, policy, "offers_shown_at_10") == 0:  # the margin objective may show nothing
+            continue
         ips, snips, ess = (row(result.rows, policy, m) for m in OFF_POLICY_METRICS)
         assert ips["value"] >= 0 and snips["value"] >= 0 and ess["value"] > 0
         assert ips["ci_low"] <= ips["value"] <= ips["ci_high"]
@@ -209,14 +222,17 @@ def test_without_the_oracle_the_other_metrics_remain(con):
     assert result.complete and any("oracle unavailable" in n for n in result.notes)
     assert "oracle" not in set(result.rows["policy"])
     assert not any(p.startswith("model_minus_") for p in result.rows["policy"])
+    assert not {"oracle_uplift", "oracle_margin"} & set(result.rows["policy"])
+    # qini_logged needs only the randomised log: what a retailer can compute on its own data
     assert set(result.rows["metric"]) == (set(RANKING_METRICS) | set(OFF_POLICY_METRICS) | set(PURCHASE_METRICS)
-                                          | COUNTS | {"customers_logged"})
+                                          | COUNTS | {"customers_logged", "qini_logged"})
 
 
 def test_the_wide_and_markdown_tables(result):
     wide = wide_table(result.rows)
     assert wide.columns == ["metric", *POLICIES, *[paired_policy(b) for b in BASELINES],
-                            *[kind_paired_policy(k) for k in MODEL_KINDS[1:]]]
+                            *[kind_paired_policy(k) for k in MODEL_KINDS[1:]],
+                            *[f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS]]
     assert wide["metric"].to_list() == [m for m in METRICS if m in set(result.rows["metric"])]
     text = markdown_table(result.rows)
     assert text.startswith("| metric | model | lightgbm") and "| oracle_share | " in text and " [" in text

@@ -53,10 +53,18 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     models = con.sql("select * from model_versions").pl()
     con.close()
     torch = ["wide_deep"] if importlib.util.find_spec("torch") else []  # the third kind needs PyTorch
-    assert sorted(models["kind"]) == ["lightgbm", "logistic_regression", *torch]
-    assert models["selected"].sum() == 1 and models["train_seconds"].min() > 0
+    rankers = models.filter(~pl.col("kind").str.starts_with("uplift_"))
+    assert sorted(rankers["kind"]) == ["lightgbm", "logistic_regression", *torch]
+    assert models["selected"].sum() == 1 and rankers["train_seconds"].min() > 0
+    # the four uplift learners (one is the best, none serves)
+    uplift = models.filter(pl.col("kind").str.starts_with("uplift_"))
+    assert sorted(uplift["kind"]) == ["uplift_s", "uplift_t", "uplift_to", "uplift_x"]
+    assert uplift["best_uplift"].sum() == 1 and not uplift["selected"].any()
+    assert uplift["validation_qini"].null_count() == 0
     version = models.filter("selected")["model_version"][0]
     assert recs["model_version"].unique().to_list() == [version]
+    # the default objective (redemptions): the score is the ranker's p_redeem, and the best learner's uplift is kept
+    assert (recs["score"] == recs["p_redeem"]).all() and recs["uplift"].null_count() == 0
     per_customer = recs.group_by("customer_id").agg(pl.len(), pl.col("rank").max())
     assert per_customer["len"].max() == 10 and (per_customer["len"] == per_customer["rank"]).all()
     # why each offer: stored with the row, 1-3 phrases (ranking/reasons.py), carried into the snapshot below
@@ -98,7 +106,7 @@ def test_rerunning_a_day_replaces_its_recommendations(tiny_warehouse, tiny_env):
     models = con.execute("select count(*) from model_versions").fetchall()[0][0]
     con.close()
     kinds = 3 if importlib.util.find_spec("torch") else 2  # wide_deep trains where PyTorch is installed
-    assert first.equals(again) and models == kinds  # one row per kind, not added again
+    assert first.equals(again) and models == kinds + 4  # one row per kind and uplift learner, not added again
 
 
 def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_env):
@@ -121,3 +129,32 @@ def test_a_run_over_several_days_scores_and_keeps_each_day(tiny_warehouse, tiny_
             AssetRecordsFilter(asset_key=AssetKey("recommendations"), asset_partitions=[day.isoformat()]),
             limit=1).records
         assert record.event_log_entry.asset_materialization.metadata["dagster/row_count"].value == per_day[day]
+
+
+def test_the_margin_objective_allocates_within_caps_and_never_shows_negative_uplift(tiny_warehouse, tiny_env,
+                                                                                      monkeypatch):
+    monkeypatch.setenv("METRO_OBJECTIVE", "incremental_margin")
+    monkeypatch.setenv("METRO_OFFER_BUDGET", "40")
+    instance = DagsterInstance.ephemeral()
+    retrain = run("retrain", RUN_DAY, instance)
+    assert retrain.success
+    checks = [c for c in retrain.get_asset_check_evaluations() if c.asset_key.to_user_string() == "recommendations"]
+    assert checks and all(c.passed for c in checks), [c.check_name for c in checks if not c.passed]
+    meta = _materialized(retrain, "recommendations")
+    assert meta["objective"] == "incremental_margin" and meta["uplift_version"].startswith(f"{RUN_DAY}-uplift_")
+    assert meta["value_lost_to_caps"] >= 0 and meta["pairs_never_shown"] > 0
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    recs = con.sql("select * from recommendations where run_date = ?", params=[RUN_DAY]).pl()
+    # every shown offer has a predicted uplift >= 0 and a positive expected incremental margin (its score)
+    assert recs.height > 0 and (recs["uplift"] >= 0).all() and (recs["score"] > 0).all()
+    assert recs.group_by("customer_id").len()["len"].max() <= 10
+    # no offer's expected redemptions (position 1: an upper bound) exceed what is left of its cap or budget
+    over = con.sql("""
+        with used as (select r.offer_id, sum(r.p_redeem) as n from recommendations r where run_date = $d group by all),
+             left_ as (select o.offer_id, o.max_redemptions - count(x.offer_id) as remaining
+                       from offers o left join redemptions x on x.offer_id = o.offer_id and x.day < $d
+                       where o.max_redemptions is not null group by o.offer_id, o.max_redemptions)
+        select count(*) from used join left_ using (offer_id) where n > remaining + 1e-9""",
+                   params={"d": RUN_DAY}).fetchall()[0][0]
+    con.close()
+    assert over == 0

@@ -8,6 +8,7 @@ import shutil
 import sys
 
 import duckdb
+import polars as pl
 import numpy as np
 import pytest
 from dagster import DagsterInstance, materialize
@@ -136,6 +137,7 @@ def test_the_kind_is_stored_and_scores_through_the_serving_path(scored_file, tmp
         pairs = con.sql(f"select count(*) from candidate_pool where day = '{DAY}'").fetchall()[0][0]
         top = top_k(scored, 10, items=offer_items(con))
         reasons = reasons_for(con, DAY, stored, top)  # the served rows explained through the registered explainer
+    rows = rows.filter(~pl.col("kind").str.starts_with("uplift_"))  # the uplift learners are issue 17's
     assert sorted(rows["kind"]) == ["lightgbm", "logistic_regression", "wide_deep"]
     assert rows["selected"].sum() == 1 and (rows["train_seconds"] > 0).all()
     mine = rows.filter(kind="wide_deep").row(0, named=True)
@@ -182,6 +184,6 @@ def test_the_asset_says_why_the_kind_was_skipped(tiny_warehouse, tiny_env, monke
     meta = result.asset_materializations_for_node("ranker_model")[0].metadata
     assert meta["wide_deep"].value == "wide_deep skipped: deep models off: METRO_DEEP=false"
     with duckdb.connect(str(tiny_warehouse), read_only=True) as con:
-        rows = con.sql("select kind, selection_reason from model_versions").fetchall()
+        rows = con.sql("select kind, selection_reason from model_versions where kind not like 'uplift_%'").fetchall()
     assert sorted(k for k, _ in rows) == ["lightgbm", "logistic_regression"]
     assert all("wide_deep skipped: deep models off: METRO_DEEP=false" in r for _, r in rows)
