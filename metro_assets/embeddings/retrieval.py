@@ -40,7 +40,9 @@ _EMPTY = pl.DataFrame(schema={"customer_id": pl.Int64, "day": pl.Date, "product_
 
 
 def _register(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> None:
-    con.execute("CREATE OR REPLACE TEMP TABLE embedding_neighbours AS SELECT * FROM frame")
+    con.register("embedding_neighbours_frame", frame.to_arrow())  # registered: replacement scans miss wrapped connections
+    con.execute("CREATE OR REPLACE TEMP TABLE embedding_neighbours AS SELECT * FROM embedding_neighbours_frame")
+    con.unregister("embedding_neighbours_frame")
 
 
 def prepare_embedding_neighbours(con: duckdb.DuckDBPyConnection, days: list[date], limit: int,

@@ -52,7 +52,9 @@ def write_features(con: duckdb.DuckDBPyConnection, table: str, day: date,
     try:
         if table == "interaction_features" and embedding.feature:
             frame = pair_affinity(con, "daily_requests", stored_vectors(con, day), embedding)
-            con.execute("CREATE OR REPLACE TEMP TABLE daily_affinity AS SELECT * FROM frame")
+            con.register("daily_affinity_frame", frame.to_arrow())  # registered: replacement scans miss wrapped connections
+            con.execute("CREATE OR REPLACE TEMP TABLE daily_affinity AS SELECT * FROM daily_affinity_frame")
+            con.unregister("daily_affinity_frame")
             affinity = "daily_affinity"
         sql = feature_sql(table, "daily_requests", affinity)
         return replace_partitions_sql(con, table, sql, sql_params(sql), day, day + timedelta(days=1))

@@ -192,7 +192,9 @@ def training_set(con: duckdb.DuckDBPyConnection, train_day: date, weeks: int | W
         affinity = None
         if embedding.feature:
             frame, embedding_note = training_affinity(con, "training_requests", window.start, embedding)
-            con.execute("CREATE OR REPLACE TEMP TABLE training_affinity AS SELECT * FROM frame")
+            con.register("training_affinity_frame", frame.to_arrow())  # registered: replacement scans miss wrapped connections
+            con.execute("CREATE OR REPLACE TEMP TABLE training_affinity AS SELECT * FROM training_affinity_frame")
+            con.unregister("training_affinity_frame")
             affinity = "training_affinity"
         else:
             embedding_note = "embedding_affinity off (METRO_EMBEDDING_FEATURE=false)"

@@ -221,7 +221,7 @@ def test_embedding_affinity_stored_equals_what_training_computes_with_the_same_v
     con.execute("CREATE TEMP TABLE pairs AS SELECT customer_id, offer_id, day FROM candidate_pool")
     frame = pair_affinity(con, "pairs", pv)
     con.execute("CREATE TEMP TABLE aff AS SELECT * FROM frame")
-    computed = compute.feature_matrix(con, "pairs", "aff").select(stored.columns)
+    computed = compute.feature_matrix(con, "pairs", affinity="aff").select(stored.columns)
     keys = ["customer_id", "offer_id", "day"]
     assert_frame_equal(computed.sort(keys), stored.sort(keys), check_exact=True)
     # with the feature off (the default) the column is NULL
