@@ -219,8 +219,8 @@ def test_embedding_affinity_stored_equals_what_training_computes_with_the_same_v
     stored = con.sql("SELECT customer_id, offer_id, day, embedding_affinity FROM interaction_features").pl()
     assert stored["embedding_affinity"].null_count() < 0.2 * stored.height
     con.execute("CREATE TEMP TABLE pairs AS SELECT customer_id, offer_id, day FROM candidate_pool")
-    frame = pair_affinity(con, "pairs", pv)
-    con.execute("CREATE TEMP TABLE aff AS SELECT * FROM frame")
+    con.register("affinity_frame", pair_affinity(con, "pairs", pv).to_arrow())
+    con.execute("CREATE TEMP TABLE aff AS SELECT * FROM affinity_frame")
     computed = compute.feature_matrix(con, "pairs", affinity="aff").select(stored.columns)
     keys = ["customer_id", "offer_id", "day"]
     assert_frame_equal(computed.sort(keys), stored.sort(keys), check_exact=True)
