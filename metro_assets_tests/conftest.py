@@ -40,6 +40,22 @@ def tiny_world_file(tmp_path_factory) -> Path:
     return write_world(tmp_path_factory.mktemp("world") / "template.duckdb")
 
 
+@pytest.fixture(scope="session")
+def scored_day_file(tiny_world_file, tmp_path_factory) -> Path:
+    """A read-only template: the tiny history with every ranker kind trained for ``HISTORY_END`` and that
+    day's features and candidate pool (where scoring and reasons start). Copy it before writing."""
+    import duckdb
+
+    from metro_assets_tests.pipeline import features_and_pool, train
+
+    path = tmp_path_factory.mktemp("scored_day") / "warehouse.duckdb"
+    shutil.copy(tiny_world_file, path)
+    with duckdb.connect(str(path)) as con:
+        train(con, HISTORY_END)
+        features_and_pool(con, HISTORY_END)
+    return path
+
+
 @pytest.fixture
 def tiny_warehouse(tiny_world_file, tiny_env) -> Path:
     """A private copy of the tiny history at ``METRO_WAREHOUSE``; returns its path."""

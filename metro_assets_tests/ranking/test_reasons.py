@@ -17,27 +17,15 @@ from metro_assets.ranking.scoring import offer_items, score_pool, selected_model
 from metro_assets.ranking.training import as_matrix
 from metro_assets.warehouse import ensure_schema, replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
-from metro_assets_tests.pipeline import features_and_pool, train
 
 DAY = HISTORY_END  # 2025-09-26
 KINDS = ["logistic_regression", "lightgbm"]
 
 
-@pytest.fixture(scope="module")
-def day_file(tiny_world_file, tmp_path_factory):
-    """The tiny history with both models and the day's features and pool (a read-only template)."""
-    path = tmp_path_factory.mktemp("reasons") / "warehouse.duckdb"
-    shutil.copy(tiny_world_file, path)
-    with duckdb.connect(str(path)) as con:
-        train(con, DAY)
-        features_and_pool(con, DAY)
-    return path
-
-
 @pytest.fixture
-def con(day_file, tmp_path):
+def con(scored_day_file, tmp_path):
     copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(day_file, copy)
+    shutil.copy(scored_day_file, copy)
     con = duckdb.connect(str(copy))
     yield con
     con.close()

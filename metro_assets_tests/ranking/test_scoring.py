@@ -8,26 +8,14 @@ import pytest
 from metro_assets.errors import DataError
 from metro_assets.ranking.scoring import score_pool, selected_model
 from metro_assets_tests.conftest import HISTORY_END
-from metro_assets_tests.pipeline import features_and_pool, train
 
 DAY = HISTORY_END  # 2025-09-26
 
 
-@pytest.fixture(scope="module")
-def scored_file(tiny_world_file, tmp_path_factory):
-    """The tiny history with a model and the day's features and pool (a read-only template)."""
-    path = tmp_path_factory.mktemp("scoring") / "warehouse.duckdb"
-    shutil.copy(tiny_world_file, path)
-    with duckdb.connect(str(path)) as con:
-        train(con, DAY)
-        features_and_pool(con, DAY)
-    return path
-
-
 @pytest.fixture
-def con(scored_file, tmp_path):
+def con(scored_day_file, tmp_path):
     copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(scored_file, copy)
+    shutil.copy(scored_day_file, copy)
     con = duckdb.connect(str(copy))
     yield con
     con.close()
