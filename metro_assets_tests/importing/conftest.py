@@ -31,22 +31,23 @@ def editable_export(tiny_export, tmp_path) -> Path:
     return Path(shutil.copytree(tiny_export, tmp_path / "import"))
 
 
+def import_settings(env: pytest.MonkeyPatch, source: Path, work: Path, **extra: str):
+    """Point the settings at the import folder ``source``, the warehouse and snapshot in ``work``; the Settings."""
+    env.setenv("METRO_SCALE", "tiny")
+    env.delenv("METRO_START_DATE", raising=False)  # the partitions follow the data
+    env.delenv("METRO_IMPORT_DROP_ORPHANS", raising=False)
+    env.setenv("METRO_WAREHOUSE", str(work / "imported.duckdb"))
+    env.setenv("METRO_SERVING", str(work / "serving.parquet"))
+    env.setenv("METRO_SOURCE", f"parquet:{source}")
+    for name, value in extra.items():
+        env.setenv(name, value)
+    return load_settings()
+
+
 @pytest.fixture
 def import_env(tmp_path, monkeypatch):
     """Point the settings at an import folder; returns a function(folder, **env) -> Settings."""
-
-    def use(folder: Path, **env: str):
-        monkeypatch.setenv("METRO_SCALE", "tiny")
-        monkeypatch.delenv("METRO_START_DATE", raising=False)  # the partitions follow the data
-        monkeypatch.delenv("METRO_IMPORT_DROP_ORPHANS", raising=False)
-        monkeypatch.setenv("METRO_WAREHOUSE", str(tmp_path / "imported.duckdb"))
-        monkeypatch.setenv("METRO_SERVING", str(tmp_path / "serving.parquet"))
-        monkeypatch.setenv("METRO_SOURCE", f"parquet:{folder}")
-        for name, value in env.items():
-            monkeypatch.setenv(name, value)
-        return load_settings()
-
-    return use
+    return lambda folder, **env: import_settings(monkeypatch, folder, tmp_path, **env)
 
 
 def materialize_raw(settings, start=None, end=None):

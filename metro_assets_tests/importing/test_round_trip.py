@@ -12,7 +12,7 @@ from metro_assets.importing.contract import TABLES
 from metro_assets.settings import load_settings
 from metro_assets.simulation.world import TRUTH_TABLES
 from metro_assets_tests.conftest import HISTORY_END, START
-from metro_assets_tests.importing.conftest import materialize_raw, read_tables
+from metro_assets_tests.importing.conftest import import_settings, materialize_raw, read_tables
 
 
 def _assert_same_raw_tables(original, imported):
@@ -27,13 +27,7 @@ def imported(tiny_export, tmp_path_factory):
     """The tiny parquet export imported by one Dagster run over every partition: (settings, result)."""
     folder = tmp_path_factory.mktemp("imported")
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("METRO_START_DATE", raising=False)  # the partitions follow the data
-        env.delenv("METRO_IMPORT_DROP_ORPHANS", raising=False)
-        env.setenv("METRO_SCALE", "tiny")
-        env.setenv("METRO_WAREHOUSE", str(folder / "imported.duckdb"))
-        env.setenv("METRO_SERVING", str(folder / "serving.parquet"))
-        env.setenv("METRO_SOURCE", f"parquet:{tiny_export}")
-        settings = load_settings()
+        settings = import_settings(env, tiny_export, folder)
         yield settings, materialize_raw(settings)
 
 

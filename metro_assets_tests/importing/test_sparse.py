@@ -14,25 +14,18 @@ from datetime import date
 import duckdb
 import pytest
 
+from metro_assets_tests.importing.conftest import import_settings
 from metro_assets_tests.importing.sparse import REAL_REDEMPTION_RATE, RUN_DATES, TRAIN_DAY, run_pipeline, sparsify
 
 
 @pytest.fixture(scope="module")
 def sparse_run(tiny_export, tmp_path_factory):
     """(settings, counts, results) of the whole run on the sparse import."""
-    from metro_assets.settings import load_settings
-
     folder = tmp_path_factory.mktemp("sparse")
     source = shutil.copytree(tiny_export, folder / "import")
     counts = sparsify(source)
     with pytest.MonkeyPatch.context() as env:
-        env.delenv("METRO_START_DATE", raising=False)  # the partitions follow the data
-        env.delenv("METRO_IMPORT_DROP_ORPHANS", raising=False)
-        env.setenv("METRO_SCALE", "tiny")
-        env.setenv("METRO_WAREHOUSE", str(folder / "imported.duckdb"))
-        env.setenv("METRO_SERVING", str(folder / "serving.parquet"))
-        env.setenv("METRO_SOURCE", f"parquet:{source}")
-        settings = load_settings()
+        settings = import_settings(env, source, folder)
         yield settings, counts, run_pipeline(settings)
 
 
