@@ -83,7 +83,7 @@ PREFERENCE = ("logistic_regression", "lightgbm", "wide_deep")
 #: The tie: a kind beats another when its per-customer grouped AUC is higher on average by more than
 #: ``TIE_Z`` standard errors of the paired difference (the same customers on both sides). Tuned on the
 #: tuning seeds and dates (docs/EVALUATION.md, "Which kind serves").
-TIE_Z = 1.0
+TIE_Z = 1.645
 #: Fewer customers with a redeemed and a non-redeemed shown offer than this: the grouped AUC is not read.
 MIN_RANKING_CUSTOMERS = 30
 
