@@ -16,11 +16,14 @@ _databases = itertools.count()
 @pytest.fixture(scope="session")
 def postgres_server():
     """A real PostgreSQL server; fails (never skips) in one line when it cannot be started."""
+    failure = None
     try:
         with running_postgres() as server:
             yield server
     except PostgresUnavailable as exc:
-        pytest.fail(f"PostgreSQL: {exc}", pytrace=False)
+        failure = str(exc)
+    if failure:  # outside the except block: one line, no chained traceback
+        pytest.fail(f"PostgreSQL: {failure}", pytrace=False)
 
 
 @pytest.fixture

@@ -129,7 +129,8 @@ def running_postgres(user: str = "metro", password: str = "metro-test-password")
         raise PostgresUnavailable("psycopg2 is not installed: pip install -e '.[cluster]' (make test does)")
     binaries = server_binaries()
     owner = _run_as()
-    directory = Path(tempfile.mkdtemp(prefix="metro-pg-"))  # not pytest's tmp_path: the server user must enter it
+    # not pytest's tmp_path (private to root): under root the server's user must reach its folder, so /tmp
+    directory = Path(tempfile.mkdtemp(prefix="metro-pg-", dir="/tmp" if owner else None))
     process = None
     try:
         (directory / "pwfile").write_text(password + "\n")
