@@ -23,7 +23,7 @@ from dagster._core.definitions.reconstruct import ReconstructableRepository
 from dagster_k8s import K8sRunLauncher
 
 from metro_assets_tests.conftest import START
-from metro_assets_tests.deploy.conftest import ROOT, deploy_instance_config
+from metro_assets_tests.deploy.conftest import DEPLOY, ROOT, deploy_instance_config
 from metro_assets_tests.deploy.fake_kubernetes import FakeKubernetes
 from metro_assets_tests.deploy.test_postgres_instance import query
 from metro_assets_tests.ops.tools import tool
@@ -50,38 +50,46 @@ def resolve_env(container: dict, config_maps: dict, secrets: dict) -> dict[str, 
     return env
 
 
+def launch(kube: FakeKubernetes, home, config: dict, container_context: dict | None = None):
+    """Launch ``simulate`` through the K8sRunLauncher of instance ``config``; returns (run, namespace, Job).
+
+    ``container_context``: what the code location adds for its runs (the Helm chart's user deployment).
+    """
+    # outside a cluster: credentials from a kubeconfig instead of the pod's service account
+    config["run_launcher"]["config"].update(load_incluster_config=False,
+                                            kubeconfig_file=str(kube.write_kubeconfig(home.parent / "kubeconfig")))
+    home.mkdir()
+    (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    repository = ReconstructableRepository.for_module("metro_assets.definitions", "defs", working_directory=str(ROOT),
+                                                      container_image=JOB_IMAGE, container_context=container_context)
+    simulate = repository.get_reconstructable_job("simulate")
+    tags = {"dagster/asset_partition_range_start": DAYS[0].isoformat(),
+            "dagster/asset_partition_range_end": DAYS[-1].isoformat()}
+    with DagsterInstance.from_config(str(home)) as instance:
+        assert isinstance(instance.run_launcher, K8sRunLauncher)
+        run = instance.create_run_for_job(job_def=simulate.get_definition(), tags=tags,
+                                          job_code_origin=simulate.get_python_origin())
+        instance.launch_run(run.run_id, workspace=None)
+    [((namespace, _), job)] = kube.jobs.items()
+    return run, namespace, job
+
+
 def test_the_k8s_launcher_submits_a_job_whose_command_runs_the_run(
         tmp_path, tiny_env, dagster_database, postgres_server, monkeypatch):
+    # the metro-settings ConfigMap of deploy/README.md: the settings and where Postgres is
+    settings_map = {key: value for key, value in os.environ.items() if key.startswith("METRO_")}
+    settings_map.update({k: v for k, v in dagster_database.items() if k != "DAGSTER_PG_PASSWORD"},
+                        DAGSTER_K8S_NAMESPACE=NAMESPACE, METRO_RETRY_DELAY="0")
+    for key, value in {**dagster_database, "DAGSTER_K8S_NAMESPACE": NAMESPACE}.items():
+        monkeypatch.setenv(key, value)  # the daemon's environment, where the launch happens
+    home = tmp_path / "dagster_home"
+    config = deploy_instance_config()
+    launcher_config = config["run_launcher"]["config"]
     with FakeKubernetes() as kube:
-        config = deploy_instance_config()
-        launcher_config = config["run_launcher"]["config"]
-        # outside a cluster: credentials from a kubeconfig instead of the pod's service account
-        launcher_config.update(load_incluster_config=False,
-                               kubeconfig_file=str(kube.write_kubeconfig(tmp_path / "kubeconfig")))
-        home = tmp_path / "dagster_home"
-        home.mkdir()
-        (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
-        # the metro-settings ConfigMap of deploy/README.md: the settings and where Postgres is
-        settings_map = {key: value for key, value in os.environ.items() if key.startswith("METRO_")}
-        settings_map.update({k: v for k, v in dagster_database.items() if k != "DAGSTER_PG_PASSWORD"},
-                            DAGSTER_K8S_NAMESPACE=NAMESPACE, METRO_RETRY_DELAY="0")
-        for key, value in {**dagster_database, "DAGSTER_K8S_NAMESPACE": NAMESPACE}.items():
-            monkeypatch.setenv(key, value)  # the daemon's environment, where the launch happens
-
-        repository = ReconstructableRepository.for_module("metro_assets.definitions", "defs",
-                                                          working_directory=str(ROOT), container_image=JOB_IMAGE)
-        simulate = repository.get_reconstructable_job("simulate")
-        tags = {"dagster/asset_partition_range_start": DAYS[0].isoformat(),
-                "dagster/asset_partition_range_end": DAYS[-1].isoformat()}
-        with DagsterInstance.from_config(str(home)) as instance:
-            assert isinstance(instance.run_launcher, K8sRunLauncher)
-            run = instance.create_run_for_job(job_def=simulate.get_definition(), tags=tags,
-                                              job_code_origin=simulate.get_python_origin())
-            instance.launch_run(run.run_id, workspace=None)
+        run, namespace, job = launch(kube, home, config)
 
         # the Job as the API server received it
-        [((namespace, name), job)] = kube.jobs.items()
-        assert namespace == NAMESPACE and name.startswith("dagster-run-")
+        assert namespace == NAMESPACE and job["metadata"]["name"].startswith("dagster-run-")
         assert job["metadata"]["labels"]["dagster/run-id"] == run.run_id
         assert job["metadata"]["labels"]["app.kubernetes.io/part-of"] == "metro-offers"
         pod = job["spec"]["template"]["spec"]
@@ -132,3 +140,77 @@ def test_the_k8s_launcher_submits_a_job_whose_command_runs_the_run(
         conn.close()
     with duckdb.connect(str(tiny_env.warehouse), read_only=True) as con:
         assert [d for (d,) in con.execute("SELECT DISTINCT day FROM orders ORDER BY day").fetchall()] == DAYS
+
+
+# -- the Helm chart's path -----------------------------------------------------------------------------------
+# With the chart, the launcher config and each code location's container context are written by the chart's
+# templates from deploy/helm/values.yaml. These two functions transcribe those templates (chart 1.13:
+# `dagsterYaml.runLauncher.k8s` and the user deployments' `k8sContainerContext`) for the keys our values
+# set; the names the chart derives from the release name are marked. A change in the chart is not caught here.
+RELEASE = "metro"
+
+
+def chart_launcher_config(values: dict) -> dict:
+    """The ``run_launcher.config`` the chart renders from ``values``."""
+    k8s = values["runLauncher"]["config"]["k8sRunLauncher"]
+    config = {"load_incluster_config": k8s["loadInclusterConfig"], "job_namespace": NAMESPACE,
+              "image_pull_policy": k8s["imagePullPolicy"],
+              "service_account_name": f"{RELEASE}-dagster",                 # derived from the release
+              "dagster_home": "/opt/dagster/dagster_home",
+              "instance_config_map": f"{RELEASE}-dagster-instance",         # derived from the release
+              "postgres_password_secret": values["global"]["postgresqlSecretName"]}
+    if k8s["envConfigMaps"]:
+        config["env_config_maps"] = [c["name"] for c in k8s["envConfigMaps"]]
+    if k8s["envSecrets"]:
+        config["env_secrets"] = [c["name"] for c in k8s["envSecrets"]]
+    for key, name in [("envVars", "env_vars"), ("volumeMounts", "volume_mounts"), ("volumes", "volumes"),
+                      ("labels", "labels"), ("resources", "resources")]:
+        if k8s.get(key):
+            config[name] = k8s[key]
+    if k8s.get("failPodOnRunFailure"):
+        config["fail_pod_on_run_failure"] = True
+    return config
+
+
+def chart_container_context(values: dict) -> dict:
+    """What the chart's user deployment hands its runs (``includeConfigInLaunchedRuns``)."""
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    k8s = {"image_pull_policy": deployment["image"]["pullPolicy"],
+           "env_config_maps": [f"{RELEASE}-dagster-{deployment['name']}-user-env"],  # derived from the release
+           "namespace": NAMESPACE, "service_account_name": f"{RELEASE}-dagster-user-deployments",
+           "env": deployment["env"],
+           "run_k8s_config": {"pod_spec_config": {"automount_service_account_token": True}}}
+    for key, name in [("envSecrets", "env_secrets"), ("envConfigMaps", "env_config_maps")]:
+        k8s[name] = k8s.get(name, []) + [c["name"] for c in deployment.get(key) or []]
+    for key, name in [("volumeMounts", "volume_mounts"), ("volumes", "volumes"), ("resources", "resources")]:
+        if deployment.get(key):
+            k8s[name] = deployment[key]
+    return {"k8s": k8s}
+
+
+def test_the_helm_values_reach_the_run_pods(tmp_path, tiny_env, dagster_database, monkeypatch):
+    values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
+    for key, value in dagster_database.items():
+        monkeypatch.setenv(key, value)
+    config = deploy_instance_config()
+    config["run_launcher"]["config"] = chart_launcher_config(values)
+    with FakeKubernetes() as kube:
+        run, namespace, job = launch(kube, tmp_path / "dagster_home", config, chart_container_context(values))
+    assert namespace == NAMESPACE
+    [deployment] = values["dagster-user-deployments"]["deployments"]
+    [container] = job["spec"]["template"]["spec"]["containers"]
+    # the METRO_* settings of the values file are the run's environment
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    for entry in deployment["env"]:
+        assert env[entry["name"]] == entry["value"], entry
+    assert {"secretRef": {"name": "metro-storage-credentials"}} in container["envFrom"]
+    password = next(e for e in container["env"] if e["name"] == "DAGSTER_PG_PASSWORD")
+    assert password["valueFrom"]["secretKeyRef"]["name"] == values["global"]["postgresqlSecretName"]
+    # the shared volume, mounted where METRO_WAREHOUSE and METRO_SERVING point
+    volumes = {v["name"]: v for v in job["spec"]["template"]["spec"]["volumes"]}
+    assert volumes["metro-data"]["persistentVolumeClaim"]["claimName"] == "metro-data"
+    assert [m["mountPath"] for m in container["volumeMounts"]] == ["/data"]
+    # sized by the launcher (the code server's resources are left unset so they do not size the runs)
+    assert container["resources"] == values["runLauncher"]["config"]["k8sRunLauncher"]["resources"]
+    assert job["metadata"]["labels"]["app.kubernetes.io/part-of"] == "metro-offers"
+    assert container["image"] == JOB_IMAGE
