@@ -9,6 +9,8 @@ kubeconfig replaces the in-cluster credentials) on a real PostgreSQL server,
 dagster-k8s building the Job and sending it through the official client, and
 ``dagster api execute_run`` executing ``simulate`` from the Job's arguments.
 What is not: scheduling, the image (the code is this checkout), the volumes.
+The last test launches the same way with what the Helm chart writes from
+``deploy/helm/values.yaml`` and checks that the values reach the run's Job.
 """
 
 import json
@@ -107,9 +109,10 @@ def test_the_k8s_launcher_submits_a_job_whose_command_runs_the_run(
                                                          "key": "postgresql-password"}
         args = container["args"]
         assert args[:3] == ["dagster", "api", "execute_run"]
+        # the instance travels in the arguments with its env references, never the password itself
+        assert "DAGSTER_PG_PASSWORD" in args[3] and dagster_database["DAGSTER_PG_PASSWORD"] not in json.dumps(job)
 
-        # the kubelet's part: the Job's environment, then its command (the instance travels in the arguments,
-        # a serialized reference to the instance config with its env references unresolved)
+        # the kubelet's part: the Job's environment, then its command
         pod_env = resolve_env(container, {"metro-settings": settings_map},
                               {"metro-storage-credentials": {},
                                "dagster-postgresql-secret": {"postgresql-password": dagster_database[
@@ -189,6 +192,7 @@ def chart_container_context(values: dict) -> dict:
 
 
 def test_the_helm_values_reach_the_run_pods(tmp_path, tiny_env, dagster_database, monkeypatch):
+    """The settings, secret, volume and run resources of the values file end up in the run's Job."""
     values = yaml.safe_load((DEPLOY / "helm" / "values.yaml").read_text())
     for key, value in dagster_database.items():
         monkeypatch.setenv(key, value)
