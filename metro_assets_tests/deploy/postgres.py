@@ -107,6 +107,13 @@ class PostgresServer:
         return "\n".join(log.read_text(errors="replace").splitlines()[-lines:]) if log.exists() else ""
 
 
+def query(conn, sql: str, *params) -> list[tuple]:
+    """Rows of ``sql`` (with ``%s`` parameters) on a psycopg2 connection."""
+    with conn.cursor() as cur:
+        cur.execute(sql, params)
+        return cur.fetchall()
+
+
 def _wait_ready(server: PostgresServer) -> None:
     deadline = time.monotonic() + START_TIMEOUT
     while True:

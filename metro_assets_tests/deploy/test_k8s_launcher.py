@@ -27,7 +27,7 @@ from dagster_k8s import K8sRunLauncher
 from metro_assets_tests.conftest import START
 from metro_assets_tests.deploy.conftest import DEPLOY, ROOT, deploy_instance_config
 from metro_assets_tests.deploy.fake_kubernetes import FakeKubernetes
-from metro_assets_tests.deploy.test_postgres_instance import query
+from metro_assets_tests.deploy.postgres import query
 from metro_assets_tests.ops.tools import tool
 
 JOB_IMAGE = "registry.example.com/metro-offers:0123abc"  # what the code server reports as its image

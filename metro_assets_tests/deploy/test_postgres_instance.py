@@ -28,6 +28,7 @@ from metro_assets.raw.assets import build_raw_assets
 from metro_assets.runs import WORKER_TAG
 from metro_assets_tests.conftest import START
 from metro_assets_tests.deploy.conftest import ROOT, deploy_instance_config
+from metro_assets_tests.deploy.postgres import query
 from metro_assets_tests.ops.dagster_ui import session_members
 from metro_assets_tests.ops.tools import tool
 
@@ -63,13 +64,6 @@ def stop_session(process: subprocess.Popen, grace: float = 30) -> list[int]:
             pass
     process.wait(timeout=10)
     return left
-
-
-def query(conn, sql: str, *params) -> list[tuple]:
-    """Rows of ``sql`` on a psycopg2 connection."""
-    with conn.cursor() as cur:
-        cur.execute(sql, params)
-        return cur.fetchall()
 
 
 @pytest.fixture
@@ -113,7 +107,7 @@ def test_a_run_queued_through_the_deploy_instance_is_recorded_in_postgres(
                                      f"daemon log: {(tmp_path / 'daemon.log').read_text()[-2000:]}")
 
         # the run itself, as Postgres holds it
-        [(job_name, run_body)] = query(pg, "SELECT pipeline_name, run_body FROM runs WHERE run_id = %s", run_id)
+        [(job_name,)] = query(pg, "SELECT pipeline_name FROM runs WHERE run_id = %s", run_id)
         assert job_name == "simulate"
         tags_stored = dict(query(pg, "SELECT key, value FROM run_tags WHERE run_id = %s", run_id))
         assert tags_stored["dagster/asset_partition_range_start"] == DAYS[0].isoformat()
