@@ -77,8 +77,9 @@ def ranking_metrics(validation: pl.DataFrame, scores: np.ndarray) -> dict:
             "ranking_customers": per.height, "customer_auc": tuple(per["auc"].to_list())}
 
 
-#: The order of preference among the kinds: the simplest first. A later kind serves only when it ranks
-#: the validation week's customers better than every earlier one by more than the tie (below).
+#: The order of preference among the kinds: the simplest first. The first serves unless a challenger, taken in
+#: this order, ranks the validation week's customers better than the kind serving at its turn by more than
+#: the tie (below); it then serves in its place (a champion/challenger rule: the last one to win serves).
 PREFERENCE = ("logistic_regression", "lightgbm", "wide_deep")
 #: The tie: a kind beats another when its per-customer grouped AUC is higher on average by more than
 #: ``TIE_Z`` standard errors of the paired difference (the same customers on both sides). Tuned on the

@@ -312,11 +312,13 @@ def selection_reason(best: TrainedModel, trained: list[TrainedModel]) -> str:
     others = [m for m in trained if m is not best]
     if all(models.ranks_within_customers(best.metrics, m.metrics) for m in others):
         figures = ", ".join(f"{m.stored.kind} {m.metrics['grouped_auc']:.4f}" for m in trained)
-        tied = [m.stored.kind for m in others if not models.better(best.metrics, m.metrics)
-                and not models.better(m.metrics, best.metrics)]
+        # the kinds the serving one does not beat by more than the tie (it may still serve: it came first,
+        # or it beat the kind that was serving when its turn came)
+        tied = [m.stored.kind for m in others if not models.better(best.metrics, m.metrics)]
         why = ("ranks the validation week's customers best" if not tied else
-               "first in the order of preference among kinds that rank the validation week's customers alike "
-               f"(within {selection.TIE_Z:g} paired standard errors: " + ", ".join(tied) + ")")
+               "serves by the champion rule (simplest kind first; a later kind takes over only when it ranks "
+               f"better than the serving one by more than {selection.TIE_Z:g} paired standard errors); "
+               "not separated from " + ", ".join(tied))
         return (f"{best.stored.kind}: {why} (grouped AUC {figures}; "
                 f"{best.metrics['ranking_customers']} customers with a redemption and a non-redeemed offer)")
     counted = min(m.metrics.get("ranking_customers", 0) for m in trained)

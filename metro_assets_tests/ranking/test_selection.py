@@ -69,7 +69,7 @@ def test_within_the_tie_the_simpler_kind_keeps_serving(monkeypatch):
     assert z > 0 and wd.metrics["grouped_auc"] > lr.metrics["grouped_auc"]
     monkeypatch.setattr(selection, "TIE_Z", z + 0.5)   # ahead, but by less than the tie
     assert best_model([wd, lr]) is lr
-    assert "rank the validation week's customers alike" in selection_reason(lr, [wd, lr])
+    assert "not separated from wide_deep" in selection_reason(lr, [wd, lr])
     monkeypatch.setattr(selection, "TIE_Z", z - 0.01)  # ahead by more than the tie: the later kind serves
     assert best_model([wd, lr]) is wd and best_model([lr, wd]) is wd
 
