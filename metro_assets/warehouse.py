@@ -172,6 +172,11 @@ def connect(database: str | Path, read_only: bool = False) -> Iterator[duckdb.Du
         con.close()
 
 
+def _delta_store(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The Delta store's URI when ``con`` is a Delta-backed connection (``METRO_STORAGE=delta:...``), else None."""
+    return con.execute("SELECT getvariable('metro_store')").fetchall()[0][0]
+
+
 def replace_partitions(
     con: duckdb.DuckDBPyConnection,
     tables: Mapping[str, pl.DataFrame],
@@ -182,7 +187,8 @@ def replace_partitions(
     """Replace the rows with ``start <= column < end`` of each table, atomically.
 
     All tables are written in one transaction: either every table holds the
-    new window or none changed. Columns are matched by name, so a frame may
+    new window or none changed. On a Delta-backed connection each table is
+    one atomic overwrite, in the order given (see ``storage/delta.py``). Columns are matched by name, so a frame may
     omit columns that have defaults in ``schema.sql``.
 
     Returns
@@ -190,6 +196,11 @@ def replace_partitions(
     dict
         Rows written per table.
     """
+    delta = _delta_store(con)
+    if delta is not None:  # one atomic overwrite per table (metro_assets/storage/delta.py)
+        from metro_assets.storage.delta import write_frames
+
+        return write_frames(con, delta, dict(tables), start, end, column)
     written: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -217,6 +228,11 @@ def replace_partitions_sql(
     column: str = "day",
 ) -> int:
     """Like :func:`replace_partitions` for one table filled by a SQL ``SELECT``."""
+    delta = _delta_store(con)
+    if delta is not None:
+        from metro_assets.storage.delta import write_partitions
+
+        return write_partitions(con, delta, {table: (select_sql, params)}, start, end, column)[table]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
