@@ -245,3 +245,24 @@ def replace_partitions_sql(
         con.execute("ROLLBACK")
         raise
     return count
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, column: str, value: str) -> int:
+    """Replace the rows with ``column = value`` (a key that is not a day, e.g. a scenario) by ``frame``, atomically."""
+    delta = _delta_store(con)
+    if delta is not None:
+        from metro_assets.storage.delta import write_where
+
+        return write_where(con, delta, table, frame, column, value)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+        if frame.height:
+            con.register("incoming_rows", frame.to_arrow())
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+            con.unregister("incoming_rows")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return frame.height

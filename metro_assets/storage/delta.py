@@ -50,7 +50,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
-from metro_assets.errors import SettingError
+from metro_assets.errors import DataError, SettingError
 
 STORE_VARIABLE = "metro_store"  # DuckDB variable that marks a connection as Delta-backed (its value: the URI)
 DECLARED = "metro_declared"      # attached in-memory database: schema.sql's tables, empty (staging, empty views)
@@ -186,8 +186,37 @@ def _create_if_missing(path: str, schema: pa.Schema) -> None:
             raise
 
 
+def _literal(value) -> str:
+    return "'" + str(value.isoformat() if isinstance(value, date) else value).replace("'", "''") + "'"
+
+
 def _window(column: str, start: date, end: date) -> str:
-    return f"{column} >= '{start.isoformat()}' AND {column} < '{end.isoformat()}'"
+    return f"{column} >= {_literal(start)} AND {column} < {_literal(end)}"
+
+
+def _overwrite(con: duckdb.DuckDBPyConnection, uri: str, staged: dict[str, pa.Table], predicate: str) -> None:
+    """Each table's rows replace those matching ``predicate``: one atomic Delta commit per table, in order."""
+    deltalake = _deltalake()
+    for table, rows in staged.items():
+        path = table_uri(uri, table)
+        _create_if_missing(path, rows.schema)
+        deltalake.write_deltalake(path, rows, mode="overwrite", predicate=predicate)
+        expose(con, uri, table)
+
+
+def _outside(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, predicate: str) -> None:
+    """Refuse rows the overwrite would not replace (on DuckDB a re-run would duplicate them)."""
+    if not rows.num_rows:
+        return
+    con.register("metro_staged_rows", rows)
+    try:
+        stray = con.sql(f"SELECT count(*) FROM metro_staged_rows WHERE NOT coalesce({predicate}, false)"
+                        ).fetchall()[0][0]
+    finally:
+        con.unregister("metro_staged_rows")
+    if stray:
+        raise DataError(f"{table}: {stray:,} of {rows.num_rows:,} rows fall outside the partition being "
+                        f"replaced ({predicate})")
 
 
 def write_partitions(con: duckdb.DuckDBPyConnection, uri: str, selects: dict[str, tuple[str | None, list]],
@@ -202,15 +231,31 @@ def write_partitions(con: duckdb.DuckDBPyConnection, uri: str, selects: dict[str
     -------
     dict
         Rows written per table.
+
+    Raises
+    ------
+    DataError
+        A row falls outside the window (nothing is written).
     """
+    predicate = _window(column, start, end)
     staged = {table: _stage(con, table, sql, params) for table, (sql, params) in selects.items()}
-    deltalake = _deltalake()
     for table, rows in staged.items():
-        path = table_uri(uri, table)
-        _create_if_missing(path, rows.schema)
-        deltalake.write_deltalake(path, rows, mode="overwrite", predicate=_window(column, start, end))
-        expose(con, uri, table)
+        _outside(con, table, rows, predicate)
+    _overwrite(con, uri, staged, predicate)
     return {table: rows.num_rows for table, rows in staged.items()}
+
+
+def write_where(con: duckdb.DuckDBPyConnection, uri: str, table: str, frame, column: str, value: str) -> int:
+    """Replace the rows with ``column = value`` by a Polars frame (``warehouse.replace_rows`` on Delta)."""
+    predicate = f"{column} = {_literal(value)}"
+    con.register("metro_incoming_rows", frame.to_arrow())
+    try:
+        rows = _stage(con, table, "SELECT * FROM metro_incoming_rows" if frame.height else None, [])
+    finally:
+        con.unregister("metro_incoming_rows")
+    _outside(con, table, rows, predicate)
+    _overwrite(con, uri, {table: rows}, predicate)
+    return rows.num_rows
 
 
 def write_frames(con: duckdb.DuckDBPyConnection, uri: str, frames: dict, start: date, end: date,
