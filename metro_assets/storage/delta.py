@@ -200,7 +200,8 @@ def _overwrite(con: duckdb.DuckDBPyConnection, uri: str, staged: dict[str, pa.Ta
     for table, rows in staged.items():
         path = table_uri(uri, table)
         _create_if_missing(path, rows.schema)
-        deltalake.write_deltalake(path, rows, mode="overwrite", predicate=predicate)
+        # merge: a column a newer schema.sql declares is added to the table (as ensure_schema does on DuckDB)
+        deltalake.write_deltalake(path, rows, mode="overwrite", predicate=predicate, schema_mode="merge")
         expose(con, uri, table)
 
 

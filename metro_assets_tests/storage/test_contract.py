@@ -250,3 +250,22 @@ def test_copying_a_duckdb_warehouse_into_delta_keeps_every_row(tiny_world_file, 
             query = f"select * from {table} order by all"
             assert target.sql(query).pl().equals(source.sql(query).pl()), table
         target.close()
+
+
+def test_a_delta_table_written_by_an_older_schema_gains_the_new_columns(tmp_path):
+    """As ensure_schema's ALTER on DuckDB: a missing column reads as NULL, and the next write adds it."""
+    import pyarrow as pa
+    from deltalake import write_deltalake
+
+    from metro_assets.storage.delta import open_delta
+
+    uri = str(tmp_path / "delta")
+    old = pa.table({"product_id": pa.array([1, 2], pa.int64()), "name": ["a", "b"], "category": ["x", "y"],
+                    "day": pa.array([D1, D2])})  # no base_price yet
+    write_deltalake(f"{uri}/products", old)
+    con = open_delta(uri)
+    assert con.sql("select product_id, base_price from products order by 1").fetchall() == [(1, None), (2, None)]
+    replace_partitions(con, {"products": product_rows(D1, ids=(1,), price=3.5)}, D1, D2)
+    assert open_delta(uri).sql("select product_id, base_price, day from products order by 1").fetchall() == [
+        (1, 3.5, D1), (2, None, D2)]
+    con.close()
