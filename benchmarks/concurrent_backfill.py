@@ -117,6 +117,7 @@ def backfill(workdir: Path, scale: str, seed: int, backend: str, workers: int, f
         except subprocess.TimeoutExpired:
             os.killpg(daemon.pid, signal.SIGKILL)
             daemon.wait()
+    load = os.getloadavg()[1]  # 5-minute load average: the machine is shared, so say how busy it was
     failed = [r for r in runs if r["status"] != "SUCCESS"]
     if failed:
         raise SystemExit(f"{name}: runs failed: {failed} (see {home})")
@@ -125,7 +126,7 @@ def backfill(workdir: Path, scale: str, seed: int, backend: str, workers: int, f
             "wall_seconds": round(span, 1), "submit_to_done_seconds": round(waited, 1),
             "run_seconds_sum": round(sum(r["end"] - r["start"] for r in runs), 1),
             "run_seconds": {r["partition"]: round(r["end"] - r["start"], 1) for r in sorted(
-                runs, key=lambda r: r["partition"])}, "storage": storage}
+                runs, key=lambda r: r["partition"])}, "storage": storage, "load_average_5min": round(load, 1)}
 
 
 def wait_for_runs(env: dict, expected: int, timeout: float = 3600) -> list[dict]:

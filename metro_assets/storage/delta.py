@@ -43,6 +43,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import itertools
 from datetime import date
 from pathlib import Path
@@ -78,10 +79,18 @@ def table_uri(uri: str, table: str) -> str:
     return "/".join([uri.rstrip("/"), *table.split(".")])
 
 
-def _declared() -> dict[str, list[tuple[str, str]]]:
-    from metro_assets.warehouse import _declared_columns, schema_sql
+def _schema_sql() -> str:
+    """``schema.sql`` (read here, not through ``warehouse``, which imports this module)."""
+    return (Path(__file__).parents[1] / "schema.sql").read_text()
 
-    return _declared_columns(schema_sql())
+
+@functools.cache
+def _declared() -> dict[str, list[tuple[str, str]]]:
+    """Each table's (column, DuckDB type), as DuckDB reads ``schema.sql``."""
+    from metro_assets.docs_data_model import catalog
+
+    return {table: [(name, dtype) for name, dtype, _, _ in columns]
+            for table, columns in catalog(_schema_sql()).items()}
 
 
 def _quoted(table: str) -> str:
@@ -104,13 +113,11 @@ def _arrow(reader) -> pa.Table:
 
 def open_delta(uri: str) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB connection whose tables are the store's Delta tables (see the module doc)."""
-    from metro_assets.warehouse import schema_sql
-
     con = duckdb.connect(":memory:")
     try:
         con.execute(f"ATTACH ':memory:' AS {DECLARED}")
         con.execute(f"USE {DECLARED}")
-        con.execute(schema_sql())
+        con.execute(_schema_sql())
         con.execute("USE memory")
         for schema in {t.split(".")[0] for t in _declared() if "." in t}:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
