@@ -53,7 +53,7 @@ import pyarrow as pa
 
 from metro_assets.errors import DataError, SettingError
 
-STORE_VARIABLE = "metro_store"  # DuckDB variable that marks a connection as Delta-backed (its value: the URI)
+STORE_VARIABLE = "metro_store"  # marks a connection as Delta-backed (value: the URI); read by warehouse._delta_store
 DECLARED = "metro_declared"      # attached in-memory database: schema.sql's tables, empty (staging, empty views)
 _DATASET = "metro_delta__"       # prefix of the registered Arrow datasets
 _counter = itertools.count()
@@ -128,11 +128,6 @@ def open_delta(uri: str) -> duckdb.DuckDBPyConnection:
         con.close()
         raise
     return con
-
-
-def store_uri(con: duckdb.DuckDBPyConnection) -> str | None:
-    """The Delta store behind a connection, or None for a DuckDB warehouse."""
-    return con.execute(f"SELECT getvariable('{STORE_VARIABLE}')").fetchall()[0][0]
 
 
 def expose(con: duckdb.DuckDBPyConnection, uri: str, table: str) -> bool:
