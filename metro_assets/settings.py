@@ -329,14 +329,7 @@ def load_bandit_settings() -> BanditSettings:
     policy = _env("METRO_POLICY", "batch").lower()
     if policy not in SERVING_POLICIES:
         raise SettingError(f"METRO_POLICY={policy!r} is not one of {', '.join(SERVING_POLICIES)}")
-    start = None
-    text = _env("METRO_BANDIT_START", "")
-    if text:
-        try:
-            start = date.fromisoformat(text)
-        except ValueError:
-            raise SettingError(f"METRO_BANDIT_START={text!r} is not a date like 2025-11-13") from None
-    return BanditSettings(policy, _limit("METRO_BANDIT_WEEKS", 8), start)
+    return BanditSettings(policy, _limit("METRO_BANDIT_WEEKS", 8), _date("METRO_BANDIT_START", "", "2025-11-13"))
 
 
 #: Behaviour scenarios the simulator can apply after the history (METRO_SCENARIO).
@@ -357,14 +350,7 @@ def load_scenario_settings() -> ScenarioSettings:
     name = _env("METRO_SCENARIO", "none").lower()
     if name not in SCENARIOS:
         raise SettingError(f"METRO_SCENARIO={name!r} is not one of {', '.join(SCENARIOS)}")
-    start = None
-    text = _env("METRO_SCENARIO_START", "")
-    if text:
-        try:
-            start = date.fromisoformat(text)
-        except ValueError:
-            raise SettingError(f"METRO_SCENARIO_START={text!r} is not a date like 2026-02-12") from None
-    return ScenarioSettings(name, start, _limit("METRO_SCENARIO_DAYS", 3))
+    return ScenarioSettings(name, _date("METRO_SCENARIO_START", "", "2026-02-12"), _limit("METRO_SCENARIO_DAYS", 3))
 
 
 @dataclass(frozen=True)
@@ -562,13 +548,9 @@ def load_settings() -> Settings:
         raise SettingError(f"METRO_SEED={seed_text!r} is not a whole number") from None
     if not 0 <= seed < 2**32:
         raise SettingError(f"METRO_SEED={seed} must be between 0 and 4294967295")
-    start_text = _env("METRO_START_DATE", "2025-08-15")
-    try:
-        start = date.fromisoformat(start_text)
-    except ValueError:
-        raise SettingError(f"METRO_START_DATE={start_text!r} is not a date like 2025-08-15") from None
-    if not date(2000, 1, 1) <= start <= date(2100, 1, 1):
-        raise SettingError(f"METRO_START_DATE={start_text} is outside 2000-01-01..2100-01-01")
+    start = _date("METRO_START_DATE", "2025-08-15", "2025-08-15")
+    if start is None or not date(2000, 1, 1) <= start <= date(2100, 1, 1):
+        raise SettingError(f"METRO_START_DATE={start} is outside 2000-01-01..2100-01-01")
     source = _env("METRO_SOURCE", "simulation")
     drop_orphans = _flag("METRO_IMPORT_DROP_ORPHANS", False)
     import_end = import_last_day = None
@@ -609,15 +591,20 @@ def _flag(name: str, default: bool) -> bool:
     return text in ("true", "1", "yes")
 
 
-def _import_last_day() -> date:
-    """``METRO_IMPORT_LAST_DAY``: the newest day an imported event may have (default: today, UTC)."""
-    text = _env("METRO_IMPORT_LAST_DAY", "")
+def _date(name: str, default: str, example: str) -> date | None:
+    """A date setting (``YYYY-MM-DD``); ``None`` when it and its default are empty."""
+    text = _env(name, default)
     if not text:
-        return datetime.now(timezone.utc).date()
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise SettingError(f"METRO_IMPORT_LAST_DAY={text!r} is not a date like 2026-02-10") from None
+        raise SettingError(f"{name}={text!r} is not a date like {example}") from None
+
+
+def _import_last_day() -> date:
+    """``METRO_IMPORT_LAST_DAY``: the newest day an imported event may have (default: today, UTC)."""
+    return _date("METRO_IMPORT_LAST_DAY", "", "2026-02-10") or datetime.now(timezone.utc).date()
 
 
 def _import_span(source: str, start: date, explicit_start: bool,
