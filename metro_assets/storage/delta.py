@@ -5,10 +5,11 @@ One Delta table per table of ``schema.sql``, named after it under the URI
 ``sim.customer_traits`` is ``<uri>/sim/customer_traits``). A step works on an
 in-memory DuckDB connection where each of them is a view:
 
-* a Delta table that exists: its Arrow dataset
-  (``DeltaTable.to_pyarrow_dataset()``, registered so DuckDB pushes filters
-  and projections down to the Parquet files), cast to the declared types, with
-  ``NULL`` for a column a newer ``schema.sql`` added;
+* a Delta table that exists: the Parquet files of its newest version (read
+  by DuckDB's own reader, which pushes filters and projections down; the
+  Arrow dataset ``DeltaTable.to_pyarrow_dataset()`` for an object-store URI
+  or a table with deletion vectors, see :func:`_source`), cast to the declared
+  types, with ``NULL`` for a column a newer ``schema.sql`` added;
 * one that does not exist yet: an empty table of the declared schema.
 
 So the SQL of every stage runs unchanged. :func:`write_partitions` is what
@@ -144,8 +145,10 @@ def expose(con: duckdb.DuckDBPyConnection, uri: str, table: str) -> bool:
     if not deltalake.DeltaTable.is_deltatable(path):
         con.execute(f"CREATE OR REPLACE VIEW {_quoted(table)} AS SELECT * FROM {_declared_table(table)}")
         return False
-    name = _dataset_name(table)
-    con.register(name, deltalake.DeltaTable(path).to_pyarrow_dataset())
+    name = _source(con, table, path, deltalake.DeltaTable(path))
+    if name is None:  # no data file yet
+        con.execute(f"CREATE OR REPLACE VIEW {_quoted(table)} AS SELECT * FROM {_declared_table(table)}")
+        return True
     stored = dict(con.execute(f"SELECT column_name, column_type FROM (DESCRIBE SELECT * FROM {name})").fetchall())
     # cast only what differs (JSON is stored as text), so DuckDB still pushes filters to the files
     select = ", ".join(
@@ -154,6 +157,29 @@ def expose(con: duckdb.DuckDBPyConnection, uri: str, table: str) -> bool:
         for col, dtype in columns)
     con.execute(f"CREATE OR REPLACE VIEW {_quoted(table)} AS SELECT {select} FROM {name}")
     return True
+
+
+def _source(con: duckdb.DuckDBPyConnection, table: str, path: str, delta) -> str | None:
+    """What DuckDB reads a Delta table's newest version from (None: it has no data file).
+
+    A local table this store wrote (no deletion vectors, no column mapping, not
+    partitioned) is read by DuckDB's own Parquet reader over exactly the files
+    of that version: measured at the demo scale, a day's interaction features
+    took 2.7 s so, 4.5 s through the Arrow dataset, 3.3 s on a DuckDB file.
+    Anything else (an object-store URI, a table another engine wrote with
+    deletion vectors) goes through ``to_pyarrow_dataset()``, which applies them.
+    """
+    protocol, metadata = delta.protocol(), delta.metadata()
+    features = set(protocol.reader_features or [])
+    if "://" not in path and not metadata.partition_columns and not features & {"deletionVectors", "columnMapping"}:
+        files = [uri.removeprefix("file://") for uri in delta.file_uris()]
+        if not files:
+            return None
+        listed = ", ".join("'" + f.replace("'", "''") + "'" for f in files)
+        return f"read_parquet([{listed}], union_by_name = true)"  # older files lack newer columns: NULL
+    name = _dataset_name(table)
+    con.register(name, delta.to_pyarrow_dataset())
+    return name
 
 
 def _storable(dtype: str) -> str:

@@ -77,6 +77,9 @@ def test_reads_see_writes_in_the_same_and_in_a_new_connection(store):
     with store() as con:
         replace_partitions(con, {"products": product_rows(D1), "offers": pl.DataFrame()}, D1, D2)
         assert count(con, "products") == 2  # later SQL of the same step sees the write
+        if store.backend == "delta":  # the store's own tables: DuckDB's Parquet reader over the version's files
+            assert "read_parquet" in con.sql("select sql from duckdb_views() where view_name = 'products'"
+                                             ).fetchall()[0][0]
     with store() as con:
         assert count(con, "products") == 2 and count(con, "offers") == 0
 
@@ -268,4 +271,21 @@ def test_a_delta_table_written_by_an_older_schema_gains_the_new_columns(tmp_path
     replace_partitions(con, {"products": product_rows(D1, ids=(1,), price=3.5)}, D1, D2)
     assert open_delta(uri).sql("select product_id, base_price, day from products order by 1").fetchall() == [
         (1, 3.5, D1), (2, None, D2)]
+    con.close()
+
+
+def test_a_delta_table_another_tool_partitioned_is_read_through_arrow(tmp_path):
+    """Not a layout this store writes (partitioned by category): read through the Arrow dataset, and replaced."""
+    from deltalake import write_deltalake
+
+    from metro_assets.storage.delta import open_delta
+
+    uri = str(tmp_path / "delta")
+    write_deltalake(f"{uri}/products", product_rows(D1, ids=(1, 2)).to_arrow(), partition_by=["category"])
+    con = open_delta(uri)
+    assert "read_parquet" not in con.sql("select sql from duckdb_views() where view_name = 'products'").fetchall()[0][0]
+    assert con.sql("select product_id, category, day from products order by 1").fetchall() == [
+        (1, "dairy", D1), (2, "dairy", D1)]
+    replace_partitions(con, {"products": product_rows(D1, ids=(3,))}, D1, D2)
+    assert con.sql("select product_id from products").fetchall() == [(3,)]
     con.close()
