@@ -187,9 +187,10 @@ def replace_partitions(
     """Replace the rows with ``start <= column < end`` of each table, atomically.
 
     All tables are written in one transaction: either every table holds the
-    new window or none changed. On a Delta-backed connection each table is
-    one atomic overwrite, in the order given (see ``storage/delta.py``). Columns are matched by name, so a frame may
-    omit columns that have defaults in ``schema.sql``.
+    new window or none changed (on a Delta-backed connection: each table is
+    one atomic overwrite, in the order given; see ``storage/delta.py``).
+    Columns are matched by name, so a frame may omit columns that have
+    defaults in ``schema.sql``.
 
     Returns
     -------
