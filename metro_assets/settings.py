@@ -425,6 +425,39 @@ def _pool_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where the tables live and how many day partitions may run at once (docs/STORAGE.md)."""
+
+    backend: str = "duckdb"        # METRO_STORAGE: duckdb | delta:<uri> (a local folder or an object-store URI)
+    delta_uri: str | None = None   # the <uri> of delta:<uri> (a local folder made absolute), None for duckdb
+    parallel_days: int = 1         # METRO_PARALLEL_DAYS: day partitions run at once (Delta only; DuckDB: 1 writer)
+
+
+def load_storage_settings() -> StorageSettings:
+    """The ``METRO_STORAGE`` and ``METRO_PARALLEL_DAYS`` settings."""
+    text = _env("METRO_STORAGE", "duckdb")
+    uri = None
+    if text.lower() == "duckdb":
+        backend = "duckdb"
+    elif text.lower().startswith("delta:") and text[len("delta:"):].strip():
+        backend, uri = "delta", text[len("delta:"):].strip()
+        if "://" not in uri:  # a local folder: absolute, so spawned run and step processes agree on it
+            folder = Path(uri).expanduser().absolute()
+            if folder.exists() and not folder.is_dir():
+                raise SettingError(f"METRO_STORAGE={text}: {folder} is a file, not a folder for Delta tables")
+            uri = str(folder)
+    else:
+        raise SettingError(f"METRO_STORAGE={text!r} is not 'duckdb' or 'delta:<folder or URI>'")
+    parallel = _limit("METRO_PARALLEL_DAYS", 1)
+    if parallel > 64:
+        raise SettingError(f"METRO_PARALLEL_DAYS={parallel} must be between 1 and 64")
+    if parallel > 1 and backend == "duckdb":
+        raise SettingError(f"METRO_PARALLEL_DAYS={parallel} needs METRO_STORAGE=delta:<uri>: "
+                           "a DuckDB warehouse has one writer at a time")
+    return StorageSettings(backend, uri, parallel)
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, validated. Build with :func:`load_settings`."""
 
@@ -449,6 +482,7 @@ class Settings:
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     bandit: BanditSettings = field(default_factory=BanditSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -546,6 +580,7 @@ def load_settings() -> Settings:
         allocation=load_allocation_settings(),
         evaluation=load_evaluation_settings(),
         bandit=load_bandit_settings(),
+        storage=load_storage_settings(),
     )
 
 
