@@ -46,6 +46,8 @@ from __future__ import annotations
 
 import functools
 import itertools
+import random
+import time
 from datetime import date
 from pathlib import Path
 
@@ -229,8 +231,29 @@ def _overwrite(con: duckdb.DuckDBPyConnection, uri: str, staged: dict[str, pa.Ta
         path = table_uri(uri, table)
         _create_if_missing(path, rows.schema)
         # merge: a column a newer schema.sql declares is added to the table (as ensure_schema does on DuckDB)
-        deltalake.write_deltalake(path, rows, mode="overwrite", predicate=predicate, schema_mode="merge")
+        _committed(lambda: deltalake.write_deltalake(path, rows, mode="overwrite", predicate=predicate,
+                                                     schema_mode="merge"))
         expose(con, uri, table)
+
+
+def _committed(write, attempts: int = 8) -> None:
+    """Run a Delta write, again when another process committed first (delta-rs' CommitFailedError).
+
+    Two processes writing different days of one table can race for the same
+    table version (seen here about one time in three when four day writes
+    start together on a new table). The write is an overwrite of its own
+    window, so repeating it after the other commit is safe; jittered backoff
+    keeps the racers apart.
+    """
+    from deltalake.exceptions import CommitFailedError
+
+    for attempt in range(attempts):
+        try:
+            return write()
+        except CommitFailedError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(random.uniform(0.05, 0.1) * 2 ** attempt)
 
 
 def _outside(con: duckdb.DuckDBPyConnection, table: str, rows: pa.Table, predicate: str) -> None:

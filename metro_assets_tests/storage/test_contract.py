@@ -289,3 +289,22 @@ def test_a_delta_table_another_tool_partitioned_is_read_through_arrow(tmp_path):
     replace_partitions(con, {"products": product_rows(D1, ids=(3,))}, D1, D2)
     assert con.sql("select product_id from products").fetchall() == [(3,)]
     con.close()
+
+
+def test_a_write_that_loses_the_commit_race_is_written_again():
+    """Another process committing the same table version first is retried, a lasting failure is raised."""
+    from deltalake.exceptions import CommitFailedError
+
+    from metro_assets.storage.delta import _committed
+
+    calls = []
+
+    def write():
+        calls.append(1)
+        if len(calls) < 3:
+            raise CommitFailedError("version 2 already exists")
+        return "written"
+
+    assert _committed(write) == "written" and len(calls) == 3
+    with pytest.raises(CommitFailedError):
+        _committed(lambda: (_ for _ in ()).throw(CommitFailedError("always")), attempts=2)
