@@ -189,7 +189,7 @@ def _run_stage(name: str, env: dict) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="default", choices=["tiny", "demo", "default"])
+    parser.add_argument("--scale", default="default", choices=["tiny", "demo", "default", "large"])
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {STAGES}")
     parser.add_argument("--warehouse", help="benchmark warehouse (default: a temporary file)")
