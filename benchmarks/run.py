@@ -124,17 +124,23 @@ def stage_features() -> list[dict]:
         return bench_features(con, _run_date() - timedelta(days=14))
 
 
-def _job_stage(job: str, day) -> list[dict]:
-    """Run a job for a day through Dagster and report each step and the whole run."""
-    from dagster import DagsterInstance
+def _job_stage(job: str, day, assets: list[str] | None = None) -> list[dict]:
+    """Run a job for a day through Dagster and report each step and the whole run.
+
+    ``assets``: only these assets (and their checks), through the implicit asset job (``job`` names the row).
+    """
+    from dagster import AssetKey, DagsterInstance
 
     from metro_assets.definitions import build_defs
     from metro_assets.settings import load_settings
 
     instance = DagsterInstance.ephemeral()
+    defs = build_defs(load_settings())
+    definition = defs.resolve_implicit_global_asset_job_def() if assets else defs.get_job_def(job)
     started = time.perf_counter()
-    result = build_defs(load_settings()).get_job_def(job).execute_in_process(
-        partition_key=day.isoformat(), instance=instance, run_config=QUIET)
+    result = definition.execute_in_process(
+        partition_key=day.isoformat(), instance=instance, run_config=QUIET,
+        asset_selection=[AssetKey(a) for a in assets] if assets else None)
     seconds = time.perf_counter() - started
     assert result.success
     rows = []
@@ -172,16 +178,21 @@ def stage_daily_pipeline_newest() -> list[dict]:
     return _job_stage("daily_pipeline", _run_date())
 
 
-def _run_stage(name: str, env: dict) -> list[dict]:
-    """Run one stage in a child process and attach its peak memory."""
+def _run_stage(name: str, env: dict, script: str | Path = __file__) -> list[dict]:
+    """Run one stage (``stage_<name>`` of ``script``) in a child process; attach its peak memory and CPU time.
+
+    ``cpu_s`` is user + system time of the child and the processes it waited for
+    (``wait4``'s usage): on a shared machine it moves less than the wall time.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        proc = subprocess.Popen([sys.executable, __file__, "--child", name, "--child-out", out.name], env=env)
+        proc = subprocess.Popen([sys.executable, str(script), "--child", name, "--child-out", out.name], env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"benchmark stage {name} failed")
         rows = json.loads(Path(out.name).read_text())
     for row in rows:
         row["peak_mb"] = round(usage.ru_maxrss / 1024)  # the stage process's peak RSS
+        row["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)  # the whole stage process's, on every row
         row["rows_per_s"] = round(row["rows"] / row["seconds"]) if row.get("rows") and row["seconds"] else None
         row["seconds"] = round(row["seconds"], 2)
     return rows
