@@ -119,8 +119,12 @@ def _summary(name: str, steps: list[dict], customers: int, days: int, load: tupl
     }
 
 
-def run_scale(scale: str, stages: list[str], workdir: Path, seed: int, keep: bool) -> dict:
-    """Every stage at ``scale`` on a fresh warehouse under ``workdir`` (deleted afterwards unless ``keep``)."""
+def run_scale(scale: str, stages: list[str], workdir: Path, seed: int, keep: bool, out_path: Path) -> dict:
+    """Every stage at ``scale`` on a fresh warehouse under ``workdir`` (deleted afterwards unless ``keep``).
+
+    ``out_path`` is rewritten after each stage, so a stage that fails (or is
+    stopped) keeps the figures of the stages before it.
+    """
     from metro_assets.settings import SCALES
 
     folder = workdir / scale
@@ -139,6 +143,7 @@ def run_scale(scale: str, stages: list[str], workdir: Path, seed: int, keep: boo
         days = size.history_days if name == "simulation" else 1
         row = _summary(name, steps, size.customers, days, load)
         out["stages"].append(row)
+        _write(out_path, merge(out_path, dict(out, stages=list(out["stages"]))))
         print(f"{scale:<8} {name:<16} {row['seconds']:>8.1f} s wall {row['cpu_s']:>8.1f} s cpu "
               f"{row['peak_mb']:>7} MB peak {row['rows'] or '':>12} rows "
               f"{row['cpu_us_per_customer_day']:>9.1f} cpu us/customer-day (load {load[0]}-{load[1]})", flush=True)
@@ -159,6 +164,11 @@ def merge(path: Path, result: dict) -> dict:
     order = ["tiny", "demo", "default", "large"]
     data["scales"] = dict(sorted(data["scales"].items(), key=lambda kv: order.index(kv[0])))
     return data
+
+
+def _write(path: Path, data: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(data, indent=2) + "\n")
 
 
 def plot(data: dict, path: Path) -> None:
@@ -211,12 +221,7 @@ def main() -> None:
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        import resource
-
-        before = resource.getrusage(resource.RUSAGE_SELF)
-        rows = globals()[f"stage_{args.child}"]()
-        after = resource.getrusage(resource.RUSAGE_SELF)  # every thread of this process (DuckDB's, BLAS's)
-        rows[-1]["work_cpu_s"] = round(after.ru_utime + after.ru_stime - before.ru_utime - before.ru_stime, 2)
+        rows = globals()[f"stage_{args.child}"]()  # the last row: the whole run, with its work_cpu_s
         Path(args.child_out).write_text(json.dumps(rows, default=str))
         return
     if not args.plot_only:
@@ -225,10 +230,7 @@ def main() -> None:
         if unknown:
             raise SystemExit(f"--stages: unknown {unknown}; choose from {list(STAGES)}")
         for scale in args.scales.split(","):
-            result = run_scale(scale, stages, args.workdir, args.seed, args.keep)
-            data = merge(args.out, result)
-            args.out.parent.mkdir(parents=True, exist_ok=True)
-            args.out.write_text(json.dumps(data, indent=2) + "\n")
+            run_scale(scale, stages, args.workdir, args.seed, args.keep, args.out)
             print(f"wrote {args.out}", flush=True)
     plot(json.loads(args.out.read_text()), args.plot)
     print(f"wrote {args.plot}")
