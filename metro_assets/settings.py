@@ -446,7 +446,7 @@ def _pool_name(name: str) -> str:
 class DuckDBSettings:
     """How much memory a warehouse connection's DuckDB may take before it spills to disk (docs/SCALING.md)."""
 
-    memory_limit: str = "8GB"  # METRO_DUCKDB_MEMORY_LIMIT: DuckDB's memory_limit (its own default: 80% of RAM)
+    memory_limit: str = "4GB"  # METRO_DUCKDB_MEMORY_LIMIT: DuckDB's memory_limit (its own default: 80% of RAM)
     temp_directory: str = ""   # METRO_DUCKDB_TEMP_DIRECTORY: where it spills ("": DuckDB's <warehouse>.tmp)
 
 
