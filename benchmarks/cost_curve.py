@@ -184,9 +184,10 @@ def plot(data: dict, path: Path) -> None:
         points = [(s["customers"], r) for s in scales for r in s["stages"] if r["stage"] == name]
         if not points:
             continue
-        x = [c for c, _ in points]
-        left.plot(x, [r["cpu_us_per_customer_day"] for _, r in points], marker="o", label=name)
-        right.plot(x, [r["peak_mb"] / 1024 for _, r in points], marker="o", label=name)
+        costs = [(c, r["cpu_us_per_customer_day"]) for c, r in points if r.get("cpu_us_per_customer_day")]
+        line = left.plot(*zip(*costs), marker="o", label=name) if costs else None
+        right.plot([c for c, _ in points], [r["peak_mb"] / 1024 for _, r in points], marker="o", label=name,
+                   color=line[0].get_color() if line else None)
     for axis in (left, right):
         axis.set_xscale("log")
         axis.set_xticks([s["customers"] for s in scales], [f"{s['scale']}\n{s['customers']:,}" for s in scales])
@@ -206,6 +207,29 @@ def plot(data: dict, path: Path) -> None:
     fig.savefig(path, dpi=110)
 
 
+def _num(value, digits: int = 1) -> str:
+    return "" if value is None else f"{value:,.{digits}f}"
+
+
+def table(data: dict) -> str:
+    """The results as a markdown table (docs/SCALING.md): one row per stage and scale."""
+    lines = ["| stage | scale | customers | wall s | CPU s | peak RSS GB | rows | CPU us per customer-day "
+             "| x default | load |", "|---|---|---|---|---|---|---|---|---|---|"]
+    base = {r["stage"]: r for r in data["scales"].get("default", {}).get("stages", [])}
+    for name in STAGES:
+        for scale in data["scales"].values():
+            row = next((r for r in scale["stages"] if r["stage"] == name), None)
+            if row is None:
+                continue
+            cost = row.get("cpu_us_per_customer_day")
+            ratio = (f"{cost / base[name]['cpu_us_per_customer_day']:.2f}"
+                     if cost and name in base and base[name]["cpu_us_per_customer_day"] else "")
+            lines.append(f"| {name} | {scale['scale']} | {scale['customers']:,} | {row['seconds']:,.1f} "
+                         f"| {_num(row.get('cpu_s'))} | {row['peak_mb'] / 1024:.1f} | {_num(row['rows'], 0)} "
+                         f"| {_num(cost)} | {ratio} | {row['load_before']:g}-{row['load_after']:g} |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--scales", default="demo,default,large")
@@ -217,12 +241,16 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=OUT)
     parser.add_argument("--plot", type=Path, default=PLOT)
     parser.add_argument("--plot-only", action="store_true")
+    parser.add_argument("--table", action="store_true", help="print --out as a markdown table and stop")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--child-out", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
         rows = globals()[f"stage_{args.child}"]()  # the last row: the whole run, with its work_cpu_s
         Path(args.child_out).write_text(json.dumps(rows, default=str))
+        return
+    if args.table:
+        print(table(json.loads(args.out.read_text())))
         return
     if not args.plot_only:
         stages = args.stages.split(",")
