@@ -7,13 +7,14 @@ export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
 UI_PORT ?= 3000
 CHROMIUM := /usr/bin/chromium
+POSTGRES_BIN := /usr/lib/postgresql
 
-.PHONY: demo test ui serve bench clean smoke browser docs
+.PHONY: demo test ui serve bench clean smoke browser postgres docs
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e '.[test,deep]'
+	$(BIN)/python -m pip install --quiet -e '.[test,deep,cluster]'
 	touch $(STAMP)
 
 $(DAGSTER_HOME)/dagster.yaml: dagster.yaml
@@ -25,7 +26,7 @@ demo: $(STAMP) $(DAGSTER_HOME)/dagster.yaml
 	$(BIN)/python -m metro_assets.demo
 
 ## make test: the whole suite at tiny scale with coverage, then a CLI smoke run
-test: $(STAMP) browser
+test: $(STAMP) browser postgres
 	$(BIN)/python -m pytest --cov --cov-report=term:skip-covered --cov-fail-under=80
 	$(MAKE) --no-print-directory smoke
 
@@ -39,6 +40,15 @@ browser:
 	  echo "make: installing chromium for the UI test"; \
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null 2>&1 || \
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium >/dev/null; }; }
+
+# The deployment test (metro_assets_tests/deploy) starts a real PostgreSQL server: Debian's postgresql,
+# installed once when missing (needs root). The test runs its own throwaway cluster on a free loopback port.
+postgres:
+	@ls $(POSTGRES_BIN)/*/bin/postgres >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" != 0 ]; then echo "make: the deployment test needs PostgreSQL: run 'sudo apt-get install -y postgresql'" >&2; exit 1; fi; \
+	  echo "make: installing postgresql for the deployment test"; \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }; }
 
 ## make ui: the Dagster web UI and daemon on http://127.0.0.1:3000 (UI_PORT=...); Ctrl-C stops both
 ui: $(STAMP) $(DAGSTER_HOME)/dagster.yaml

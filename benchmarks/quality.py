@@ -52,16 +52,18 @@ def run_dates(history_end: date, n: int) -> list[date]:
     return sorted(history_end - timedelta(days=FIRST_OFFSET + SPACING * i) for i in range(n))
 
 
-def child(dates_n: int, out: Path) -> None:
-    """One seed (from the environment): simulate, then retrain + daily_pipeline per run date; rows to ``out``."""
-    import polars as pl
+def run_days(dates: list[date]) -> tuple:
+    """Simulate the seed of the environment, then retrain + daily_pipeline + evaluate per run date.
+
+    Returns the settings and the seconds per step. Shared with ``benchmarks/selection_tuning.py``, which runs
+    it on the tuning seeds and dates.
+    """
     from dagster import DagsterInstance, materialize
     from dagster_duckdb import DuckDBResource
 
     from metro_assets.definitions import build_defs
     from metro_assets.settings import load_settings
     from metro_assets.raw.assets import build_raw_assets
-    from metro_assets.warehouse import connect
 
     settings = load_settings()
     resources = {"warehouse": DuckDBResource(database=str(settings.warehouse))}
@@ -76,7 +78,6 @@ def child(dates_n: int, out: Path) -> None:
     assert result.success, "simulation failed"
     timings["simulate"] = time.perf_counter() - started
     defs = build_defs(settings)
-    dates = run_dates(settings.history_end, dates_n)
     trained = set()
     for d in dates:
         monday = d - timedelta(days=d.weekday())
@@ -91,6 +92,18 @@ def child(dates_n: int, out: Path) -> None:
             assert defs.get_job_def(job).execute_in_process(
                 partition_key=d.isoformat(), instance=instance, run_config=QUIET).success, f"{job} {d}"
             timings[f"{job} {d}"] = time.perf_counter() - t
+    return settings, timings
+
+
+def child(dates_n: int, out: Path) -> None:
+    """One seed (from the environment): simulate, then retrain + daily_pipeline per run date; rows to ``out``."""
+    import polars as pl
+
+    from metro_assets.settings import load_settings
+    from metro_assets.warehouse import connect
+
+    dates = run_dates(load_settings().history_end, dates_n)
+    settings, timings = run_days(dates)
     with connect(settings.warehouse, read_only=True) as con:
         rows = con.sql("select run_date, policy, metric, value, ci_low, ci_high from offline_evaluation "
                        "where run_date in (select unnest($dates::DATE[]))", params={"dates": dates}).pl()

@@ -17,7 +17,7 @@ from metro_assets.monitoring.evaluation import wide_table
 from metro_assets.settings import load_settings
 from metro_assets.simulation.report import behaviour_table, table_summary
 from metro_assets.simulation.world import RAW_TABLES
-from metro_assets.warehouse import connect
+from metro_assets.storage import open_store
 
 warnings.filterwarnings("ignore")  # Dagster preview/deprecation notices are not for demo users
 pl.Config.set_tbl_rows(60)
@@ -52,7 +52,7 @@ def main() -> None:
     print("1. Simulating the retailer's history (job simulate, one run for the whole range)")
     run_job("simulate", tags={"dagster/asset_partition_range_start": first.isoformat(),
                               "dagster/asset_partition_range_end": last.isoformat()})
-    with connect(settings.warehouse, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:  # DuckDB file or Delta tables (METRO_STORAGE)
         print(table_summary(con, RAW_TABLES))
         rate = con.execute("select (select count(*) from redemptions) / count(*) from impressions").fetchall()[0][0]
         print(f"Redemption rate (redemptions / impressions): {100 * rate:.2f}%")
@@ -67,7 +67,7 @@ def main() -> None:
     run_job("retrain", partition_key=graded_monday.isoformat())
     run_job("daily_pipeline", partition_key=graded.isoformat())
     run_job("evaluate", partition_key=graded.isoformat())
-    with connect(settings.warehouse, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:  # DuckDB file or Delta tables (METRO_STORAGE)
         print(f"\nOffline evaluation of {graded} (docs/EVALUATION.md):")
         print(wide_table(con.sql("select * from offline_evaluation where run_date = ?", params=[graded]).pl()))
     monday = run_date - timedelta(days=run_date.weekday())
@@ -75,7 +75,7 @@ def main() -> None:
     run_job("retrain", partition_key=monday.isoformat())
     print(f"4. Daily pipeline for {run_date} (job daily_pipeline: features, candidates, recommendations)")
     run_job("daily_pipeline", partition_key=run_date.isoformat())
-    with connect(settings.warehouse, read_only=True) as con:
+    with open_store(settings, read_only=True) as con:  # DuckDB file or Delta tables (METRO_STORAGE)
         print("\nRanker versions:")
         print(con.sql("select model_version, selected, train_rows, train_positives, round(validation_auc, 4) as auc, "
                       "round(validation_log_loss, 4) as log_loss from model_versions order by day, kind").pl())

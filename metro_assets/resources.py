@@ -30,8 +30,22 @@ class WarehouseResource(DuckDBResource):
         description="Seconds a step waits for a warehouse file another process holds (METRO_WAREHOUSE_LOCK_TIMEOUT).",
     )
 
+    storage: str = Field(
+        default="duckdb",
+        description="METRO_STORAGE: 'duckdb' (the file `database`) or 'delta:<uri>' (Delta tables under <uri>).",
+    )
+
     @contextmanager
     def get_connection(self):
+        if self.storage.startswith("delta:"):  # no file lock: each partition is an atomic Delta commit
+            from metro_assets.storage.delta import open_delta
+
+            con = open_delta(self.storage[len("delta:"):])
+            try:
+                yield con
+            finally:
+                con.close()
+            return
         try:
             con = open_warehouse(self.database, self.lock_timeout,
                                  {"custom_user_agent": "dagster", **self.connection_config})
@@ -51,4 +65,6 @@ class WarehouseResource(DuckDBResource):
 
 def warehouse_resource(settings: Settings) -> WarehouseResource:
     """The warehouse as a DuckDB resource that waits ``METRO_WAREHOUSE_LOCK_TIMEOUT`` for a locked file."""
-    return WarehouseResource(database=str(settings.warehouse), lock_timeout=settings.ops.lock_timeout)
+    storage = "duckdb" if settings.storage.delta_uri is None else f"delta:{settings.storage.delta_uri}"
+    return WarehouseResource(database=str(settings.warehouse), lock_timeout=settings.ops.lock_timeout,
+                             storage=storage)

@@ -263,6 +263,9 @@ CREATE TABLE IF NOT EXISTS model_versions (
     trained_at TIMESTAMP DEFAULT current_timestamp,
     train_seconds DOUBLE,              -- wall-clock training time of this kind (the comparison table)
     validation_qini DOUBLE,            -- uplift learners: Qini on the validation weeks' randomised units
+    validation_grouped_auc DOUBLE,     -- rankers: mean per-customer AUC of the validation weeks' shown offers (the selection rule)
+    validation_ndcg_at_10 DOUBLE,      -- rankers: mean per-customer NDCG@10 of the same (reported, not read by the rule)
+    validation_ranking_customers INTEGER,  -- rankers: customers with a redeemed and a non-redeemed shown offer
     best_uplift BOOLEAN                -- uplift learners: the best of the day by validation Qini
 );
 

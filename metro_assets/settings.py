@@ -333,14 +333,7 @@ def load_bandit_settings() -> BanditSettings:
     policy = _env("METRO_POLICY", "batch").lower()
     if policy not in SERVING_POLICIES:
         raise SettingError(f"METRO_POLICY={policy!r} is not one of {', '.join(SERVING_POLICIES)}")
-    start = None
-    text = _env("METRO_BANDIT_START", "")
-    if text:
-        try:
-            start = date.fromisoformat(text)
-        except ValueError:
-            raise SettingError(f"METRO_BANDIT_START={text!r} is not a date like 2025-11-13") from None
-    return BanditSettings(policy, _limit("METRO_BANDIT_WEEKS", 8), start)
+    return BanditSettings(policy, _limit("METRO_BANDIT_WEEKS", 8), _date("METRO_BANDIT_START", "", "2025-11-13"))
 
 
 #: Behaviour scenarios the simulator can apply after the history (METRO_SCENARIO).
@@ -361,14 +354,7 @@ def load_scenario_settings() -> ScenarioSettings:
     name = _env("METRO_SCENARIO", "none").lower()
     if name not in SCENARIOS:
         raise SettingError(f"METRO_SCENARIO={name!r} is not one of {', '.join(SCENARIOS)}")
-    start = None
-    text = _env("METRO_SCENARIO_START", "")
-    if text:
-        try:
-            start = date.fromisoformat(text)
-        except ValueError:
-            raise SettingError(f"METRO_SCENARIO_START={text!r} is not a date like 2026-02-12") from None
-    return ScenarioSettings(name, start, _limit("METRO_SCENARIO_DAYS", 3))
+    return ScenarioSettings(name, _date("METRO_SCENARIO_START", "", "2026-02-12"), _limit("METRO_SCENARIO_DAYS", 3))
 
 
 @dataclass(frozen=True)
@@ -462,6 +448,39 @@ def load_duckdb_settings() -> DuckDBSettings:
 
 
 @dataclass(frozen=True)
+class StorageSettings:
+    """Where the tables live and how many day partitions may run at once (docs/STORAGE.md)."""
+
+    backend: str = "duckdb"        # METRO_STORAGE: duckdb | delta:<uri> (a local folder or an object-store URI)
+    delta_uri: str | None = None   # the <uri> of delta:<uri> (a local folder made absolute), None for duckdb
+    parallel_days: int = 1         # METRO_PARALLEL_DAYS: day partitions run at once (Delta only; DuckDB: 1 writer)
+
+
+def load_storage_settings() -> StorageSettings:
+    """The ``METRO_STORAGE`` and ``METRO_PARALLEL_DAYS`` settings."""
+    text = _env("METRO_STORAGE", "duckdb")
+    uri = None
+    if text.lower() == "duckdb":
+        backend = "duckdb"
+    elif text.lower().startswith("delta:") and text[len("delta:"):].strip():
+        backend, uri = "delta", text[len("delta:"):].strip()
+        if "://" not in uri:  # a local folder: absolute, so spawned run and step processes agree on it
+            folder = Path(uri).expanduser().absolute()
+            if folder.exists() and not folder.is_dir():
+                raise SettingError(f"METRO_STORAGE={text}: {folder} is a file, not a folder for Delta tables")
+            uri = str(folder)
+    else:
+        raise SettingError(f"METRO_STORAGE={text!r} is not 'duckdb' or 'delta:<folder or URI>'")
+    parallel = _limit("METRO_PARALLEL_DAYS", 1)
+    if parallel > 64:
+        raise SettingError(f"METRO_PARALLEL_DAYS={parallel} must be between 1 and 64")
+    if parallel > 1 and backend == "duckdb":
+        raise SettingError(f"METRO_PARALLEL_DAYS={parallel} needs METRO_STORAGE=delta:<uri>: "
+                           "a DuckDB warehouse has one writer at a time")
+    return StorageSettings(backend, uri, parallel)
+
+
+@dataclass(frozen=True)
 class Settings:
     """All settings, validated. Build with :func:`load_settings`."""
 
@@ -487,6 +506,7 @@ class Settings:
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     bandit: BanditSettings = field(default_factory=BanditSettings)
     duckdb: DuckDBSettings = field(default_factory=DuckDBSettings)
+    storage: StorageSettings = field(default_factory=StorageSettings)
 
     @property
     def import_dir(self) -> Path | None:
@@ -552,13 +572,9 @@ def load_settings() -> Settings:
         raise SettingError(f"METRO_SEED={seed_text!r} is not a whole number") from None
     if not 0 <= seed < 2**32:
         raise SettingError(f"METRO_SEED={seed} must be between 0 and 4294967295")
-    start_text = _env("METRO_START_DATE", "2025-08-15")
-    try:
-        start = date.fromisoformat(start_text)
-    except ValueError:
-        raise SettingError(f"METRO_START_DATE={start_text!r} is not a date like 2025-08-15") from None
-    if not date(2000, 1, 1) <= start <= date(2100, 1, 1):
-        raise SettingError(f"METRO_START_DATE={start_text} is outside 2000-01-01..2100-01-01")
+    start = _date("METRO_START_DATE", "2025-08-15", "2025-08-15")
+    if start is None or not date(2000, 1, 1) <= start <= date(2100, 1, 1):
+        raise SettingError(f"METRO_START_DATE={start} is outside 2000-01-01..2100-01-01")
     source = _env("METRO_SOURCE", "simulation")
     drop_orphans = _flag("METRO_IMPORT_DROP_ORPHANS", False)
     import_end = import_last_day = None
@@ -589,6 +605,7 @@ def load_settings() -> Settings:
         evaluation=load_evaluation_settings(),
         bandit=load_bandit_settings(),
         duckdb=load_duckdb_settings(),
+        storage=load_storage_settings(),
     )
 
 
@@ -599,15 +616,20 @@ def _flag(name: str, default: bool) -> bool:
     return text in ("true", "1", "yes")
 
 
-def _import_last_day() -> date:
-    """``METRO_IMPORT_LAST_DAY``: the newest day an imported event may have (default: today, UTC)."""
-    text = _env("METRO_IMPORT_LAST_DAY", "")
+def _date(name: str, default: str, example: str) -> date | None:
+    """A date setting (``YYYY-MM-DD``); ``None`` when it and its default are empty."""
+    text = _env(name, default)
     if not text:
-        return datetime.now(timezone.utc).date()
+        return None
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise SettingError(f"METRO_IMPORT_LAST_DAY={text!r} is not a date like 2026-02-10") from None
+        raise SettingError(f"{name}={text!r} is not a date like {example}") from None
+
+
+def _import_last_day() -> date:
+    """``METRO_IMPORT_LAST_DAY``: the newest day an imported event may have (default: today, UTC)."""
+    return _date("METRO_IMPORT_LAST_DAY", "", "2026-02-10") or datetime.now(timezone.utc).date()
 
 
 def _import_span(source: str, start: date, explicit_start: bool,

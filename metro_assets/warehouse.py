@@ -187,6 +187,11 @@ def connect(database: str | Path, read_only: bool = False) -> Iterator[duckdb.Du
         con.close()
 
 
+def _delta_store(con: duckdb.DuckDBPyConnection) -> str | None:
+    """The Delta store's URI when ``con`` is a Delta-backed connection (``METRO_STORAGE=delta:...``), else None."""
+    return con.execute("SELECT getvariable('metro_store')").fetchall()[0][0]
+
+
 def replace_partitions(
     con: duckdb.DuckDBPyConnection,
     tables: Mapping[str, pl.DataFrame],
@@ -197,14 +202,21 @@ def replace_partitions(
     """Replace the rows with ``start <= column < end`` of each table, atomically.
 
     All tables are written in one transaction: either every table holds the
-    new window or none changed. Columns are matched by name, so a frame may
-    omit columns that have defaults in ``schema.sql``.
+    new window or none changed (on a Delta-backed connection: each table is
+    one atomic overwrite, in the order given; see ``storage/delta.py``).
+    Columns are matched by name, so a frame may omit columns that have
+    defaults in ``schema.sql``.
 
     Returns
     -------
     dict
         Rows written per table.
     """
+    delta = _delta_store(con)
+    if delta is not None:  # one atomic overwrite per table (metro_assets/storage/delta.py)
+        from metro_assets.storage.delta import write_frames
+
+        return write_frames(con, delta, dict(tables), start, end, column)
     written: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -234,13 +246,22 @@ def replace_partitions_in_pieces(
 
     One transaction: the window of every table in ``tables`` is deleted, then
     each piece's frames are inserted as they come, so only one piece is held
-    in memory and a failure part-way leaves the previous data intact.
+    in memory and a failure part-way leaves the previous data intact. (On a
+    Delta-backed connection the pieces of a table are gathered and written
+    as one atomic overwrite per table, as :func:`replace_partitions` does.)
 
     Returns
     -------
     dict
         Rows written per table.
     """
+    if _delta_store(con) is not None:  # one atomic overwrite per table: the pieces of a table go together
+        collected: dict[str, list[pl.DataFrame]] = {table: [] for table in tables}
+        for piece in pieces:
+            for table, frame in piece.items():
+                collected.setdefault(table, []).append(frame)
+        frames = {t: pl.concat(f, how="diagonal_relaxed") if f else pl.DataFrame() for t, f in collected.items()}
+        return replace_partitions(con, frames, start, end, column)
     written = {table: 0 for table in tables}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -270,6 +291,11 @@ def replace_partitions_sql(
     column: str = "day",
 ) -> int:
     """Like :func:`replace_partitions` for one table filled by a SQL ``SELECT``."""
+    delta = _delta_store(con)
+    if delta is not None:
+        from metro_assets.storage.delta import write_partitions
+
+        return write_partitions(con, delta, {table: (select_sql, params)}, start, end, column)[table]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
@@ -282,3 +308,24 @@ def replace_partitions_sql(
         con.execute("ROLLBACK")
         raise
     return count
+
+
+def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame, column: str, value: str) -> int:
+    """Replace the rows with ``column = value`` (a key that is not a day, e.g. a scenario) by ``frame``, atomically."""
+    delta = _delta_store(con)
+    if delta is not None:
+        from metro_assets.storage.delta import write_where
+
+        return write_where(con, delta, table, frame, column, value)
+    con.execute("BEGIN TRANSACTION")
+    try:
+        con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])
+        if frame.height:
+            con.register("incoming_rows", frame.to_arrow())
+            con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+            con.unregister("incoming_rows")
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return frame.height

@@ -41,25 +41,15 @@ from metro_assets.bandit.production import fit_posterior, write_posterior
 from metro_assets.partitions import daily_partitions, days, partition_window
 from metro_assets.bandit.run import run_scenario, summary_table
 from metro_assets.settings import Settings
-from metro_assets.warehouse import ensure_schema
+from metro_assets.warehouse import ensure_schema, replace_rows
 
 scenario_partitions = StaticPartitionsDefinition(list(SCENARIOS))
 
 
 def write_bandit_rows(con, frame: pl.DataFrame, scenario: str, seed: int) -> int:
     """Replace the scenario's rows of ``bandit_simulation`` in one transaction."""
-    rows = frame.with_columns(seed=pl.lit(seed, dtype=pl.Int64))
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("DELETE FROM bandit_simulation WHERE scenario = ?", [scenario])
-        con.register("incoming_rows", rows.to_arrow())
-        con.execute("INSERT INTO bandit_simulation BY NAME SELECT * FROM incoming_rows")
-        con.unregister("incoming_rows")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return rows.height
+    return replace_rows(con, "bandit_simulation", frame.with_columns(seed=pl.lit(seed, dtype=pl.Int64)),
+                        "scenario", scenario)
 
 
 def build_bandit_assets(settings: Settings):

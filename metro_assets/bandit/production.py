@@ -38,6 +38,7 @@ from metro_assets.ranking.models import _lr_design
 from metro_assets.ranking.scoring import PAIRS_PER_BATCH, selected_model
 from metro_assets.ranking.training import as_matrix
 from metro_assets.simulation.oracle import WEEK
+from metro_assets.warehouse import replace_partitions_sql
 
 PRIOR_SD = 0.5  # per standardised coefficient around the weekly ranker's: the daily data moves it
 _SAMPLING_STREAM = 51
@@ -114,18 +115,12 @@ def fit_posterior(con: duckdb.DuckDBPyConnection, day: date, seed: int, weeks: i
 
 
 def write_posterior(con: duckdb.DuckDBPyConnection, row: dict) -> None:
-    """Replace day's ``bandit_posteriors`` row in one transaction."""
-    con.execute("BEGIN TRANSACTION")
-    try:
-        con.execute("DELETE FROM bandit_posteriors WHERE day = ?", [row["day"]])
-        con.execute("INSERT INTO bandit_posteriors (day, model_version, features, posterior, impressions, positives, "
-                    "rows_fitted) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    [row[c] for c in ("day", "model_version", "features", "posterior", "impressions", "positives",
-                                      "rows_fitted")])
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
+    """Replace day's ``bandit_posteriors`` row in one transaction (one atomic overwrite on Delta)."""
+    columns = ("day", "model_version", "features", "posterior", "impressions", "positives", "rows_fitted")
+    select = "SELECT " + ", ".join(f"?::{t} AS {c}" for c, t in zip(columns, (
+        "DATE", "VARCHAR", "VARCHAR[]", "VARCHAR", "INTEGER", "INTEGER", "INTEGER")))
+    replace_partitions_sql(con, "bandit_posteriors", select, [row[c] for c in columns],
+                           row["day"], row["day"] + timedelta(days=1))
 
 
 def load_posterior(con: duckdb.DuckDBPyConnection, day: date) -> tuple[str, list[str], dict]:

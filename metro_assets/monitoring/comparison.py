@@ -34,7 +34,8 @@ from metro_assets.ranking.training import as_matrix
 
 #: Pairs of D's pool scored to time each kind (whole customers, so it is a slice of real lists).
 SPEED_PAIRS = 200_000
-COLUMNS = ("kind", "model_version", "serves", "validation_auc", "validation_log_loss", "train_seconds",
+COLUMNS = ("kind", "model_version", "serves", "validation_auc", "validation_log_loss", "validation_grouped_auc",
+           "train_seconds",
            "oracle_share", "oracle_share_low", "oracle_share_high",
            "expected_redemptions_at_10", "expected_redemptions_low", "expected_redemptions_high",
            "oracle_share_minus_lightgbm", "minus_lightgbm_low", "minus_lightgbm_high", "scoring_pairs_per_second")
@@ -90,13 +91,13 @@ def model_comparison(con: duckdb.DuckDBPyConnection, day: date, rows: pl.DataFra
             version, stored = selected_model(con, day, kind=kind)
         except DataError:  # no model of that kind trained on or before the day: no row
             continue
-        meta = con.execute("select selected, validation_auc, validation_log_loss, train_seconds from model_versions "
-                           "where model_version = ?", [version]).fetchall()[0]
+        meta = con.execute("select selected, validation_auc, validation_log_loss, validation_grouped_auc, "
+                           "train_seconds from model_versions where model_version = ?", [version]).fetchall()[0]
         expected = cell.get((kind, "expected_redemptions_at_10"))
         diff = cell.get((kind_paired_policy(kind), "oracle_share"))
         speed = scoring_speed(stored, sample) if sample is not None and sample.height else None
         get = lambda r, k: None if r is None else r[k]  # noqa: E731
-        out.append((kind, version, bool(meta[0]), meta[1], meta[2], meta[3],
+        out.append((kind, version, bool(meta[0]), meta[1], meta[2], meta[3], meta[4],
                     get(share, "value"), get(share, "ci_low"), get(share, "ci_high"),
                     get(expected, "value"), get(expected, "ci_low"), get(expected, "ci_high"),
                     0.0 if kind == "lightgbm" else get(diff, "value"), get(diff, "ci_low"), get(diff, "ci_high"),
@@ -118,13 +119,15 @@ def markdown(table: pl.DataFrame) -> str:
     """The comparison as Markdown, one row per kind."""
     if table.is_empty():
         return "(no model kind evaluated)"
-    lines = ["| kind | serves | validation AUC | validation log-loss | training s | oracle share [95% CI] "
-             "| expected redemptions@10 [95% CI] | oracle share − LightGBM [95% CI] | scoring pairs/s |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| kind | serves | validation AUC | validation log-loss | validation grouped AUC | training s "
+             "| oracle share [95% CI] | expected redemptions@10 [95% CI] | oracle share − LightGBM [95% CI] "
+             "| scoring pairs/s |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in table.iter_rows(named=True):
         lines.append(
             f"| {r['kind']} | {'yes' if r['serves'] else ''} | {_fmt(r['validation_auc'], '.4f')} "
-            f"| {_fmt(r['validation_log_loss'], '.4f')} | {_fmt(r['train_seconds'], '.1f')} "
+            f"| {_fmt(r['validation_log_loss'], '.4f')} | {_fmt(r['validation_grouped_auc'], '.4f')} "
+            f"| {_fmt(r['train_seconds'], '.1f')} "
             f"| {_ci(r['oracle_share'], r['oracle_share_low'], r['oracle_share_high'], '.3f')} "
             f"| {_ci(r['expected_redemptions_at_10'], r['expected_redemptions_low'], r['expected_redemptions_high'], '.4f')} "
             f"| {_ci(r['oracle_share_minus_lightgbm'], r['minus_lightgbm_low'], r['minus_lightgbm_high'], '+.3f')} "

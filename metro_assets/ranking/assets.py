@@ -91,10 +91,12 @@ def build_ranking_assets(settings: Settings):
             replace_partitions(con, {"model_versions": rows}, day, end)
             outcomes = evaluate_checks(con, MODEL_CHECKS, day, end)
         chosen = next(m for m in trained if m.selected)
-        metrics = ("| model | validation AUC | validation log-loss | training s | serves |\n|---|---|---|---|---|\n"
+        metrics = ("| model | validation AUC | validation log-loss | grouped AUC | training s | serves |\n"
+                   "|---|---|---|---|---|---|\n"
                    + "\n".join(
             f"| {m.stored.kind} | {m.metrics['auc'] if m.metrics['auc'] is None else round(m.metrics['auc'], 4)} "
             f"| {m.metrics['log_loss'] if m.metrics['log_loss'] is None else round(m.metrics['log_loss'], 4)} "
+            f"| {'' if m.metrics.get('grouped_auc') is None else round(m.metrics['grouped_auc'], 4)} "
             f"| {'' if m.seconds is None else round(m.seconds, 1)} "
             f"| {'yes' if m.selected else ''} |" for m in trained))
         (context.log.warning if "WARNING" in reason else context.log.info)(f"ranker for {day}: {reason}")

@@ -295,10 +295,37 @@ def validation_metrics(y: np.ndarray, p: np.ndarray) -> dict[str, float | None]:
     return {"auc": float(roc_auc_score(y, p)), "log_loss": float(log_loss(y, np.clip(p, 1e-9, 1 - 1e-9)))}
 
 
-def better(a: dict, b: dict, auc_tie: float = 0.005) -> bool:
-    """Is model ``a`` better than ``b``: higher AUC, or lower log-loss when AUCs tie."""
+def _global_better(a: dict, b: dict, auc_tie: float = 0.005) -> bool:
+    """The fallback: higher global AUC, or lower log-loss when the AUCs are within ``auc_tie``."""
     if a["auc"] is None or b["auc"] is None:
         return a["auc"] is not None
     if abs(a["auc"] - b["auc"]) > auc_tie:
         return a["auc"] > b["auc"]
     return a["log_loss"] < b["log_loss"]
+
+
+def ranks_within_customers(a: dict, b: dict) -> bool:
+    """Can the validation week compare ``a`` and ``b`` within customers (enough customers with both labels)?"""
+    from metro_assets.ranking.selection import MIN_RANKING_CUSTOMERS
+
+    return all(m.get("grouped_auc") is not None and m.get("ranking_customers", 0) >= MIN_RANKING_CUSTOMERS
+               and len(m.get("customer_auc", ())) == m["ranking_customers"] for m in (a, b))
+
+
+def better(a: dict, b: dict, auc_tie: float = 0.005, tie_z: float | None = None) -> bool:
+    """Is model ``a`` better than the incumbent ``b`` at what serving does: ranking each customer's offers.
+
+    When the validation week holds enough customers with a redeemed and a
+    non-redeemed shown offer (:func:`ranks_within_customers`), ``a`` is better
+    when its per-customer grouped AUC beats ``b``'s by more than ``tie_z``
+    standard errors of the paired difference (:data:`.selection.TIE_Z`);
+    within the tie the incumbent stays. Otherwise (metrics without
+    ``grouped_auc``, or too few such customers) the global rule decides:
+    higher AUC, or lower log-loss when the AUCs are within ``auc_tie``.
+    """
+    from metro_assets.ranking.selection import TIE_Z, paired_z
+
+    if ranks_within_customers(a, b):
+        return paired_z(np.asarray(a["customer_auc"]), np.asarray(b["customer_auc"])) > (
+            TIE_Z if tie_z is None else tie_z)
+    return _global_better(a, b, auc_tie)

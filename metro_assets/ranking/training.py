@@ -37,7 +37,7 @@ from metro_assets.embeddings.item2vec import train_item2vec
 from metro_assets.embeddings.vectors import pair_affinity
 from metro_assets.errors import DataError
 from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
-from metro_assets.ranking import models
+from metro_assets.ranking import models, selection
 from metro_assets.ranking.wide_deep import ID_FEATURES, WIDE_DEEP_KIND
 from metro_assets.settings import DeepSettings, EmbeddingSettings
 from metro_assets.warehouse import read_sql
@@ -277,20 +277,53 @@ def _train_wide_deep(ts: TrainingSet, y: np.ndarray, yv: np.ndarray, deep: DeepS
     stored = models.StoredModel(WIDE_DEEP_KIND, fitted.blob, features, ts.sampling_rate, fitted.importances)
     p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
     note = f"{WIDE_DEEP_KIND}: best of {fit.epochs} epochs at {fit.best_epoch} ({fit.stopped})"
-    return TrainedModel(stored, models.validation_metrics(yv, p), seconds=seconds), note
+    return TrainedModel(stored, validation_figures(ts.validation, p), seconds=seconds), note
+
+
+def validation_figures(validation: pl.DataFrame, p: np.ndarray) -> dict:
+    """What the selection rule reads of a kind's scores ``p`` of the validation rows: the global AUC and
+    log-loss (:func:`models.validation_metrics`) and the within-customer figures
+    (:func:`selection.ranking_metrics`: grouped AUC, NDCG@10, customers counted, per-customer AUCs)."""
+    y = validation["label"].to_numpy().astype(int)
+    return {**models.validation_metrics(y, p), **selection.ranking_metrics(validation, p)}
 
 
 def best_model(trained: list[TrainedModel]) -> TrainedModel:
-    """The one selection rule over any number of kinds: a later kind serves only if it beats every earlier one.
+    """The one selection rule over any number of kinds: the simplest kind serves unless another ranks better.
 
-    :func:`models.better` (higher validation AUC, or lower log-loss when the
-    AUCs are within 0.005) is applied down the list; the first kind wins ties.
+    The kinds are taken in the order of :data:`selection.PREFERENCE` (logistic
+    regression, LightGBM, Wide & Deep: the simplest first) and
+    :func:`models.better` is applied down that list: a later kind takes over
+    only when it ranks the validation week's customers' shown offers better
+    (per-customer grouped AUC, paired, by more than the tie) than the
+    incumbent; where the week cannot compare them within customers, by the
+    global AUC/log-loss. The incumbent wins ties.
     """
-    best = trained[0]
-    for m in trained[1:]:
-        if models.better(m.metrics, best.metrics):
-            best = m
+    order = selection.preference_order([m.stored.kind for m in trained])
+    best = trained[order[0]]
+    for i in order[1:]:
+        if models.better(trained[i].metrics, best.metrics):
+            best = trained[i]
     return best
+
+
+def selection_reason(best: TrainedModel, trained: list[TrainedModel]) -> str:
+    """One line: which kind serves and by which figure (grouped AUC of every kind, or the global fallback)."""
+    others = [m for m in trained if m is not best]
+    if all(models.ranks_within_customers(best.metrics, m.metrics) for m in others):
+        figures = ", ".join(f"{m.stored.kind} {m.metrics['grouped_auc']:.4f}" for m in trained)
+        # the kinds the serving one does not beat by more than the tie (it may still serve: it came first,
+        # or it beat the kind that was serving when its turn came)
+        tied = [m.stored.kind for m in others if not models.better(best.metrics, m.metrics)]
+        why = ("ranks the validation week's customers best" if not tied else
+               "serves by the champion rule (simplest kind first; a later kind takes over only when it ranks "
+               f"better than the serving one by more than {selection.TIE_Z:g} paired standard errors); "
+               "not separated from " + ", ".join(tied))
+        return (f"{best.stored.kind}: {why} (grouped AUC {figures}; "
+                f"{best.metrics['ranking_customers']} customers with a redemption and a non-redeemed offer)")
+    counted = min(m.metrics.get("ranking_customers", 0) for m in trained)
+    return (f"{best.stored.kind}: better validation AUC/log-loss (fallback: {counted} customers with a redemption "
+            f"and a non-redeemed offer, fewer than {selection.MIN_RANKING_CUSTOMERS} to compare within customers)")
 
 
 def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[list[TrainedModel], str]:
@@ -314,7 +347,7 @@ def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[li
         stored = train(X, y, list(features), ts.sampling_rate)
         seconds = time.perf_counter() - started
         p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
-        trained.append(TrainedModel(stored, models.validation_metrics(yv, p), seconds=seconds))
+        trained.append(TrainedModel(stored, validation_figures(ts.validation, p), seconds=seconds))
     deep_note = ""
     if deep is not None:
         wide_deep, deep_note = _train_wide_deep(ts, y, yv, deep)
@@ -328,7 +361,7 @@ def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[li
                   + "; logistic regression serves by default, unvalidated")
     else:
         best = best_model(trained)
-        best.selected, reason = True, f"{best.stored.kind}: better validation AUC/log-loss"
+        best.selected, reason = True, selection_reason(best, trained)
     if deep_note:
         reason += f"; {deep_note}"
     if ts.label != "redemption":
@@ -359,6 +392,9 @@ def model_rows(train_day: date, ts: TrainingSet, trained: list[TrainedModel], re
                 "validation_positives": int(ts.validation["label"].sum()),
                 "validation_auc": m.metrics["auc"],
                 "validation_log_loss": m.metrics["log_loss"],
+                "validation_grouped_auc": m.metrics.get("grouped_auc"),
+                "validation_ndcg_at_10": m.metrics.get("ndcg_at_10"),
+                "validation_ranking_customers": m.metrics.get("ranking_customers"),
                 "importances": json.dumps(m.stored.importances),
                 "selection_reason": reason,
                 "train_seconds": m.seconds,

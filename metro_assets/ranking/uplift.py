@@ -234,6 +234,9 @@ def train_uplift_learners(us: UpliftSet, kinds: tuple[str, ...] = UPLIFT_KINDS) 
     train, val = us.train, us.validation
     X, t, y = as_matrix(train), train["treated"].to_numpy(), train["purchased"].to_numpy().astype(float)
     Xv, tv, yv = as_matrix(val), val["treated"].to_numpy(), val["purchased"].to_numpy().astype(float)
+    if not t.any() or t.all():  # a T- or X-learner fits one model per arm: an empty arm has nothing to fit
+        raise DataError(f"the uplift training weeks hold {len(t)} units, {int(t.sum())} of them treated: "
+                        "uplift learners need treated and control units (a young log, or no holdout yet)")
     out = []
     for kind in kinds:
         model = train_learner(kind, X, t, y, list(RANKER_FEATURES), us.attention)

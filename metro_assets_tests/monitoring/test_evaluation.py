@@ -146,9 +146,11 @@ def test_the_model_comparison_has_one_row_per_kind_on_the_same_pool(result, con)
         assert r["oracle_share"] == pytest.approx(value(result.rows, r["kind"], "oracle_share"))
         assert r["oracle_share_low"] <= r["oracle_share"] <= r["oracle_share_high"]
         assert 0.5 < r["validation_auc"] <= 1 and r["train_seconds"] > 0 and r["scoring_pairs_per_second"] > 0
+        assert 0 <= r["validation_grouped_auc"] <= 1  # the figure the selection rule reads (ranking/selection.py)
     assert table.filter(kind="lightgbm")["oracle_share_minus_lightgbm"][0] == 0.0
     text = comparison.markdown(table)
     assert text.startswith("| kind | serves | validation AUC") and text.count("\n") == 1 + len(MODEL_KINDS)
+    assert "| validation grouped AUC |" in text
 
 
 def test_every_policy_and_the_served_list_follow_the_top_k_rules(con):

@@ -80,3 +80,19 @@ def test_the_margin_objective_never_shows_a_negative_predicted_uplift():
     assert out.dropped_negative == 2
     plain = allocate_pairs(pairs, "redemptions", None, 10, 3)
     assert plain.chosen.height == 4 and (plain.chosen["value"] == plain.chosen["p_redeem"]).all()
+
+
+@pytest.mark.parametrize("treated", [True, False])
+def test_a_log_with_one_arm_only_is_a_data_error_not_a_lightgbm_crash(treated):
+    from datetime import date
+
+    from metro_assets.errors import DataError
+    from metro_assets.ranking.training import RANKER_FEATURES, TrainingWindow
+
+    days = [date(2025, 9, 1) + timedelta(days=i) for i in range(14)]
+    units = pl.DataFrame({"customer_id": list(range(14)), "offer_id": [1] * 14, "day": days,
+                          "treated": [treated] * 14, "position": [1] * 14, "purchased": [0, 1] * 7,
+                          **{name: [0.5] * 14 for name in RANKER_FEATURES}})
+    us = uplift.UpliftSet(units, TrainingWindow.ending(date(2025, 9, 15), weeks=1), attention=0.5)
+    with pytest.raises(DataError, match="treated and control"):
+        uplift.train_uplift_learners(us)
