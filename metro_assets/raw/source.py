@@ -37,7 +37,6 @@ class RawBatch:
     tables: dict[str, pl.DataFrame]
     metadata: dict[str, dict] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
-
     stream: Iterator[dict[str, pl.DataFrame]] | None = None  # the tables in pieces instead (:func:`raw_stream`)
 
     @property
