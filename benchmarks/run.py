@@ -49,16 +49,24 @@ def stage_simulation() -> list[dict]:
 
     tags = {"dagster/asset_partition_range_start": settings.start_date.isoformat(),
             "dagster/asset_partition_range_end": date.fromordinal(last).isoformat()}
-    started = time.perf_counter()
+    started, cpu = time.perf_counter(), _cpu()
     result = materialize([build_raw_assets(settings)], tags=tags, instance=DagsterInstance.ephemeral(),
                          resources={"warehouse": DuckDBResource(database=str(settings.warehouse))},
                          run_config=QUIET)
-    seconds = time.perf_counter() - started
+    seconds, cpu_s = time.perf_counter() - started, _cpu() - cpu
     assert result.success
     with connect(settings.warehouse, read_only=True) as con:
         rows = sum(con.execute(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES)
     return [{"stage": "simulation (whole history, raw assets + checks; ephemeral instance)", "seconds": seconds,
-             "rows": rows}]
+             "rows": rows, "work_cpu_s": round(cpu_s, 2)}]
+
+
+def _cpu() -> float:
+    """CPU seconds (user + system) of this process so far, all its threads (DuckDB's, BLAS's)."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _history_tags() -> dict:
@@ -124,18 +132,24 @@ def stage_features() -> list[dict]:
         return bench_features(con, _run_date() - timedelta(days=14))
 
 
-def _job_stage(job: str, day) -> list[dict]:
-    """Run a job for a day through Dagster and report each step and the whole run."""
-    from dagster import DagsterInstance
+def _job_stage(job: str, day, assets: list[str] | None = None) -> list[dict]:
+    """Run a job for a day through Dagster and report each step and the whole run.
+
+    ``assets``: only these assets (and their checks), through the implicit asset job (``job`` names the row).
+    """
+    from dagster import AssetKey, DagsterInstance
 
     from metro_assets.definitions import build_defs
     from metro_assets.settings import load_settings
 
     instance = DagsterInstance.ephemeral()
-    started = time.perf_counter()
-    result = build_defs(load_settings()).get_job_def(job).execute_in_process(
-        partition_key=day.isoformat(), instance=instance, run_config=QUIET)
-    seconds = time.perf_counter() - started
+    defs = build_defs(load_settings())
+    definition = defs.resolve_implicit_global_asset_job_def() if assets else defs.get_job_def(job)
+    started, cpu = time.perf_counter(), _cpu()
+    result = definition.execute_in_process(
+        partition_key=day.isoformat(), instance=instance, run_config=QUIET,
+        asset_selection=[AssetKey(a) for a in assets] if assets else None)
+    seconds, cpu_s = time.perf_counter() - started, _cpu() - cpu
     assert result.success
     rows = []
     for stats in instance.get_run_step_stats(result.run_id):
@@ -147,7 +161,8 @@ def _job_stage(job: str, day) -> list[dict]:
         rows.append({"stage": f"{job} {day}: {stats.step_key}", "seconds": stats.end_time - stats.start_time,
                      "rows": meta.get("pairs_scored") or meta.get("rows_written") or meta.get("dagster/row_count") or meta.get("rows")
                      or meta.get("pairs") or meta.get("train_rows")})
-    rows.append({"stage": f"{job} {day}: whole run", "seconds": seconds, "rows": None})
+    rows.append({"stage": f"{job} {day}: whole run", "seconds": seconds, "rows": None,
+                 "work_cpu_s": round(cpu_s, 2)})
     return rows
 
 
@@ -172,16 +187,21 @@ def stage_daily_pipeline_newest() -> list[dict]:
     return _job_stage("daily_pipeline", _run_date())
 
 
-def _run_stage(name: str, env: dict) -> list[dict]:
-    """Run one stage in a child process and attach its peak memory."""
+def _run_stage(name: str, env: dict, script: str | Path = __file__) -> list[dict]:
+    """Run one stage (``stage_<name>`` of ``script``) in a child process; attach its peak memory and CPU time.
+
+    ``cpu_s`` is user + system time of the child and the processes it waited for
+    (``wait4``'s usage): on a shared machine it moves less than the wall time.
+    """
     with tempfile.NamedTemporaryFile(suffix=".json") as out:
-        proc = subprocess.Popen([sys.executable, __file__, "--child", name, "--child-out", out.name], env=env)
+        proc = subprocess.Popen([sys.executable, str(script), "--child", name, "--child-out", out.name], env=env)
         _, status, usage = os.wait4(proc.pid, 0)
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"benchmark stage {name} failed")
         rows = json.loads(Path(out.name).read_text())
     for row in rows:
         row["peak_mb"] = round(usage.ru_maxrss / 1024)  # the stage process's peak RSS
+        row["cpu_s"] = round(usage.ru_utime + usage.ru_stime, 2)  # the whole stage process's, on every row
         row["rows_per_s"] = round(row["rows"] / row["seconds"]) if row.get("rows") and row["seconds"] else None
         row["seconds"] = round(row["seconds"], 2)
     return rows
@@ -189,7 +209,7 @@ def _run_stage(name: str, env: dict) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--scale", default="default", choices=["tiny", "demo", "default"])
+    parser.add_argument("--scale", default="default", choices=["tiny", "demo", "default", "large"])
     parser.add_argument("--out", type=Path, help="write the results as JSON here")
     parser.add_argument("--stages", default=",".join(STAGES), help=f"comma-separated, from {STAGES}")
     parser.add_argument("--warehouse", help="benchmark warehouse (default: a temporary file)")

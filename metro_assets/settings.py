@@ -46,6 +46,10 @@ SCALES = {
     "tiny": Scale("tiny", customers=1_500, products=600, stores=4, history_days=42, active_offers=40),
     "demo": Scale("demo", customers=10_000, products=4_000, stores=20, history_days=90, active_offers=200),
     "default": Scale("default", customers=50_000, products=10_000, stores=50, history_days=180, active_offers=200),
+    # 5x the customers of default; a bigger chain opens more stores (denser ones too) and carries a somewhat
+    # larger assortment and more live offers, but a store's shelf space and a customer's basket do not grow
+    # 5x (docs/SCALING.md explains the choice)
+    "large": Scale("large", customers=250_000, products=15_000, stores=200, history_days=180, active_offers=300),
 }
 
 
@@ -425,6 +429,25 @@ def _pool_name(name: str) -> str:
 
 
 @dataclass(frozen=True)
+class DuckDBSettings:
+    """How much memory a warehouse connection's DuckDB may take before it spills to disk (docs/SCALING.md)."""
+
+    memory_limit: str = "4GB"  # METRO_DUCKDB_MEMORY_LIMIT: DuckDB's memory_limit (its own default: 80% of RAM)
+    temp_directory: str = ""   # METRO_DUCKDB_TEMP_DIRECTORY: where it spills ("": DuckDB's <warehouse>.tmp)
+
+
+_MEMORY = re.compile(r"^\d+(\.\d+)?\s*(B|KB|MB|GB|TB|KiB|MiB|GiB|TiB)$", re.IGNORECASE)
+
+
+def load_duckdb_settings() -> DuckDBSettings:
+    """The ``METRO_DUCKDB_MEMORY_LIMIT`` and ``METRO_DUCKDB_TEMP_DIRECTORY`` settings."""
+    limit = _env("METRO_DUCKDB_MEMORY_LIMIT", DuckDBSettings.memory_limit)
+    if not _MEMORY.match(limit):
+        raise SettingError(f"METRO_DUCKDB_MEMORY_LIMIT={limit!r} is not an amount of memory like 8GB or 512MiB")
+    return DuckDBSettings(limit, _env("METRO_DUCKDB_TEMP_DIRECTORY", ""))
+
+
+@dataclass(frozen=True)
 class StorageSettings:
     """Where the tables live and how many day partitions may run at once (docs/STORAGE.md)."""
 
@@ -482,6 +505,7 @@ class Settings:
     allocation: AllocationSettings = field(default_factory=AllocationSettings)
     evaluation: EvaluationSettings = field(default_factory=EvaluationSettings)
     bandit: BanditSettings = field(default_factory=BanditSettings)
+    duckdb: DuckDBSettings = field(default_factory=DuckDBSettings)
     storage: StorageSettings = field(default_factory=StorageSettings)
 
     @property
@@ -580,6 +604,7 @@ def load_settings() -> Settings:
         allocation=load_allocation_settings(),
         evaluation=load_evaluation_settings(),
         bandit=load_bandit_settings(),
+        duckdb=load_duckdb_settings(),
         storage=load_storage_settings(),
     )
 

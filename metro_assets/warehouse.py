@@ -29,13 +29,13 @@ import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterator, Mapping
+from typing import Iterable, Iterator, Mapping
 
 import duckdb
 import polars as pl
 
 from metro_assets.errors import SettingError, WarehouseLockedError
-from metro_assets.settings import check_writable
+from metro_assets.settings import check_writable, load_duckdb_settings
 
 _PACKAGE = Path(__file__).parent
 
@@ -104,8 +104,8 @@ def _open(database: str | Path, read_only: bool, config: dict | None = None) -> 
     """
     try:
         if Path(database).stem.lower() not in _schemas():
-            return duckdb.connect(str(database), read_only=read_only, config=config or {})
-        con = duckdb.connect(":memory:", config=config or {})
+            return _bounded(duckdb.connect(str(database), read_only=read_only, config=config or {}))
+        con = _bounded(duckdb.connect(":memory:", config=config or {}))
         literal = "'" + str(database).replace("'", "''") + "'"
         try:
             con.execute(f"ATTACH {literal} AS {CATALOG}{' (READ_ONLY)' if read_only else ''}")
@@ -121,6 +121,21 @@ def _open(database: str | Path, read_only: bool, config: dict | None = None) -> 
             raise SettingError(f"METRO_WAREHOUSE={database} is not a DuckDB warehouse file ({reason}): "
                                "point METRO_WAREHOUSE at a warehouse or at a new file") from None
         raise
+
+
+def _bounded(con: duckdb.DuckDBPyConnection) -> duckdb.DuckDBPyConnection:
+    """``con`` with METRO_DUCKDB_MEMORY_LIMIT (and METRO_DUCKDB_TEMP_DIRECTORY) applied.
+
+    A ``SET``, not a connect option: options must match between connections of
+    one process to one file, a ``SET`` is shared by them. Past the limit DuckDB
+    spills joins, sorts and aggregates to its temp directory instead of growing
+    (what keeps the large scale under 16 GiB, docs/SCALING.md).
+    """
+    limits = load_duckdb_settings()
+    con.execute(f"SET memory_limit = '{limits.memory_limit}'")
+    if limits.temp_directory:
+        con.execute("SET temp_directory = '" + limits.temp_directory.replace("'", "''") + "'")
+    return con
 
 
 def open_warehouse(database: str, lock_timeout: float, config: dict | None = None) -> duckdb.DuckDBPyConnection:
@@ -212,6 +227,53 @@ def replace_partitions(
                 con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
                 con.unregister("incoming_rows")
             written[table] = frame.height
+        con.execute("COMMIT")
+    except BaseException:
+        con.execute("ROLLBACK")
+        raise
+    return written
+
+
+def replace_partitions_in_pieces(
+    con: duckdb.DuckDBPyConnection,
+    pieces: Iterable[Mapping[str, pl.DataFrame]],
+    tables: Iterable[str],
+    start: date,
+    end: date,
+    column: str = "day",
+) -> dict[str, int]:
+    """Like :func:`replace_partitions`, for rows that come in pieces (e.g. a week of a simulation at a time).
+
+    One transaction: the window of every table in ``tables`` is deleted, then
+    each piece's frames are inserted as they come, so only one piece is held
+    in memory and a failure part-way leaves the previous data intact. (On a
+    Delta-backed connection the pieces of a table are gathered and written
+    as one atomic overwrite per table, as :func:`replace_partitions` does.)
+
+    Returns
+    -------
+    dict
+        Rows written per table.
+    """
+    if _delta_store(con) is not None:  # one atomic overwrite per table: the pieces of a table go together
+        collected: dict[str, list[pl.DataFrame]] = {table: [] for table in tables}
+        for piece in pieces:
+            for table, frame in piece.items():
+                collected.setdefault(table, []).append(frame)
+        frames = {t: pl.concat(f, how="diagonal_relaxed") if f else pl.DataFrame() for t, f in collected.items()}
+        return replace_partitions(con, frames, start, end, column)
+    written = {table: 0 for table in tables}
+    con.execute("BEGIN TRANSACTION")
+    try:
+        for table in written:
+            con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
+        for piece in pieces:
+            for table, frame in piece.items():
+                if frame.height:
+                    con.register("incoming_rows", frame.to_arrow())
+                    con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
+                    con.unregister("incoming_rows")
+                written[table] += frame.height
         con.execute("COMMIT")
     except BaseException:
         con.execute("ROLLBACK")

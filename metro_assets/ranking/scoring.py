@@ -104,7 +104,9 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
             frame = frame.sort("customer_id", "offer_id")
             more = {name: pl.Series(m.predict(as_matrix(frame, m.features))) for name, m in (extra or {}).items()}
             X = as_matrix(frame, model.features if model.features else MODEL_FEATURES)
-            keys = frame.select("customer_id", "offer_id", "strategy")
+            # strategy rebuilt (through a categorical): the read's strings are views into its Arrow
+            # buffers, and keeping them kept every batch's whole feature matrix alive (~0.3 GB per 1M pairs)
+            keys = frame.select("customer_id", "offer_id", pl.col("strategy").cast(pl.Categorical).cast(pl.Utf8))
             del frame  # not held while the model runs: prediction's temporaries are the step's memory peak
             out.append(keys.with_columns(score=pl.Series(loaded.predict(X)), **more))
             del X
@@ -173,30 +175,31 @@ def top_k(scored: pl.DataFrame, k: int = 10, max_per_category: int | None = MAX_
         if items is None:
             raise ValueError(f"top_k needs the {missing} of each offer: pass items=offer_items(con)")
         x = x.join(items.select("offer_id", *missing), on="offer_id", how="left")
-    # small non-negative integer codes, so that sorting and grouping work on single integers
-    x = x.with_columns(_customer=_code(x, "customer_id"),
-                       _score=pl.col(score).rank("dense", descending=True).cast(pl.Int64),
-                       _offer=_code(x, "offer_id"),
-                       _product=_code(x, "product_id"),
-                       _category=pl.col("category").cast(pl.Utf8).cast(pl.Categorical).to_physical().cast(pl.Int64))
+    # small non-negative integer codes, so that sorting and grouping work on single integers; the pass
+    # below sorts and filters only these codes and a row number (a day's pool at 250k customers is ~30M
+    # pairs: carrying every column through the sort tripled the step's memory), then picks the rows
+    codes = x.select(_customer=_code(x, "customer_id"),
+                     _score=pl.col(score).rank("dense", descending=True).cast(pl.Int64),
+                     _offer=_code(x, "offer_id"),
+                     _product=_code(x, "product_id"),
+                     _category=pl.col("category").cast(pl.Utf8).cast(pl.Categorical).to_physical().cast(pl.Int64)
+                     ).with_row_index("_row")
     # an offer without a known product or category stands for itself, so it is never wrongly dropped
-    top = {c: int(x[c].max() or 0) for c in ("_score", "_offer", "_product", "_category")}
-    x = x.with_columns(
+    top = {c: int(codes[c].max() or 0) for c in ("_score", "_offer", "_product", "_category")}
+    codes = codes.with_columns(
         _score=pl.col("_score").fill_null(top["_score"] + 1),  # no score: last
         _product=pl.col("_product").fill_null(top["_product"] + pl.col("_offer")),
         _category=pl.col("_category").fill_null(top["_category"] + pl.col("_offer")),
     )
-    x = x.sort(_order_key(x)).drop("_score", "_offer")
+    codes = codes.sort(_order_key(codes)).drop("_score", "_offer")
     # the greedy pass, vectorised: an offer is skipped only for an earlier offer of its product (whose
     # category is then full too if it was skipped) or for max_per_category earlier kept offers of its category
-    x = x.filter(_pair_key(x, "_product").is_first_distinct())
+    codes = codes.filter(_pair_key(codes, "_product").is_first_distinct())
     if max_per_category is not None:
-        x = x.filter(pl.int_range(pl.len()).over(_pair_key(x, "_category")) < max_per_category)
-    return (
-        x.with_columns(rank=pl.int_range(1, pl.len() + 1).over("_customer").cast(pl.Int32))
-        .filter(pl.col("rank") <= k)
-        .select(*columns, "rank")
-    )
+        codes = codes.filter(pl.int_range(pl.len()).over(_pair_key(codes, "_category")) < max_per_category)
+    codes = (codes.with_columns(rank=pl.int_range(1, pl.len() + 1).over("_customer").cast(pl.Int32))
+             .filter(pl.col("rank") <= k))
+    return x.select(columns)[codes["_row"]].with_columns(rank=codes["rank"])
 
 
 def _code(x: pl.DataFrame, column: str) -> pl.Expr:

@@ -9,15 +9,15 @@ from dagster import (
 )
 from dagster_duckdb import DuckDBResource
 
-from metro_assets.assets import check_results, check_specs, materializations, rows_per_day, user_errors
+from metro_assets.assets import check_results, check_specs, materializations, user_errors
 from metro_assets.checking import CheckOutcome, evaluate_checks_by_day
 from metro_assets.errors import DataError
-from metro_assets.raw.source import raw_batch
-from metro_assets.partitions import daily_partitions, partition_window
+from metro_assets.raw.source import add_rows_per_day, raw_stream
+from metro_assets.partitions import daily_partitions, days as days_of, partition_window
 from metro_assets.settings import Settings, check_writable
 from metro_assets.simulation.checks import RAW_CHECKS, SEGMENT_SHARES_CHECK
-from metro_assets.simulation.world import RAW_TABLES
-from metro_assets.warehouse import ensure_schema, replace_partitions
+from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES
+from metro_assets.warehouse import ensure_schema, replace_partitions_in_pieces
 
 RAW_DESCRIPTIONS = {
     "customers": "Customers, each in the partition of the day they joined (earlier members: the first day).",
@@ -61,7 +61,7 @@ def build_raw_assets(settings: Settings):
         try:
             known = context.assets_def.partitions_def  # the days the code location was loaded with
             days = (known.start.date(), known.end.date() if known.end else current.partitions_end)
-            batch = raw_batch(current, start, end, days)
+            batch = raw_stream(current, start, end, days)
         except DataError as exc:  # the summary becomes the failure; the full report goes to the log
             context.log.error(f"import report:\n{exc.report}" if hasattr(exc, "report") else str(exc))
             raise
@@ -70,7 +70,15 @@ def build_raw_assets(settings: Settings):
         active = [c for c in checks if not (batch.imported and c is SEGMENT_SHARES_CHECK)]
         with warehouse.get_connection() as con:
             ensure_schema(con)
-            written = replace_partitions(con, batch.tables, start, end)
+            counts: dict = {}
+
+            def counted():  # rows per table and day, counted as the pieces pass (a simulation: a week each)
+                for piece in batch.pieces():
+                    add_rows_per_day(counts, piece)
+                    yield piece
+
+            tables = (*RAW_TABLES, *TRUTH_TABLES) if not batch.tables else tuple(batch.tables)
+            written = replace_partitions_in_pieces(con, counted(), tables, start, end)
             outcomes, failing_days = evaluate_checks_by_day(con, active, start, end)
             totals = {t: con.sql(f"select count(*) from {t}").fetchall()[0][0] for t in RAW_TABLES}
         if batch.imported:
@@ -80,7 +88,7 @@ def build_raw_assets(settings: Settings):
         context.log.info(f"{verb} {start}..{end}: " + ", ".join(f"{t} {written[t]:,}" for t in RAW_TABLES))
         for table in RAW_TABLES:
             yield from materializations(
-                context, settings, rows_per_day(batch.tables[table], start, end),
+                context, settings, {d: counts.get(table, {}).get(d, 0) for d in days_of(start, end)},
                 {"rows_in_table": totals[table], "window": f"{start}..{end}", "source": batch.source,
                  **batch.metadata.get(table, {})},
                 asset_key=table,

@@ -19,13 +19,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import date
+from typing import Iterator, Mapping
 
 import polars as pl
 
 from metro_assets.importing.loading import ImportResult, load_import
 from metro_assets.settings import Settings
 from metro_assets.simulation.scenarios import scenario_shock
-from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, window
+from metro_assets.simulation.world import RAW_TABLES, TRUTH_TABLES, simulate, simulate_chunks, window
 
 
 @dataclass
@@ -36,10 +37,45 @@ class RawBatch:
     tables: dict[str, pl.DataFrame]
     metadata: dict[str, dict] = field(default_factory=dict)
     log: list[str] = field(default_factory=list)
+    stream: Iterator[dict[str, pl.DataFrame]] | None = None  # the tables in pieces instead (:func:`raw_stream`)
 
     @property
     def imported(self) -> bool:
         return self.source != "simulation"
+
+    def pieces(self) -> Iterator[dict[str, pl.DataFrame]]:
+        """The tables, a piece at a time (one piece holding them all when they are not streamed)."""
+        if self.stream is None:
+            yield self.tables
+        else:
+            yield from self.stream
+
+
+def raw_stream(settings: Settings, start: date, end: date,
+               partitions: tuple[date, date] | None = None) -> RawBatch:
+    """Like :func:`raw_batch`, but a simulation comes as a stream of pieces (a week of events at a time).
+
+    What the raw assets write: a history of 250,000 customers never sits in
+    memory whole (docs/SCALING.md). An import is read whole, as :func:`raw_batch` does.
+    """
+    if settings.import_dir is not None:
+        return raw_batch(settings, start, end, partitions)
+    shock = scenario_shock(settings)
+    pieces = simulate_chunks(settings.scale, settings.seed, settings.start_date, end, shock=shock,
+                             exploration=settings.policy.exploration, holdout_share=settings.policy.holdout_share)
+    keep = (*RAW_TABLES, *TRUTH_TABLES)
+    stream = ({t: f for t, f in window(piece, start, end).items() if t in keep} for piece in pieces)
+    return RawBatch("simulation", {}, stream=stream)
+
+
+def add_rows_per_day(counts: dict[str, dict[date, int]], piece: Mapping[str, pl.DataFrame],
+                     column: str = "day") -> None:
+    """Add a piece's rows per table and day to ``counts``."""
+    for table, frame in piece.items():
+        per_day = counts.setdefault(table, {})
+        if frame.height:
+            for day, n in frame.group_by(column).len().iter_rows():
+                per_day[day] = per_day.get(day, 0) + int(n)
 
 
 def raw_batch(settings: Settings, start: date, end: date, partitions: tuple[date, date] | None = None) -> RawBatch:

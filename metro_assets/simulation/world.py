@@ -30,6 +30,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import date
+from typing import Iterator
 
 import numpy as np
 import polars as pl
@@ -937,25 +938,186 @@ def day_step(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes:
     return orders_day, lines_day, reds_day, f
 
 
-def _history(scale: Scale, seed: int, pop: _Population, cat: _Catalogue, tastes: _Tastes,
-             offers: dict[str, np.ndarray], imp: dict[str, np.ndarray], cal: _Calendar, start: date,
-             n_days: int) -> tuple[list, list, list, dict]:
-    """The day-by-day world under the legacy policy's impressions: trips, lines, redemptions, impression truth."""
+#: Days of events a simulation writes at a time (:func:`simulate_chunks`): bounds the rows held in memory.
+CHUNK_DAYS = 7
+
+
+def _world(scale: Scale, seed: int, start: date, n_days: int, shock: Shock | None, exploration: float,
+           holdout_share: float):
+    """Everything the days are simulated from: population, catalogue, tastes, offers, holdout, impressions."""
+    pop = _Population(scale, seed)
+    cat = _Catalogue(scale, seed)
+    tastes = _Tastes(scale, seed, pop, cat)
+    offers = _offers(scale, seed, cat, n_days)
+    n_blocks = -(-n_days // HOLDOUT_BLOCK_DAYS)
+    holdout = _holdout(scale, seed, pop, n_blocks, holdout_share)
+    imp = _impressions(scale, seed, pop, cat, tastes, offers, n_days, holdout, exploration)
+    cal = _Calendar(start, n_days, shock)
+    return pop, cat, tastes, offers, holdout, imp, cal
+
+
+def simulate_chunks(scale: Scale, seed: int, start: date, end: date, shock: Shock | None = None,
+                    exploration: float = 0.10, holdout_share: float = 0.10,
+                    chunk_days: int = CHUNK_DAYS) -> Iterator[dict[str, pl.DataFrame]]:
+    """:func:`simulate`'s tables in pieces, so the events of a long history are never all in memory.
+
+    The first piece holds the dimension and hidden-trait tables (customers,
+    products, offers, experiment_assignments, ``sim.*`` traits); each next one
+    the events (orders, order_items, impressions, redemptions,
+    ``sim.impression_truth``) of ``chunk_days`` consecutive days. The pieces
+    hold exactly :func:`simulate`'s rows: ids count on across pieces (orders
+    are numbered by time, so a day's orders follow the previous day's), and
+    the days are simulated in one pass whatever ``chunk_days`` is.
+
+    Why days, not customer blocks: customers share the offers' redemption
+    caps (a redemption uses up a cap others then miss) and every draw of a day
+    is one stream over all customers, so a customer block would change rows.
+    """
+    n_days = max((end - start).days, 0)
+    pop, cat, tastes, offers, holdout, imp, cal = _world(scale, seed, start, n_days, shock, exploration,
+                                                         holdout_share)
+    yield {
+        **pop.tables(start),
+        **cat.tables(start),
+        "sim.customer_products": tastes.table(pop, cat, start),
+        "offers": _offer_frame(scale, offers, cat, start),
+        "experiment_assignments": _assignments(pop, holdout, n_days, start),
+    }
+    imp_frame = _impression_frame(imp, pop, offers, start)
     state = WorldState.initial(scale.customers, len(offers["offer_id"]), tastes)
-    truth = {key: np.zeros(len(imp["t"])) for key in ("p_redeem", "p_base", "uplift", "spend_effect")}
     day_first = np.searchsorted(imp["t"], np.arange(n_days + 1))
-    orders, lines, reds = [], [], []
+    ids = {"order": 0, "item": 0, "redemption": 0}  # rows numbered so far
+    parts: list[tuple[dict, dict, dict, dict]] = []
+    first = 0
     for t in range(n_days):  # a loop over days (stock carries from one day to the next), not rows
         s = slice(day_first[t], day_first[t + 1])
-        o, li, r, f = day_step(scale, seed, pop, cat, tastes, offers, cal, start, state, t,
-                               {key: v[s] for key, v in imp.items()})
-        for key in truth:
-            if f:
-                truth[key][s] = f[key]
-        orders.append(o)
-        lines.append(li)
-        reds.append(r)
-    return orders, lines, reds, truth
+        parts.append(day_step(scale, seed, pop, cat, tastes, offers, cal, start, state, t,
+                              {key: v[s] for key, v in imp.items()}))
+        if t + 1 - first == chunk_days or t + 1 == n_days:
+            rows = slice(day_first[first], day_first[t + 1])
+            yield _event_frames(parts, first, t + 1 - first, ids, pop, cat, offers, imp, rows, imp_frame, start,
+                                scale.products)
+            parts, first = [], t + 1
+    if n_days == 0:
+        yield _event_frames([], 0, 0, ids, pop, cat, offers, imp, slice(0, 0), imp_frame, start, scale.products)
+
+
+def _event_frames(parts: list, first: int, n_days: int, ids: dict, pop: _Population, cat: _Catalogue,
+                  offers: dict[str, np.ndarray], imp: dict[str, np.ndarray], rows: slice, imp_frame: pl.DataFrame,
+                  start: date, n_products: int) -> dict[str, pl.DataFrame]:
+    """The event tables of the days [first, first + n_days) from their ``day_step`` outputs; ``ids`` moves on."""
+
+    def cat_days(index, keys):
+        if not parts:
+            return {key: np.zeros(0, dtype=np.int64) for key in keys}
+        return {key: np.concatenate([p[index][key] for p in parts]) for key in keys}
+
+    o = cat_days(0, ("t", "customer", "seconds", "store"))
+    li = cat_days(1, ("t", "local", "customer", "product", "qty", "price", "promo", "discount"))
+    r = cat_days(2, ("t", "local", "customer", "offer"))
+    origin = np.datetime64(start, "s")
+    # orders are numbered by time, then customer; lines and redemptions find theirs by (day, customer)
+    day_first = np.searchsorted(o["t"], np.arange(first, first + n_days + 1))
+    at = o["t"] * 86400 + o["seconds"]
+    by_time = np.lexsort((o["customer"], at))
+    order_id = np.empty(len(at), dtype=np.int64)
+    order_id[by_time] = np.arange(ids["order"] + 1, ids["order"] + len(at) + 1)
+    line_order = day_first[li["t"] - first] + li["local"]
+    line_sort = np.argsort(order_id[line_order] * n_products + li["product"], kind="stable")
+    gross = li["qty"] * li["price"] - li["discount"]
+    stamp = lambda sec: (origin + sec.astype("timedelta64[s]")).astype("datetime64[us]")  # noqa: E731
+    orders = pl.DataFrame({
+        "order_id": order_id[by_time],
+        "customer_id": pop.customer_id[o["customer"][by_time]],
+        "store_id": o["store"][by_time].astype(np.int32),
+        "order_timestamp": stamp(at[by_time]),
+        "total_amount": np.round(np.bincount(line_order, weights=gross, minlength=len(at)), 2)[by_time],
+        "num_items": np.bincount(line_order, minlength=len(at))[by_time].astype(np.int32),
+        "day": np.datetime64(start, "D") + o["t"][by_time],
+    })
+    ls = line_sort
+    items = pl.DataFrame({
+        "order_item_id": np.arange(ids["item"] + 1, ids["item"] + len(ls) + 1, dtype=np.int64),
+        "order_id": order_id[line_order[ls]],
+        "product_id": cat.product_id[li["product"][ls]],
+        "quantity": li["qty"][ls].astype(np.int32),
+        "unit_price": li["price"][ls],
+        "is_promo": li["promo"][ls].astype(bool),
+        "discount_amount": li["discount"][ls],
+        "day": np.datetime64(start, "D") + li["t"][ls],
+    })
+    red_order = day_first[r["t"] - first] + r["local"]
+    red_sort = np.lexsort((r["offer"], r["customer"], at[red_order]))
+    redemptions = pl.DataFrame({
+        "redemption_id": np.arange(ids["redemption"] + 1, ids["redemption"] + len(red_sort) + 1, dtype=np.int64),
+        "customer_id": pop.customer_id[r["customer"][red_sort]],
+        "offer_id": offers["offer_id"][r["offer"][red_sort]],
+        "order_id": order_id[red_order[red_sort]],
+        "redeemed_timestamp": stamp(at[red_order[red_sort]]),
+        "day": np.datetime64(start, "D") + r["t"][red_sort],
+    })
+    ids["order"] += len(at)
+    ids["item"] += len(ls)
+    ids["redemption"] += len(red_sort)
+    # the truth of each impression shown on these days (zero where a day_step had none)
+    n_imp = rows.stop - rows.start
+    truth = {key: np.zeros(n_imp) for key in ("p_redeem", "p_base", "uplift", "spend_effect")}
+    offset = np.searchsorted(imp["t"][rows], np.arange(first, first + n_days + 1))
+    for d, (_, _, _, f) in enumerate(parts):  # a loop over days, not rows
+        for key in truth if f else ():
+            truth[key][offset[d]:offset[d + 1]] = f[key]
+    impressions = imp_frame.slice(rows.start, n_imp)
+    impression_truth = pl.DataFrame({
+        "customer_id": pop.customer_id[imp["customer"][rows]],
+        "offer_id": offers["offer_id"][imp["offer"][rows]],
+        "position": imp["position"][rows].astype(np.int32),
+        **truth,
+    }).with_columns(day=impressions["day"])
+    return {"orders": orders, "order_items": items, "impressions": impressions, "redemptions": redemptions,
+            "sim.impression_truth": impression_truth}
+
+
+def _impression_frame(imp: dict[str, np.ndarray], pop: _Population, offers: dict[str, np.ndarray],
+                      start: date) -> pl.DataFrame:
+    """impressions: every impression of the history, numbered in (day, customer, position) order."""
+    origin = np.datetime64(start, "s")
+    return pl.DataFrame(
+        {
+            "customer_id": pop.customer_id[imp["customer"]],
+            "offer_id": offers["offer_id"][imp["offer"]],
+            "shown_at": imp["t"] * 86400 + imp["seconds"],
+            "channel": np.array(CHANNELS)[imp["channel"]] if len(imp["t"]) else np.array([], dtype=str),
+            "position": imp["position"].astype(np.int32),
+            "propensity": imp["propensity"].astype(float),
+            "is_exploration": imp["exploration"].astype(bool),
+        }
+    ).with_columns(
+        impression_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
+        shown_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("shown_at")),
+    ).with_columns(day=pl.col("shown_timestamp").dt.date()).select(
+        "impression_id", "customer_id", "offer_id", "shown_timestamp", "channel", "position", "propensity",
+        "is_exploration", "day")
+
+
+def _offer_frame(scale: Scale, offers: dict[str, np.ndarray], cat: _Catalogue, start: date) -> pl.DataFrame:
+    """offers: each in the partition of the day it was published (a week before it starts)."""
+    offer_start = np.datetime64(start, "D") + offers["start"]
+    return pl.DataFrame(
+        {
+            "offer_id": offers["offer_id"],
+            "product_id": cat.product_id[offers["product"]],
+            "discount_type": np.array(["percentage", "fixed_amount", "bogo"])[offers["kind"]],
+            "discount_value": offers["value"],
+            "start_date": offer_start,
+            "end_date": np.datetime64(start, "D") + offers["end"],
+            "store_scope": _scope_strings(offers["offer_id"], offers["stores"], offers["store_scoped"],
+                                          np.arange(1, scale.stores + 1)),
+            "segment_scope": _scope_strings(offers["offer_id"], offers["segments"], offers["segment_scoped"],
+                                            np.array(SEGMENTS)),
+            "max_redemptions": pl.Series(np.where(offers["cap"] > 0, offers["cap"], 0)).cast(pl.Int32),
+            "day": np.maximum(offer_start - OFFER_LEAD_DAYS, np.datetime64(start, "D")),
+        }
+    ).with_columns(max_redemptions=pl.when(pl.col("max_redemptions") > 0).then("max_redemptions"))
 
 
 def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | None = None,
@@ -983,121 +1145,12 @@ def simulate(scale: Scale, seed: int, start: date, end: date, shock: Shock | Non
         The raw tables, the hidden ``sim.*`` truth tables and
         ``sim.impression_truth`` (the oracle's figures of every impression, for
         tests), every row with its ``day``. Callers keep the days they need.
+        (:func:`simulate_chunks` gives the same rows a week at a time.)
     """
     n_days = max((end - start).days, 0)
-    pop = _Population(scale, seed)
-    cat = _Catalogue(scale, seed)
-    tastes = _Tastes(scale, seed, pop, cat)
-    offers = _offers(scale, seed, cat, n_days)
-    n_blocks = -(-n_days // HOLDOUT_BLOCK_DAYS)
-    holdout = _holdout(scale, seed, pop, n_blocks, holdout_share)
-    imp = _impressions(scale, seed, pop, cat, tastes, offers, n_days, holdout, exploration)
-    cal = _Calendar(start, n_days, shock)
-    day_orders, day_lines, day_reds, truth = _history(scale, seed, pop, cat, tastes, offers, imp, cal, start, n_days)
-
-    def cat_days(parts, keys):
-        if not parts:
-            return {key: np.zeros(0, dtype=np.int64) for key in keys}
-        return {key: np.concatenate([p[key] for p in parts]) for key in keys}
-
-    o = cat_days(day_orders, ("t", "customer", "seconds", "store"))
-    li = cat_days(day_lines, ("t", "local", "customer", "product", "qty", "price", "promo", "discount"))
-    r = cat_days(day_reds, ("t", "local", "customer", "offer"))
-    origin = np.datetime64(start, "s")
-    # orders are numbered by time, then customer; lines and redemptions find theirs by (day, customer)
-    day_first = np.searchsorted(o["t"], np.arange(n_days + 1))
-    at = o["t"] * 86400 + o["seconds"]
-    by_time = np.lexsort((o["customer"], at))
-    order_id = np.empty(len(at), dtype=np.int64)
-    order_id[by_time] = np.arange(1, len(at) + 1)
-    line_order = day_first[li["t"]] + li["local"]
-    line_sort = np.argsort(order_id[line_order] * scale.products + li["product"], kind="stable")
-    gross = li["qty"] * li["price"] - li["discount"]
-    stamp = lambda sec: (origin + sec.astype("timedelta64[s]")).astype("datetime64[us]")  # noqa: E731
-    orders = pl.DataFrame({
-        "order_id": order_id[by_time],
-        "customer_id": pop.customer_id[o["customer"][by_time]],
-        "store_id": o["store"][by_time].astype(np.int32),
-        "order_timestamp": stamp(at[by_time]),
-        "total_amount": np.round(np.bincount(line_order, weights=gross, minlength=len(at)), 2)[by_time],
-        "num_items": np.bincount(line_order, minlength=len(at))[by_time].astype(np.int32),
-        "day": np.datetime64(start, "D") + o["t"][by_time],
-    })
-    ls = line_sort
-    items = pl.DataFrame({
-        "order_item_id": np.arange(1, len(ls) + 1, dtype=np.int64),
-        "order_id": order_id[line_order[ls]],
-        "product_id": cat.product_id[li["product"][ls]],
-        "quantity": li["qty"][ls].astype(np.int32),
-        "unit_price": li["price"][ls],
-        "is_promo": li["promo"][ls].astype(bool),
-        "discount_amount": li["discount"][ls],
-        "day": np.datetime64(start, "D") + li["t"][ls],
-    })
-    red_order = day_first[r["t"]] + r["local"]
-    red_sort = np.lexsort((r["offer"], r["customer"], at[red_order]))
-    redemptions = pl.DataFrame({
-        "redemption_id": np.arange(1, len(red_sort) + 1, dtype=np.int64),
-        "customer_id": pop.customer_id[r["customer"][red_sort]],
-        "offer_id": offers["offer_id"][r["offer"][red_sort]],
-        "order_id": order_id[red_order[red_sort]],
-        "redeemed_timestamp": stamp(at[red_order[red_sort]]),
-        "day": np.datetime64(start, "D") + r["t"][red_sort],
-    })
-
-    imp_frame = pl.DataFrame(
-        {
-            "customer_id": pop.customer_id[imp["customer"]],
-            "offer_id": offers["offer_id"][imp["offer"]],
-            "shown_at": imp["t"] * 86400 + imp["seconds"],
-            "channel": np.array(CHANNELS)[imp["channel"]] if len(imp["t"]) else np.array([], dtype=str),
-            "position": imp["position"].astype(np.int32),
-            "propensity": imp["propensity"].astype(float),
-            "is_exploration": imp["exploration"].astype(bool),
-        }
-    ).with_columns(
-        impression_id=pl.int_range(1, pl.len() + 1, dtype=pl.Int64),
-        shown_timestamp=pl.lit(origin) + pl.duration(seconds=pl.col("shown_at")),
-    ).with_columns(day=pl.col("shown_timestamp").dt.date()).select(
-        "impression_id", "customer_id", "offer_id", "shown_timestamp", "channel", "position", "propensity",
-        "is_exploration", "day")
-    impression_truth = pl.DataFrame({
-        "customer_id": pop.customer_id[imp["customer"]],
-        "offer_id": offers["offer_id"][imp["offer"]],
-        "position": imp["position"].astype(np.int32),
-        **truth,
-    }).with_columns(day=imp_frame["day"])
-
-    offer_start = np.datetime64(start, "D") + offers["start"]
-    offer_frame = pl.DataFrame(
-        {
-            "offer_id": offers["offer_id"],
-            "product_id": cat.product_id[offers["product"]],
-            "discount_type": np.array(["percentage", "fixed_amount", "bogo"])[offers["kind"]],
-            "discount_value": offers["value"],
-            "start_date": offer_start,
-            "end_date": np.datetime64(start, "D") + offers["end"],
-            "store_scope": _scope_strings(offers["offer_id"], offers["stores"], offers["store_scoped"],
-                                          np.arange(1, scale.stores + 1)),
-            "segment_scope": _scope_strings(offers["offer_id"], offers["segments"], offers["segment_scoped"],
-                                            np.array(SEGMENTS)),
-            "max_redemptions": pl.Series(np.where(offers["cap"] > 0, offers["cap"], 0)).cast(pl.Int32),
-            "day": np.maximum(offer_start - OFFER_LEAD_DAYS, np.datetime64(start, "D")),
-        }
-    ).with_columns(max_redemptions=pl.when(pl.col("max_redemptions") > 0).then("max_redemptions"))
-
-    return {
-        **pop.tables(start),
-        **cat.tables(start),
-        "sim.customer_products": tastes.table(pop, cat, start),
-        "offers": offer_frame,
-        "orders": orders,
-        "order_items": items,
-        "impressions": imp_frame,
-        "redemptions": redemptions,
-        "experiment_assignments": _assignments(pop, holdout, n_days, start),
-        "sim.impression_truth": impression_truth,
-    }
+    dimensions, events = simulate_chunks(scale, seed, start, end, shock, exploration, holdout_share,
+                                         chunk_days=max(n_days, 1))
+    return {**dimensions, **events}
 
 
 def window(tables: dict[str, pl.DataFrame], start: date, end: date) -> dict[str, pl.DataFrame]:
