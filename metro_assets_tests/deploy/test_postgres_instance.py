@@ -13,7 +13,6 @@ checks read Postgres directly (SQL through psycopg2), not only through Dagster.
 
 import json
 import os
-import signal
 import subprocess
 import time
 import uuid
@@ -29,7 +28,7 @@ from metro_assets.runs import WORKER_TAG
 from metro_assets_tests.conftest import START
 from metro_assets_tests.deploy.conftest import ROOT, deploy_instance_config
 from metro_assets_tests.deploy.postgres import query
-from metro_assets_tests.ops.dagster_ui import session_members
+from metro_assets_tests.ops.dagster_ui import stop_session
 from metro_assets_tests.ops.tools import tool
 
 DAYS = [START + timedelta(days=i) for i in range(3)]
@@ -45,27 +44,6 @@ def write_instance(home, launcher: dict) -> None:
     (home / "dagster.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
 
 
-def stop_session(process: subprocess.Popen, grace: float = 30) -> list[int]:
-    """SIGTERM the process's session (it started one), wait, SIGKILL what is left; returns what was left."""
-    sid = process.pid
-    try:
-        os.killpg(sid, signal.SIGTERM)
-    except ProcessLookupError:
-        pass
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline and session_members(sid):
-        process.poll()
-        time.sleep(0.3)
-    left = session_members(sid)
-    for pid in left:
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
-    process.wait(timeout=10)
-    return left
-
-
 @pytest.fixture
 def deploy_env(tmp_path, tiny_env, dagster_database) -> dict[str, str]:
     """The environment of the webserver/daemon/run pods, here: tiny settings, Postgres, a DAGSTER_HOME."""
@@ -79,6 +57,11 @@ def deploy_env(tmp_path, tiny_env, dagster_database) -> dict[str, str]:
 def test_a_run_queued_through_the_deploy_instance_is_recorded_in_postgres(
         deploy_env, postgres_server, tiny_env, tmp_path):
     workspace = ROOT / "workspace.yaml"
+    # the schema first, as a deployment does (the chart's migrate job): a daemon and a CLI that both find an
+    # empty database race to create the same tables ("type secondary_indexes already exists"), seen here
+    migrated = subprocess.run([str(tool("dagster")), "instance", "migrate"], cwd=ROOT, env=deploy_env,
+                              capture_output=True, text=True, timeout=120)
+    assert migrated.returncode == 0, migrated.stderr[-2000:]
     daemon_log = open(tmp_path / "daemon.log", "wb")
     daemon = subprocess.Popen([str(tool("dagster-daemon")), "run", "-w", str(workspace)], cwd=ROOT,
                               env=deploy_env, stdout=daemon_log, stderr=subprocess.STDOUT, start_new_session=True)

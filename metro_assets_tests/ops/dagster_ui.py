@@ -56,6 +56,30 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
+def stop_session(process: subprocess.Popen, sig: int = signal.SIGTERM, grace: float = 30) -> list[int]:
+    """Signal the process's session (it started one), wait ``grace`` s, SIGKILL what is left; returns what was left."""
+    sid = process.pid
+    try:
+        os.killpg(sid, sig)
+    except ProcessLookupError:
+        pass
+    deadline = time.monotonic() + grace
+    while time.monotonic() < deadline and session_members(sid):
+        process.poll()  # reap the leader itself
+        time.sleep(0.3)
+    left = session_members(sid)
+    for pid in left:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+    try:
+        process.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        pass
+    return left
+
+
 def _default_signals():
     # A shell may start us with SIGINT ignored (background jobs); Ctrl-C must reach dagster dev.
     signal.signal(signal.SIGINT, signal.SIG_DFL)
@@ -145,27 +169,7 @@ class DagsterDev:
         if self.process is None:
             return {"left_after_sigint": [], "seconds": 0.0, "returncode": None}
         started = time.monotonic()
-        sid = self.process.pid
-        try:
-            os.killpg(sid, signal.SIGINT)
-        except ProcessLookupError:
-            pass
-        deadline = started + grace
-        while time.monotonic() < deadline:
-            self.process.poll()  # reap dagster dev itself
-            if not session_members(sid):
-                break
-            time.sleep(0.5)
-        left = session_members(sid)
-        for pid in left:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-        try:
-            self.process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            pass
+        left = stop_session(self.process, signal.SIGINT, grace)
         self._log.close()
         result = {"left_after_sigint": left, "seconds": time.monotonic() - started,
                   "returncode": self.process.returncode}
