@@ -29,7 +29,7 @@ import time
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
-from typing import Iterable, Iterator, Mapping
+from typing import Callable, Iterable, Iterator, Mapping, NamedTuple
 
 import duckdb
 import polars as pl
@@ -187,6 +187,26 @@ def connect(database: str | Path, read_only: bool = False) -> Iterator[duckdb.Du
         con.close()
 
 
+class DeltaWriters(NamedTuple):
+    """The Delta backend's three writes, as ``replace_partitions``, ``replace_partitions_sql`` and
+    ``replace_rows`` call them on a Delta-backed connection (see ``storage/delta.py``)."""
+
+    frames: Callable[..., dict[str, int]]
+    partitions: Callable[..., dict[str, int]]
+    where: Callable[..., int]
+
+
+# Set by metro_assets.storage.delta when it is imported, which it is before it can open a Delta-backed
+# connection: this floor names the hook and the backend above plugs into it (no import from here up).
+_delta_writers: DeltaWriters | None = None
+
+
+def register_delta_writers(writers: DeltaWriters) -> None:
+    """Called once by :mod:`metro_assets.storage.delta` with its writes."""
+    global _delta_writers
+    _delta_writers = writers
+
+
 def _delta_store(con: duckdb.DuckDBPyConnection) -> str | None:
     """The Delta store's URI when ``con`` is a Delta-backed connection (``METRO_STORAGE=delta:...``), else None."""
     return con.execute("SELECT getvariable('metro_store')").fetchall()[0][0]
@@ -214,9 +234,7 @@ def replace_partitions(
     """
     delta = _delta_store(con)
     if delta is not None:  # one atomic overwrite per table (metro_assets/storage/delta.py)
-        from metro_assets.storage.delta import write_frames
-
-        return write_frames(con, delta, dict(tables), start, end, column)
+        return _delta_writers.frames(con, delta, dict(tables), start, end, column)
     written: dict[str, int] = {}
     con.execute("BEGIN TRANSACTION")
     try:
@@ -293,9 +311,7 @@ def replace_partitions_sql(
     """Like :func:`replace_partitions` for one table filled by a SQL ``SELECT``."""
     delta = _delta_store(con)
     if delta is not None:
-        from metro_assets.storage.delta import write_partitions
-
-        return write_partitions(con, delta, {table: (select_sql, params)}, start, end, column)[table]
+        return _delta_writers.partitions(con, delta, {table: (select_sql, params)}, start, end, column)[table]
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
@@ -314,9 +330,7 @@ def replace_rows(con: duckdb.DuckDBPyConnection, table: str, frame: pl.DataFrame
     """Replace the rows with ``column = value`` (a key that is not a day, e.g. a scenario) by ``frame``, atomically."""
     delta = _delta_store(con)
     if delta is not None:
-        from metro_assets.storage.delta import write_where
-
-        return write_where(con, delta, table, frame, column, value)
+        return _delta_writers.where(con, delta, table, frame, column, value)
     con.execute("BEGIN TRANSACTION")
     try:
         con.execute(f"DELETE FROM {table} WHERE {column} = ?", [value])

@@ -44,7 +44,6 @@ Examples
 
 from __future__ import annotations
 
-import functools
 import itertools
 import random
 import time
@@ -55,6 +54,7 @@ import duckdb
 import pyarrow as pa
 
 from metro_assets.errors import DataError, SettingError
+from metro_assets.warehouse import DeltaWriters, _declared_columns, register_delta_writers, schema_sql
 
 STORE_VARIABLE = "metro_store"  # marks a connection as Delta-backed (value: the URI); read by warehouse._delta_store
 DECLARED = "metro_declared"      # attached in-memory database: schema.sql's tables, empty (staging, empty views)
@@ -82,18 +82,9 @@ def table_uri(uri: str, table: str) -> str:
     return "/".join([uri.rstrip("/"), *table.split(".")])
 
 
-def _schema_sql() -> str:
-    """``schema.sql`` (read here, not through ``warehouse``, which imports this module)."""
-    return (Path(__file__).parents[1] / "schema.sql").read_text()
-
-
-@functools.cache
 def _declared() -> dict[str, list[tuple[str, str]]]:
     """Each table's (column, DuckDB type), as DuckDB reads ``schema.sql``."""
-    from metro_assets.docs_data_model import catalog
-
-    return {table: [(name, dtype) for name, dtype, _, _ in columns]
-            for table, columns in catalog(_schema_sql()).items()}
+    return _declared_columns(schema_sql())
 
 
 def _quoted(table: str) -> str:
@@ -120,7 +111,7 @@ def open_delta(uri: str) -> duckdb.DuckDBPyConnection:
     try:
         con.execute(f"ATTACH ':memory:' AS {DECLARED}")
         con.execute(f"USE {DECLARED}")
-        con.execute(_schema_sql())
+        con.execute(schema_sql())
         con.execute("USE memory")
         for schema in {t.split(".")[0] for t in _declared() if "." in t}:
             con.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
@@ -327,3 +318,6 @@ def write_frames(con: duckdb.DuckDBPyConnection, uri: str, frames: dict, start: 
     finally:
         for name in names:
             con.unregister(name)
+
+
+register_delta_writers(DeltaWriters(frames=write_frames, partitions=write_partitions, where=write_where))
