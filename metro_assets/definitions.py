@@ -30,51 +30,32 @@ def build_defs(settings: Settings) -> Definitions:
     # user errors (bad settings or data) fail at once: they raise Failure(allow_retries=False).
     retry = RetryPolicy(max_retries=1, delay=settings.ops.retry_delay)
     tags = settings_tags(settings)  # which world a run computed, on the record in the UI's run list
-    simulate_job = define_asset_job(
-        "simulate",
-        selection=AssetSelection.assets(raw_tables),
-        description="Simulate (or import) the retailer's raw tables for a day or a range of days, in one run.",
-        op_retry_policy=retry,
-        tags=tags,
-    )
-    daily_pipeline_job = define_asset_job(
-        "daily_pipeline",
-        selection=AssetSelection.groups(*DAILY_PIPELINE_GROUPS),
-        description="Everything computed for a day from the warehouse: features, candidates, recommendations, "
-                    "the serving snapshot and the drift report (one run per day).",
-        op_retry_policy=retry,
-        tags=tags,
-    )
-    evaluate_job = define_asset_job(
-        "evaluate",
-        selection=AssetSelection.groups("evaluation"),
-        description="Grade a day's recommendations against the week after it (needs raw data up to D+6). "
-                    "Runs by itself through declarative automation when that week lands.",
-        op_retry_policy=retry,
-        tags=tags,
-    )
-    retrain_job = define_asset_job(
-        "retrain",
-        selection=AssetSelection.groups("model", *DAILY_PIPELINE_GROUPS),
-        description="Train the ranker for a day (both models, the better serves), then run that day's pipeline.",
-        op_retry_policy=retry,
-        tags=tags,
-    )
-    sequence_job = define_asset_job(
-        "sequence",
-        selection=AssetSelection.groups("sequence"),
-        description="Train SASRec for a day and measure its next-purchase Hit@10 / NDCG@10 against popularity "
-                    "and buy-again (extra [deep]; without it the run records one line saying so).",
-        op_retry_policy=retry,
-        tags=tags,
-    )
-    bandit_job = define_asset_job(
-        "bandit",
-        selection=AssetSelection.groups("bandit"),
-        description="Drive every policy (Thompson sampling, epsilon-greedy, the weekly batch ranker, random, the "
-                    "oracle) through the same simulated weeks of a scenario (partition): regret and plots.",
-        tags=tags,
-    )
+
+    def job(name: str, selection: AssetSelection, description: str, retried: bool = True):
+        return define_asset_job(name, selection=selection, description=description,
+                                op_retry_policy=retry if retried else None, tags=tags)
+
+    jobs = [
+        job("simulate", AssetSelection.assets(raw_tables),
+            "Simulate (or import) the retailer's raw tables for a day or a range of days, in one run."),
+        job("daily_pipeline", AssetSelection.groups(*DAILY_PIPELINE_GROUPS),
+            "Everything computed for a day from the warehouse: features, candidates, recommendations, "
+            "the serving snapshot and the drift report (one run per day)."),
+        job("retrain", AssetSelection.groups("model", *DAILY_PIPELINE_GROUPS),
+            "Train the rankers for a day (every kind; the one that ranks the validation week best serves) and "
+            "the uplift learners, then run that day's pipeline."),
+        job("evaluate", AssetSelection.groups("evaluation"),
+            "Grade a day's recommendations against the week after it (needs raw data up to D+6). "
+            "Runs by itself through declarative automation when that week lands."),
+        job("sequence", AssetSelection.groups("sequence"),
+            "Train SASRec for a day and measure its next-purchase Hit@10 / NDCG@10 against popularity "
+            "and buy-again (extra [deep]; without it the run records one line saying so)."),
+        # no automatic retry: a study runs for minutes, and its failures are not passing ones
+        job("bandit", AssetSelection.groups("bandit"),
+            "Drive every policy (Thompson sampling, epsilon-greedy, the weekly batch ranker, random, the "
+            "oracle) through the same simulated weeks of a scenario (partition): regret and plots.", retried=False),
+    ]
+
     assets = [
         raw_tables,
         *build_feature_assets(settings),
@@ -89,7 +70,7 @@ def build_defs(settings: Settings) -> Definitions:
     return Definitions(
         # every table asset carries its columns (names, types, descriptions from schema.sql) for the UI
         assets=map_asset_specs(with_column_schema, assets),
-        jobs=[simulate_job, daily_pipeline_job, retrain_job, evaluate_job, sequence_job, bandit_job],
+        jobs=jobs,
         schedules=[build_weekly_retrain(settings)],
         sensors=[drift_retrain],
         resources={"warehouse": warehouse_resource(settings)},
