@@ -1,6 +1,10 @@
 """The pipeline's plain functions for a tiny day, as the assets run them (shared by the test packages)."""
 
+import shutil
+from contextlib import contextmanager
 from datetime import date, timedelta
+from pathlib import Path
+from typing import Iterator
 
 import duckdb
 import polars as pl
@@ -44,3 +48,15 @@ def features_and_pool(con: duckdb.DuckDBPyConnection, day: date) -> None:
         write_features(con, table, day)
     write_candidate_pool(con, day, CandidateLimits())
     write_features(con, "interaction_features", day)
+
+
+@contextmanager
+def writable_copy(template: Path, folder: Path) -> Iterator[duckdb.DuckDBPyConnection]:
+    """An open connection to a private copy of a read-only template warehouse, which a test may change freely."""
+    copy = Path(folder) / "warehouse.duckdb"
+    shutil.copy(template, copy)
+    con = duckdb.connect(str(copy))
+    try:
+        yield con
+    finally:
+        con.close()

@@ -17,7 +17,7 @@ from metro_assets.ranking.scoring import score_pool, selected_model, top_k
 from metro_assets.settings import load_settings
 from metro_assets.warehouse import ensure_schema
 from metro_assets_tests.conftest import HISTORY_END
-from metro_assets_tests.pipeline import features_and_pool, train
+from metro_assets_tests.pipeline import features_and_pool, train, writable_copy
 
 DAY = HISTORY_END - timedelta(days=7)  # a day with a week of log after it (to prove nothing later is read)
 
@@ -35,11 +35,8 @@ def day_file(tiny_world_file, tmp_path_factory):
 
 @pytest.fixture
 def con(day_file, tmp_path):
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(day_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
+    with writable_copy(day_file, tmp_path) as con:
+        yield con
 
 
 def test_the_posterior_moves_from_the_weekly_ranker_and_reads_nothing_of_its_day_or_later(con):

@@ -11,7 +11,7 @@ from metro_assets.ranking.reasons import reasons_for
 from metro_assets.ranking.scoring import offer_items, score_pool, selected_model, top_k
 from metro_assets.warehouse import replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
-from metro_assets_tests.pipeline import features_and_pool, train
+from metro_assets_tests.pipeline import features_and_pool, train, writable_copy
 
 TRAIN_DAY = HISTORY_END - timedelta(days=11)  # 2025-09-15
 DAY = HISTORY_END - timedelta(days=9)         # 2025-09-17: its label week ends 2025-09-23, inside the history
@@ -42,8 +42,5 @@ def evaluated_file(tiny_world_file, tmp_path_factory):
 @pytest.fixture
 def con(evaluated_file, tmp_path):
     """A private, writable copy of the evaluated tiny warehouse."""
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(evaluated_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
+    with writable_copy(evaluated_file, tmp_path) as con:
+        yield con

@@ -12,6 +12,7 @@ from metro_assets.monitoring import bootstrap, evaluation, pooling
 from metro_assets.monitoring.evaluation import BUSINESS_METRICS, OFF_POLICY_METRICS, QINI_METRICS, SCHEMA
 from metro_assets.warehouse import ensure_schema
 from metro_assets_tests.monitoring.conftest import DAY, TRAIN_DAY, run_day
+from metro_assets_tests.pipeline import writable_copy
 
 DAYS = (TRAIN_DAY, TRAIN_DAY + timedelta(days=1), DAY)  # 2025-09-15, -16, -17: one model, three graded days
 
@@ -32,11 +33,8 @@ def graded_file(evaluated_file, tmp_path_factory):
 
 @pytest.fixture
 def graded(graded_file, tmp_path):
-    copy = tmp_path / "graded.duckdb"
-    shutil.copy(graded_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
+    with writable_copy(graded_file, tmp_path) as con:
+        yield con
 
 
 def _cells(rows: pl.DataFrame) -> dict:

@@ -1,9 +1,7 @@
 """Model contributions and the reasons built from them (issue 16, items 3-4)."""
 
-import shutil
 from datetime import timedelta
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -17,6 +15,7 @@ from metro_assets.ranking.scoring import offer_items, score_pool, selected_model
 from metro_assets.ranking.training import as_matrix
 from metro_assets.warehouse import ensure_schema, replace_partitions
 from metro_assets_tests.conftest import HISTORY_END
+from metro_assets_tests.pipeline import writable_copy
 
 DAY = HISTORY_END  # 2025-09-26
 KINDS = ["logistic_regression", "lightgbm"]
@@ -24,11 +23,8 @@ KINDS = ["logistic_regression", "lightgbm"]
 
 @pytest.fixture
 def con(scored_day_file, tmp_path):
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(scored_day_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
+    with writable_copy(scored_day_file, tmp_path) as con:
+        yield con
 
 
 def _pool_matrix(con, features):

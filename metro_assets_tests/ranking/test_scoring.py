@@ -1,24 +1,19 @@
 """Scoring reads the day's feature tables: what they hold is what is scored, and a gap stops it."""
 
-import shutil
-
-import duckdb
 import pytest
 
 from metro_assets.errors import DataError
 from metro_assets.ranking.scoring import score_pool, selected_model
 from metro_assets_tests.conftest import HISTORY_END
+from metro_assets_tests.pipeline import writable_copy
 
 DAY = HISTORY_END  # 2025-09-26
 
 
 @pytest.fixture
 def con(scored_day_file, tmp_path):
-    copy = tmp_path / "warehouse.duckdb"
-    shutil.copy(scored_day_file, copy)
-    con = duckdb.connect(str(copy))
-    yield con
-    con.close()
+    with writable_copy(scored_day_file, tmp_path) as con:
+        yield con
 
 
 def _scores(con, kind="lightgbm"):
