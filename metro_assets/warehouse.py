@@ -235,21 +235,7 @@ def replace_partitions(
     delta = _delta_store(con)
     if delta is not None:  # one atomic overwrite per table (metro_assets/storage/delta.py)
         return _delta_writers.frames(con, delta, dict(tables), start, end, column)
-    written: dict[str, int] = {}
-    con.execute("BEGIN TRANSACTION")
-    try:
-        for table, frame in tables.items():
-            con.execute(f"DELETE FROM {table} WHERE {column} >= ? AND {column} < ?", [start, end])
-            if frame.height:
-                con.register("incoming_rows", frame.to_arrow())
-                con.execute(f"INSERT INTO {table} BY NAME SELECT * FROM incoming_rows")
-                con.unregister("incoming_rows")
-            written[table] = frame.height
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
-    return written
+    return replace_partitions_in_pieces(con, [tables], list(tables), start, end, column)  # one piece
 
 
 def replace_partitions_in_pieces(
