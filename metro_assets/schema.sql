@@ -180,7 +180,10 @@ CREATE TABLE IF NOT EXISTS offer_features (
     days_until_expiry INTEGER,         -- end_date - D
     historical_redemption_rate DOUBLE, -- smoothed toward the global rate
     impressions_before INTEGER,
-    redemptions_before INTEGER
+    redemptions_before INTEGER,
+    product_share_in_category DOUBLE,  -- the product's share of its category's order lines in [D - 90, D),
+                                       -- (lines + 1) / (category lines + the category's product count)
+    product_share_in_brand DOUBLE      -- the same among its category's lines of its brand
 );
 
 CREATE TABLE IF NOT EXISTS interaction_features (
@@ -198,8 +201,14 @@ CREATE TABLE IF NOT EXISTS interaction_features (
     brand_line_share DOUBLE,           -- the offer's brand among the category's regular lines, all history
     days_since_regular_purchase_in_category DOUBLE, -- as above, orders no redemption created
     depth_promo_match DOUBLE,          -- discount depth x the customer's all-history promo share
-    embedding_affinity DOUBLE          -- cosine of the customer's item2vec vector (purchases before D) and the
+    embedding_affinity DOUBLE,         -- cosine of the customer's item2vec vector (purchases before D) and the
                                        -- offer's product vector (product_embeddings trained before D); NULL: none
+    product_purchase_days DOUBLE,      -- days before D the customer bought the offer's product, all history
+    days_since_product_purchase DOUBLE, -- D - the last of them; NULL: never bought
+    product_due_ratio DOUBLE,          -- days since the last purchase / the customer's mean gap between them
+                                       -- (NULL below 2 purchase days): 1 = due now
+    offer_shown_28d DOUBLE,            -- impressions of this offer to the customer in [D - 28, D)
+    category_shown_28d DOUBLE          -- impressions of any offer of its category to the customer in [D - 28, D)
 );
 
 -- Candidates (metro_assets/candidates): the offers worth ranking for each

@@ -68,6 +68,8 @@ OFFER_NUMERIC = [
     "historical_redemption_rate",
     "impressions_before",
     "redemptions_before",
+    "product_share_in_category",
+    "product_share_in_brand",
 ]
 INTERACTION_NUMERIC = [
     "bought_product_before",
@@ -82,8 +84,20 @@ INTERACTION_NUMERIC = [
     "days_since_regular_purchase_in_category",
     "depth_promo_match",
     "embedding_affinity",
+    "product_purchase_days",
+    "days_since_product_purchase",
+    "product_due_ratio",
+    "offer_shown_28d",
+    "category_shown_28d",
 ]
 ENCODED = [f"segment_{s}" for s in SEGMENTS] + [f"discount_{t}" for t in DISCOUNT_TYPES]
+#: Features the matrix derives from stored columns (name -> SQL over the aliases cf, ofe, ixf). The logs let a
+#: linear model use shares that multiply: the chance one of the customer's lines is this product, if they pick
+#: within the category as everyone does, is category share x product share.
+DERIVED = {
+    "log_product_share_in_category": "ln(ofe.product_share_in_category)",
+    "log_expected_line_share": "ixf.log_category_line_share + ln(ofe.product_share_in_category)",
+}
 
 #: The feature tables :func:`stored_matrix` reads, with their keys.
 FEATURE_TABLES = {
@@ -94,7 +108,7 @@ FEATURE_TABLES = {
 
 
 #: The numeric model features of :func:`feature_matrix`, in column order (nulls allowed).
-MODEL_FEATURES = CUSTOMER_NUMERIC + OFFER_NUMERIC + INTERACTION_NUMERIC + ENCODED
+MODEL_FEATURES = CUSTOMER_NUMERIC + OFFER_NUMERIC + INTERACTION_NUMERIC + ENCODED + list(DERIVED)
 
 _PACKAGE = "metro_assets.features"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -192,6 +206,7 @@ def _matrix_sql(requests: str, customers: str, offers: str, pairs: str, carry: t
         + [f"ixf.{c}" for c in INTERACTION_NUMERIC[1:]]
     )
     columns += [segment, kinds]
+    columns += [f"{sql} AS {name}" for name, sql in DERIVED.items()]
     if ids:
         columns += ["ofe.product_id"]
     if flags:

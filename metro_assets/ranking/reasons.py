@@ -60,9 +60,12 @@ MIN_LOG_ODDS = 0.05
 
 #: Reason group -> the features whose contributions it sums (a feature in no group gives no reason).
 GROUPS: dict[str, tuple[str, ...]] = {
-    "category": ("category_line_share", "log_category_line_share", "category_affinity_score"),
+    "category": ("category_line_share", "log_category_line_share", "category_affinity_score",
+                 "log_expected_line_share"),
     "cycle": ("days_since_last_purchase_in_category", "days_since_regular_purchase_in_category"),
-    "product": ("bought_product_before",),
+    "product": ("bought_product_before", "product_purchase_days", "days_since_product_purchase",
+                "product_due_ratio"),
+    "best_seller": ("product_share_in_category", "log_product_share_in_category", "product_share_in_brand"),
     "brand": ("brand_affinity", "brand_line_share"),
     "discount": ("discount_depth", "margin_impact", "discount_percentage", "discount_fixed_amount", "discount_bogo"),
     "deeper": ("discount_depth_vs_usual",),
@@ -132,6 +135,10 @@ CATEGORY_ORDERS = (_col("category_affinity_score") * _col("frequency")).round(0)
 CATEGORY_INTERVAL = pl.when(CATEGORY_ORDERS >= 1).then(90.0 / CATEGORY_ORDERS)
 SINCE_CATEGORY = pl.coalesce(_col("days_since_regular_purchase_in_category"),
                              _col("days_since_last_purchase_in_category"))
+#: The customer's mean days between purchases of the product (known from 2 purchase days on).
+PRODUCT_INTERVAL = _col("days_since_product_purchase") / _col("product_due_ratio")
+#: A product at least this share of its category's lines is a best seller (twice a 100-product category's mean).
+BEST_SELLER_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -158,10 +165,15 @@ TEMPLATES: list[Template] = [
                        _days_ago(SINCE_CATEGORY))),
     Template("cycle_last", "cycle", SINCE_CATEGORY.is_not_null(),
              pl.format("you last bought {} {}", _category(), _days_ago(SINCE_CATEGORY))),
+    Template("product_due", "product", (_col("product_purchase_days") >= 2) & (_col("product_due_ratio") >= 0.8),
+             pl.format("you buy {} {}; last time {}", _col("product_name"), _every(PRODUCT_INTERVAL),
+                       _days_ago(_col("days_since_product_purchase")))),
     Template("product_again", "product", _col("bought_product_before") == 1,
              pl.format("you have bought {} before", _col("product_name"))),
     Template("product_new", "product", _col("bought_product_before") == 0,
              pl.lit("something you have not tried yet")),
+    Template("best_seller", "best_seller", _col("product_share_in_category") >= BEST_SELLER_SHARE,
+             pl.format("one of the best sellers in {}", _category())),
     Template("brand_usual", "brand", pl.coalesce("brand_line_share", "brand_affinity") >= 0.5,
              pl.format("you usually choose {}", _col("brand"))),
     Template("brand_often", "brand", pl.coalesce("brand_line_share", "brand_affinity") >= 0.2,

@@ -99,8 +99,9 @@ def test_reasons_name_the_rows_own_catalogue_values(con):
     assert percent.height, "some served offer should be explained by its discount"
     assert (percent["discount_type"] == "percentage").all()
     assert (percent["reasons"] == percent["discount_value"].round(0).cast(pl.Int64).cast(pl.Utf8) + "% off").all()
+    about_product = pl.col("reasons").str.contains(pl.col("name"), literal=True)
     category = rows.filter(pl.col("reasons").str.starts_with("you buy ") | pl.col("reasons").str.starts_with(
-        "you last bought ") | pl.col("reasons").str.starts_with("you usually buy "))
+        "you last bought ") | pl.col("reasons").str.starts_with("you usually buy ")).filter(~about_product)
     assert category.height
     named = pl.col("reasons").str.contains(pl.col("category").str.replace_all("_", " "), literal=True)
     assert category.select(named).to_series().all()
@@ -142,8 +143,11 @@ CASES = {
                   "days_since_regular_purchase_in_category": 20},
     "cycle_last": {"category": "Dairy", "category_affinity_score": 0.5, "frequency": 12,
                    "days_since_last_purchase_in_category": 1},
+    "product_due": {"product_name": "Milk 1L", "bought_product_before": 1, "product_purchase_days": 4,
+                    "days_since_product_purchase": 9, "product_due_ratio": 1.125},
     "product_again": {"product_name": "Milk 1L", "bought_product_before": 1},
     "product_new": {"bought_product_before": 0},
+    "best_seller": {"category": "Dairy", "product_share_in_category": 0.05},
     "brand_usual": {"brand": "Alpina", "brand_line_share": 0.7},
     "brand_often": {"brand": "Alpina", "brand_affinity": 0.3},
     "discount_percent": {"discount_type": "percentage", "discount_value": 30.0},
@@ -170,6 +174,8 @@ EXPECTED = {
     "category_most_trips": "you buy Dairy on most shopping trips",
     "cycle_due": "you usually buy Dairy every 2 weeks; last time 20 days ago",
     "cycle_last": "you last bought Dairy yesterday",
+    "product_due": "you buy Milk 1L every 8 days; last time 9 days ago",
+    "best_seller": "one of the best sellers in Dairy",
     "discount_percent": "30% off",
     "discount_amount": "1.50 off the price",
     "discount_bogo": "buy one, get 2 free",

@@ -4,6 +4,9 @@
 -- {embedding_affinity}: a relation (customer_id, offer_id, day, embedding_affinity)
 -- computed by metro_assets.embeddings.vectors.pair_affinity, point in time
 -- (an empty relation when the feature is off: the column is NULL).
+-- Product history counts days with any line of the offer's product (offer-made
+-- purchases too: they stock the household up all the same); exposure counts
+-- the customer's impressions in [day - 28, day): repeated offers tire.
 WITH req AS (
     SELECT DISTINCT customer_id, offer_id, day FROM {requests}
 ),
@@ -63,6 +66,28 @@ brand_all AS (
     FROM customer_days cd JOIN lines l ON l.customer_id = cd.customer_id AND l.day < cd.day AND l.regular
     GROUP BY ALL
 ),
+product_days AS (  -- the days each requested customer bought each requested offer's product
+    SELECT DISTINCT customer_id, product_id, day FROM lines
+    WHERE product_id IN (SELECT product_id FROM offer_facts)
+),
+product_history AS (
+    SELECT r.customer_id, r.offer_id, r.day, count(*) AS days, min(p.day) AS first_day, max(p.day) AS last_day
+    FROM req r
+    JOIN offer_facts f ON f.offer_id = r.offer_id
+    JOIN product_days p ON p.customer_id = r.customer_id AND p.product_id = f.product_id AND p.day < r.day
+    GROUP BY ALL
+),
+shown_28 AS (  -- the requested customers' impressions in the 28 days before each requested day, per offer
+    SELECT cd.customer_id, cd.day, i.offer_id, count(*) AS n
+    FROM customer_days cd
+    JOIN impressions i ON i.customer_id = cd.customer_id AND i.day < cd.day AND i.day >= cd.day - 28
+    GROUP BY ALL
+),
+shown_category_28 AS (
+    SELECT s.customer_id, s.day, p.category, sum(s.n) AS n
+    FROM shown_28 s JOIN offers o ON o.offer_id = s.offer_id JOIN products p ON p.product_id = o.product_id
+    GROUP BY ALL
+),
 customer_90 AS (
     SELECT cd.customer_id, cd.day,
            count(DISTINCT l.order_id) AS orders_90,
@@ -90,7 +115,14 @@ SELECT r.customer_id,
        (r.day - ca.last_day)::DOUBLE AS days_since_regular_purchase_in_category,
        -- discount depth x the customer's all-history promo share (customer_features.promo_affinity_all)
        f.discount_depth * (cu.promo_lines / nullif(cu.lines, 0)) AS depth_promo_match,
-       ea.embedding_affinity
+       ea.embedding_affinity,
+       coalesce(ph.days, 0)::DOUBLE AS product_purchase_days,
+       (r.day - ph.last_day)::DOUBLE AS days_since_product_purchase,
+       CASE WHEN ph.days >= 2
+            THEN (r.day - ph.last_day)::DOUBLE / ((ph.last_day - ph.first_day)::DOUBLE / (ph.days - 1)) END
+           AS product_due_ratio,
+       coalesce(so.n, 0)::DOUBLE AS offer_shown_28d,
+       coalesce(sc.n, 0)::DOUBLE AS category_shown_28d
 FROM req r
 LEFT JOIN offer_facts f ON f.offer_id = r.offer_id
 LEFT JOIN first_bought fb ON fb.customer_id = r.customer_id AND fb.product_id = f.product_id
@@ -103,4 +135,7 @@ LEFT JOIN category_all ca ON ca.customer_id = r.customer_id AND ca.day = r.day A
 LEFT JOIN customer_all cu ON cu.customer_id = r.customer_id AND cu.day = r.day
 LEFT JOIN brand_all ba
        ON ba.customer_id = r.customer_id AND ba.day = r.day AND ba.category = f.category AND ba.brand = f.brand
+LEFT JOIN product_history ph ON ph.customer_id = r.customer_id AND ph.offer_id = r.offer_id AND ph.day = r.day
+LEFT JOIN shown_28 so ON so.customer_id = r.customer_id AND so.day = r.day AND so.offer_id = r.offer_id
+LEFT JOIN shown_category_28 sc ON sc.customer_id = r.customer_id AND sc.day = r.day AND sc.category = f.category
 LEFT JOIN {embedding_affinity} ea ON ea.customer_id = r.customer_id AND ea.offer_id = r.offer_id AND ea.day = r.day
