@@ -31,9 +31,11 @@ from metro_assets.candidates.retrieval import candidate_pool  # noqa: E402
 from metro_assets.features.compute import feature_matrix  # noqa: E402
 from metro_assets.features.daily import write_features  # noqa: E402
 from metro_assets.monitoring.evaluation import pool_truth  # noqa: E402
-from metro_assets.ranking.scoring import score_pool, selected_model, top_k  # noqa: E402
-from metro_assets.ranking.training import RANKER_FEATURES  # noqa: E402
-from metro_assets.settings import CandidateLimits  # noqa: E402
+from metro_assets.ranking import models  # noqa: E402
+from metro_assets.ranking.scoring import top_k  # noqa: E402
+from metro_assets.ranking.training import (RANKER_FEATURES, WindowRule, as_matrix, train_rankers,  # noqa: E402
+                                           training_set)
+from metro_assets.settings import CandidateLimits, EmbeddingSettings  # noqa: E402
 from metro_assets.simulation import oracle  # noqa: E402
 from metro_assets.simulation.truth import true_probabilities  # noqa: E402
 from metro_assets.warehouse import ensure_schema  # noqa: E402
@@ -53,13 +55,12 @@ FROM req r JOIN lb ON lb.customer_id = r.customer_id AND lb.offer_id = r.offer_i
 JOIN sim.customer_traits t ON t.customer_id = r.customer_id
 LEFT JOIN sim.customer_products cp ON cp.customer_id = r.customer_id AND cp.product_id = r.product_id
 """
-VARIANTS = [
+VARIANTS = [  # the ranker's features include the observable product history (purchase days, dueness)
     ("the ranker's features, true labels", []),
-    ("+ product purchase days, days since the last (observable)", ["product_days", "since"]),
-    ("+ hidden per-product taste weight", ["product_days", "since", "weight"]),
-    ("+ hidden cycle length and dueness", ["product_days", "since", "weight", "cycle_days", "due"]),
-    ("+ hidden response type", ["product_days", "since", "dog", "persuadable"]),
-    ("+ every hidden trait", ["product_days", "since", "weight", "cycle_days", "due", "dog", "persuadable",
+    ("+ hidden per-product taste weight", ["weight"]),
+    ("+ hidden cycle length and dueness", ["weight", "cycle_days", "due"]),
+    ("+ hidden response type", ["dog", "persuadable"]),
+    ("+ every hidden trait", ["weight", "cycle_days", "due", "dog", "persuadable",
                              "visit_rate", "depth_threshold", "promo_sensitivity", "brand_loyalty"]),
 ]
 
@@ -97,11 +98,16 @@ def main() -> None:
 
         best = value(truth.rename({"p_redeem": "score"}))
         rows = []
-        for kind in ("lightgbm", "logistic_regression"):
-            version, stored = selected_model(con, day, kind=kind)
-            rows.append((f"served kind {kind}, logged labels ({version})",
-                         value(score_pool(con, day, stored).select("customer_id", "offer_id", "score")) / best))
         monday = day - timedelta(days=day.weekday())
+        con.register("pool_req", pool.select("customer_id", "offer_id").with_columns(day=pl.lit(day)).to_arrow())
+        pool_matrix = feature_matrix(con, "pool_req")
+        # the rankers as today's code trains them on the retrain Monday, from logged redemptions
+        for trained in train_rankers(training_set(con, monday, WindowRule(),
+                                                  embedding=EmbeddingSettings(feature=False)))[0]:
+            stored = trained.stored
+            scored = pool_matrix.select("customer_id", "offer_id").with_columns(
+                score=pl.Series(models.load(stored).predict(as_matrix(pool_matrix, stored.features))))
+            rows.append((f"{stored.kind}, logged labels (trained {monday})", value(scored) / best))
         frames = []
         for w in range(1, 7):  # the pools of six earlier Mondays
             d = monday - timedelta(days=7 * w)
@@ -114,8 +120,7 @@ def main() -> None:
         train = feature_matrix(con, "dense_req").join(true_probabilities(con, "dense_req"),
                                                       on=["customer_id", "offer_id", "day"])
         train = with_hidden(con, train).sort("day", "customer_id", "offer_id")
-        con.register("pool_req", pool.select("customer_id", "offer_id").with_columns(day=pl.lit(day)).to_arrow())
-        scoring = with_hidden(con, feature_matrix(con, "pool_req"))
+        scoring = with_hidden(con, pool_matrix)
         params = dict(objective="cross_entropy", learning_rate=0.05, num_leaves=63, min_data_in_leaf=50,
                       verbose=-1, seed=1, num_threads=2, deterministic=True)
         for name, extra in VARIANTS:

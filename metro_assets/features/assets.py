@@ -44,15 +44,18 @@ FEATURE_TABLES = {
     ),
     "offer_features": (
         "Per offer active on D and published before it: normalised discount depth, margin impact, days to "
-        "expiry, smoothed historical redemption rate (impressions and redemptions before D).",
-        ["offers", "products", "impressions", "redemptions"],
+        "expiry, smoothed historical redemption rate (impressions and redemptions before D), the product's "
+        "share of its category's and brand's order lines in the 90 days before D.",
+        ["offers", "products", "order_items", "impressions", "redemptions"],
         OFFER_CHECKS,
     ),
     "interaction_features": (
         "Per candidate pair of D: bought the product before, days since the last purchase in the category, "
         "category and brand affinity, discount depth vs the customer's usual, price sensitivity match, "
-        "embedding affinity (item2vec: customer vector . product vector).",
-        ["candidate_pool", "orders", "order_items", "products", "offers", "redemptions", "product_embeddings"],
+        "embedding affinity (item2vec: customer vector . product vector), the customer's purchase days of the "
+        "product and how due it is, impressions of the offer and its category in the 28 days before D.",
+        ["candidate_pool", "orders", "order_items", "products", "offers", "impressions", "redemptions",
+         "product_embeddings"],
         INTERACTION_CHECKS,
     ),
 }
