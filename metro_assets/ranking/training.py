@@ -289,10 +289,10 @@ def validation_figures(validation: pl.DataFrame, p: np.ndarray) -> dict:
 
 
 def best_model(trained: list[TrainedModel]) -> TrainedModel:
-    """The one selection rule over any number of kinds: the simplest kind serves unless another ranks better.
+    """The one selection rule over any number of kinds: the champion kind serves unless another ranks better.
 
-    The kinds are taken in the order of :data:`selection.PREFERENCE` (logistic
-    regression, LightGBM, Wide & Deep: the simplest first) and
+    The kinds are taken in the order of :data:`selection.PREFERENCE` (LightGBM,
+    logistic regression, Wide & Deep: the best pool ranker on the tuning seeds first) and
     :func:`models.better` is applied down that list: a later kind takes over
     only when it ranks the validation week's customers' shown offers better
     (per-customer grouped AUC, paired, by more than the tie) than the
@@ -316,7 +316,7 @@ def selection_reason(best: TrainedModel, trained: list[TrainedModel]) -> str:
         # or it beat the kind that was serving when its turn came)
         tied = [m.stored.kind for m in others if not models.better(best.metrics, m.metrics)]
         why = ("ranks the validation week's customers best" if not tied else
-               "serves by the champion rule (simplest kind first; a later kind takes over only when it ranks "
+               "serves by the champion rule (LightGBM first; a later kind takes over only when it ranks "
                f"better than the serving one by more than {selection.TIE_Z:g} paired standard errors); "
                "not separated from " + ", ".join(tied))
         return (f"{best.stored.kind}: {why} (grouped AUC {figures}; "
