@@ -159,6 +159,60 @@ def test_feature_values_match_an_independent_polars_computation(tiny_warehouse):
     assert offers["historical_redemption_rate"].is_between(0, 1).all()
 
 
+def test_product_and_exposure_features_match_an_independent_polars_computation(tiny_warehouse):
+    run_day(MID_DAY)
+    con = duckdb.connect(str(tiny_warehouse), read_only=True)
+    items = con.sql("select i.product_id, i.day, o.customer_id from order_items i join orders o using (order_id)").pl()
+    products = con.sql("select product_id, category, brand, day as created from products").pl()
+    offers = con.sql("select offer_id, product_id from offers").pl().join(products, on="product_id")
+    shown = con.sql("select customer_id, offer_id, day from impressions").pl().join(offers, on="offer_id")
+    offer_f = con.sql(f"select * from offer_features where day = date '{MID_DAY}'").pl()
+    pairs = con.sql(f"select * from interaction_features where day = date '{MID_DAY}'").pl().join(
+        offers, on="offer_id")
+    con.close()
+
+    # popularity: add-one shares of the 90 days' lines among the products known before the day
+    lines = items.filter(pl.col("day").is_between(MID_DAY - timedelta(days=90), MID_DAY, closed="left")).join(
+        products, on="product_id")
+    known = products.filter(pl.col("created") < MID_DAY)
+    per_product = lines.group_by("product_id").agg(n=pl.len())
+    cat = lines.group_by("category").agg(n_cat=pl.len()).join(
+        known.group_by("category").agg(k_cat=pl.len()), on="category", how="full", coalesce=True)
+    brand = lines.group_by("category", "brand").agg(n_brand=pl.len()).join(
+        known.group_by("category", "brand").agg(k_brand=pl.len()), on=["category", "brand"], how="full",
+        coalesce=True)
+    expected = (offer_f.select("offer_id", "product_id", "category", "brand", "product_share_in_category",
+                               "product_share_in_brand")
+                .join(per_product, on="product_id", how="left").join(cat, on="category", how="left")
+                .join(brand, on=["category", "brand"], how="left").fill_null(0)
+                .with_columns(c=(pl.col("n") + 1) / (pl.col("n_cat") + pl.col("k_cat") + 1),
+                              b=(pl.col("n") + 1) / (pl.col("n_brand") + pl.col("k_brand") + 1)))
+    assert expected.height > 0 and (expected["n"] > 0).any()
+    assert ((expected["product_share_in_category"] - expected["c"]).abs() < 1e-12).all()
+    assert ((expected["product_share_in_brand"] - expected["b"]).abs() < 1e-12).all()
+
+    # the customer's purchase days of the product, the gap between them, and 28 days of impressions
+    days = (items.filter(pl.col("day") < MID_DAY).unique(["customer_id", "product_id", "day"])
+            .group_by("customer_id", "product_id").agg(n=pl.len(), first=pl.col("day").min(), last=pl.col("day").max()))
+    recent = shown.filter(pl.col("day").is_between(MID_DAY - timedelta(days=28), MID_DAY, closed="left"))
+    got = (pairs.join(days, on=["customer_id", "product_id"], how="left")
+           .join(recent.group_by("customer_id", "offer_id").agg(o=pl.len()), on=["customer_id", "offer_id"],
+                 how="left")
+           .join(recent.group_by("customer_id", "category").agg(c=pl.len()), on=["customer_id", "category"],
+                 how="left"))
+    assert (got["product_purchase_days"] == got["n"].fill_null(0)).all()
+    since = (pl.lit(MID_DAY) - pl.col("last")).dt.total_days()
+    assert got.select((pl.col("days_since_product_purchase") == since).fill_null(True).all()).item()
+    assert (got["days_since_product_purchase"].is_null() == got["last"].is_null()).all()
+    gap = (pl.col("last") - pl.col("first")).dt.total_days() / (pl.col("n") - 1)
+    due = got.filter(pl.col("n") >= 2).select(pl.col("product_due_ratio"), expected=since / gap)
+    assert due.height > 0 and ((due["product_due_ratio"] - due["expected"]).abs() < 1e-12).all()
+    assert got.filter(pl.col("n").fill_null(0) < 2)["product_due_ratio"].is_null().all()
+    assert (got["offer_shown_28d"] == got["o"].fill_null(0)).all()
+    assert (got["category_shown_28d"] == got["c"].fill_null(0)).all()
+    assert (got["category_shown_28d"] > 0).any() and (got["product_purchase_days"] > 0).any()
+
+
 def test_requests_must_name_a_relation(tiny_warehouse):
     con = duckdb.connect(str(tiny_warehouse), read_only=True)
     with pytest.raises(ValueError, match="not a table or view name"):
