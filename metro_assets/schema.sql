@@ -182,7 +182,7 @@ CREATE TABLE IF NOT EXISTS offer_features (
     impressions_before INTEGER,
     redemptions_before INTEGER,
     product_share_in_category DOUBLE,  -- the product's share of its category's order lines in [D - 90, D),
-                                       -- (lines + 1) / (category lines + the category's product count)
+                                       -- (lines + 1) / (category lines + products known before D + 1)
     product_share_in_brand DOUBLE      -- the same among its category's lines of its brand
 );
 

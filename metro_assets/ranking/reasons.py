@@ -65,7 +65,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
     "cycle": ("days_since_last_purchase_in_category", "days_since_regular_purchase_in_category"),
     "product": ("bought_product_before", "product_purchase_days", "days_since_product_purchase",
                 "product_due_ratio"),
-    "best_seller": ("product_share_in_category", "log_product_share_in_category", "product_share_in_brand"),
+    "popular": ("product_share_in_category", "log_product_share_in_category", "product_share_in_brand"),
     "brand": ("brand_affinity", "brand_line_share"),
     "discount": ("discount_depth", "margin_impact", "discount_percentage", "discount_fixed_amount", "discount_bogo"),
     "deeper": ("discount_depth_vs_usual",),
@@ -137,8 +137,9 @@ SINCE_CATEGORY = pl.coalesce(_col("days_since_regular_purchase_in_category"),
                              _col("days_since_last_purchase_in_category"))
 #: The customer's mean days between purchases of the product (known from 2 purchase days on).
 PRODUCT_INTERVAL = _col("days_since_product_purchase") / _col("product_due_ratio")
-#: A product at least this share of its category's lines is a best seller (twice a 100-product category's mean).
-BEST_SELLER_SHARE = 0.02
+#: A product with at least this share of its category's lines is called popular (twice a 100-product category's
+#: mean). The reason shows only where popularity raised the row's score, i.e. above the category's usual share.
+POPULAR_SHARE = 0.02
 
 
 @dataclass(frozen=True)
@@ -165,15 +166,16 @@ TEMPLATES: list[Template] = [
                        _days_ago(SINCE_CATEGORY))),
     Template("cycle_last", "cycle", SINCE_CATEGORY.is_not_null(),
              pl.format("you last bought {} {}", _category(), _days_ago(SINCE_CATEGORY))),
-    Template("product_due", "product", (_col("product_purchase_days") >= 2) & (_col("product_due_ratio") >= 0.8),
+    Template("product_due", "product",
+             (_col("product_purchase_days") >= 3) & _col("product_due_ratio").is_between(0.8, 2.0),
              pl.format("you buy {} {}; last time {}", _col("product_name"), _every(PRODUCT_INTERVAL),
                        _days_ago(_col("days_since_product_purchase")))),
     Template("product_again", "product", _col("bought_product_before") == 1,
              pl.format("you have bought {} before", _col("product_name"))),
     Template("product_new", "product", _col("bought_product_before") == 0,
              pl.lit("something you have not tried yet")),
-    Template("best_seller", "best_seller", _col("product_share_in_category") >= BEST_SELLER_SHARE,
-             pl.format("one of the best sellers in {}", _category())),
+    Template("popular_choice", "popular", _col("product_share_in_category") >= POPULAR_SHARE,
+             pl.format("a popular choice in {}", _category())),
     Template("brand_usual", "brand", pl.coalesce("brand_line_share", "brand_affinity") >= 0.5,
              pl.format("you usually choose {}", _col("brand"))),
     Template("brand_often", "brand", pl.coalesce("brand_line_share", "brand_affinity") >= 0.2,

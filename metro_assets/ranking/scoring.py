@@ -46,8 +46,14 @@ def selected_model(con: duckdb.DuckDBPyConnection, day: date, kind: str | None =
     return version, models.StoredModel(kind, blob, list(features), rate, {})
 
 
-def _check_features(frame: pl.DataFrame, day: date) -> None:
-    """Raise a one-line DataError when a pair of the pool has no row in a feature table of ``day``."""
+#: Interaction features that are never NULL when written (counts; 0 for none).
+NEVER_NULL = ("product_purchase_days", "offer_shown_28d", "category_shown_28d")
+
+
+def _check_features(frame: pl.DataFrame, day: date, features: list[str] = ()) -> None:
+    """Raise a one-line DataError when a pair of the pool has no row in a feature table of ``day``, or when a
+    feature the model reads that is never NULL is NULL throughout (a partition written before the column existed).
+    """
     for table in FEATURE_TABLES:
         missing = int(frame[f"missing_{table}"].sum())
         if not missing:
@@ -58,6 +64,10 @@ def _check_features(frame: pl.DataFrame, day: date) -> None:
         first = frame.filter(pl.col(f"missing_{table}")).row(0, named=True)
         raise DataError(f"{table} {day} lacks {missing} of the candidate pool's {frame.height} pairs (e.g. customer "
                         f"{first['customer_id']}, offer {first['offer_id']}): re-materialize {table} for {day}")
+    for column in NEVER_NULL:  # checked once every pair has its rows
+        if column in features and column in frame.columns and frame[column].null_count() == frame.height > 0:
+            raise DataError(f"interaction_features {day} has no {column} (written by an older version): "
+                            f"re-materialize interaction_features for {day} before scoring it")
 
 
 def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredModel,
@@ -99,7 +109,7 @@ def score_pool(con: duckdb.DuckDBPyConnection, day: date, model: models.StoredMo
                 f"from candidate_pool where day = ? and customer_id % {batches} = {b}", [day])
             # ids: the offer's product_id too, for the kinds that embed it (wide_deep)
             frame = stored_matrix(con, "scoring_requests", day, carry=("strategy",), ids=True)
-            _check_features(frame, day)
+            _check_features(frame, day, model.features or MODEL_FEATURES)
             # a fixed row order: the model's arithmetic (BLAS blocks) may round a row differently by position
             frame = frame.sort("customer_id", "offer_id")
             more = {name: pl.Series(m.predict(as_matrix(frame, m.features))) for name, m in (extra or {}).items()}

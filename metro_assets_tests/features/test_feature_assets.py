@@ -213,6 +213,44 @@ def test_product_and_exposure_features_match_an_independent_polars_computation(t
     assert (got["category_shown_28d"] > 0).any() and (got["product_purchase_days"] > 0).any()
 
 
+def test_product_popularity_counts_the_window_and_the_products_known_before_the_day():
+    from datetime import date
+
+    from metro_assets.warehouse import ensure_schema
+
+    day = date(2025, 6, 1)
+    con = duckdb.connect()
+    ensure_schema(con)
+    # dairy: products 1-3 of brand A known before the day; 4 of brand B and 5 of brand A appear on the day
+    con.execute("""insert into products (product_id, name, category, subcategory, brand, base_price, margin,
+                   shelf_life_days, day) values
+                   (1, 'a', 'dairy', 'milk', 'A', 1, 0.3, 7, date '2025-01-01'),
+                   (2, 'b', 'dairy', 'milk', 'A', 1, 0.3, 7, date '2025-01-01'),
+                   (3, 'c', 'dairy', 'milk', 'A', 1, 0.3, 7, date '2025-01-01'),
+                   (4, 'd', 'dairy', 'milk', 'B', 1, 0.3, 7, date '2025-06-01'),
+                   (5, 'e', 'dairy', 'milk', 'A', 1, 0.3, 7, date '2025-06-01')""")
+    con.execute("""insert into offers (offer_id, product_id, discount_type, discount_value, start_date, end_date,
+                   day) select product_id, product_id, 'percentage', 10, date '2025-05-01', date '2025-07-01',
+                   date '2025-05-01' from products""")
+    # product 1: 6 lines in the window, 1 line 91 days before (outside), 2 lines on the day (the future);
+    # product 2: 4 lines in the window
+    lines = [(1, d) for d in ["2025-05-31"] * 3 + ["2025-03-03"] * 3 + ["2025-03-02", "2025-06-01", "2025-06-01"]]
+    lines += [(2, "2025-05-20")] * 4
+    for i, (product, d) in enumerate(lines):
+        con.execute("insert into orders values (?, 1, 1, ?::TIMESTAMP, 1, 1, ?)", [i, d, d])
+        con.execute("insert into order_items values (?, ?, ?, 1, 1, false, 0, ?)", [i, i, product, d])
+    con.execute(f"create temp table req as select offer_id, date '{day}' as day from offers")
+    features = compute.offer_features(con, "req")
+    con.close()
+    got = dict(features.select("offer_id", "product_share_in_category").iter_rows())
+    brand = dict(features.select("offer_id", "product_share_in_brand").iter_rows())
+    # 10 category lines in [day - 90, day), 3 dairy products known before the day, + 1 for a product new on it
+    assert got[1] == pytest.approx(7 / 14) and got[2] == pytest.approx(5 / 14) and got[3] == pytest.approx(1 / 14)
+    assert got[4] == pytest.approx(1 / 14) and got[5] == pytest.approx(1 / 14)
+    # within the brand: brand A's 10 lines and 3 products; brand B has neither
+    assert brand[1] == pytest.approx(7 / 14) and brand[4] == pytest.approx(1 / 1)
+
+
 def test_requests_must_name_a_relation(tiny_warehouse):
     con = duckdb.connect(str(tiny_warehouse), read_only=True)
     with pytest.raises(ValueError, match="not a table or view name"):

@@ -49,3 +49,11 @@ def test_a_stale_feature_partition_stops_scoring_naming_the_gap(con):
     with pytest.raises(DataError, match=rf"^interaction_features {DAY} lacks \d+ of the candidate pool's \d+ pairs "
                                         r"\(e\.g\. customer \d+, offer \d+\)"):
         _scores(con)
+
+
+def test_a_partition_written_before_a_feature_existed_stops_scoring(con):
+    # what a warehouse upgraded in place holds: the new column added, NULL in the older partitions
+    con.execute("update interaction_features set offer_shown_28d = null where day = ?", [DAY])
+    with pytest.raises(DataError, match=rf"^interaction_features {DAY} has no offer_shown_28d .*"
+                                        rf"re-materialize interaction_features for {DAY}"):
+        _scores(con)

@@ -48,11 +48,14 @@ depth AS (
     JOIN offers o ON o.offer_id = r.offer_id
     LEFT JOIN products p ON p.product_id = o.product_id
 ),
-category_products AS (  -- products in the catalogue before each day, per category and brand: the smoothing
-    SELECT d.day, p.category, p.brand, count(*) AS n, sum(count(*)) OVER (PARTITION BY d.day, p.category) AS n_category
+brand_products AS (  -- products in the catalogue before each day, per category and brand: the smoothing
+    SELECT d.day, p.category, p.brand, count(*) AS n
     FROM req_days d JOIN products p ON p.day < d.day
     WHERE p.category IN (SELECT category FROM depth)
-    GROUP BY d.day, p.category, p.brand
+    GROUP BY ALL
+),
+category_products AS (  -- per category: joined on the category alone (the offer's brand may be new on D)
+    SELECT day, category, sum(n) AS n FROM brand_products GROUP BY ALL
 ),
 daily_lines AS (  -- lines per product and day in the requested categories, over the window the requests need
     SELECT i.product_id, p.category, p.brand, i.day, count(*) AS n
@@ -89,17 +92,18 @@ SELECT d.offer_id,
        coalesce(rb.n, 0)::INTEGER AS redemptions_before,
        -- add-one smoothing over the products known before D (+ 1: the offer's own may be new on D)
        CASE WHEN d.category IS NOT NULL
-            THEN (coalesce(pop.n, 0) + 1.0) / (coalesce(ct.n, 0) + coalesce(cp.n_category, 0) + 1.0)
+            THEN (coalesce(pop.n, 0) + 1.0) / (coalesce(ct.n, 0) + coalesce(cp.n, 0) + 1.0)
        END AS product_share_in_category,
        CASE WHEN d.category IS NOT NULL
-            THEN (coalesce(pop.n, 0) + 1.0) / (coalesce(bt.n, 0) + coalesce(cp.n, 0) + 1.0)
+            THEN (coalesce(pop.n, 0) + 1.0) / (coalesce(bt.n, 0) + coalesce(bp.n, 0) + 1.0)
        END AS product_share_in_brand
 FROM depth d
 JOIN global_rate g ON g.day = d.day
 LEFT JOIN window_lines pop ON pop.day = d.day AND pop.product_id = d.product_id
 LEFT JOIN category_totals ct ON ct.day = d.day AND ct.category = d.category
 LEFT JOIN brand_totals bt ON bt.day = d.day AND bt.category = d.category AND bt.brand IS NOT DISTINCT FROM d.brand
-LEFT JOIN category_products cp
-       ON cp.day = d.day AND cp.category = d.category AND cp.brand IS NOT DISTINCT FROM d.brand
+LEFT JOIN category_products cp ON cp.day = d.day AND cp.category = d.category
+LEFT JOIN brand_products bp
+       ON bp.day = d.day AND bp.category = d.category AND bp.brand IS NOT DISTINCT FROM d.brand
 LEFT JOIN impressions_before ib ON ib.offer_id = d.offer_id AND ib.day = d.day
 LEFT JOIN redemptions_before rb ON rb.offer_id = d.offer_id AND rb.day = d.day
