@@ -141,21 +141,18 @@ class LoadedModel:
         return None if explainer is None else explainer(self, X)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
-        """P(redemption within 7 days) for each row.
+        """P(redemption within 7 days) for each row: the sigmoid of :func:`raw_score`.
 
-        Negative subsampling is undone on the log-odds (odds_true = rate x odds_sampled): adding
-        ``log(sampling_rate)`` to the margin stays exact where a probability near 1 would round.
+        The raw score undoes negative subsampling on the log-odds (odds_true = rate x odds_sampled), which
+        stays exact where a probability near 1 would round.
         """
-        correction = np.log(self.stored.sampling_rate)
-        if self.stored.kind == "lightgbm":
-            return _sigmoid(self._booster.predict(X, raw_score=True, num_threads=2) + correction)
         if self.stored.kind == "wide_deep":  # its own correction, on the logit
             return self._wide_deep.predict(X, self.stored.sampling_rate)
-        lr = self._lr
+        if self.stored.kind == "lightgbm":
+            return _sigmoid(raw_score(self, X))
         p = np.empty(len(X))
         for i in range(0, len(X), LR_ROWS_PER_CHUNK):  # a loop over chunks: temporaries stay in cache
-            z = (_lr_design(X[i:i + LR_ROWS_PER_CHUNK], lr["medians"]) - lr["mean"]) / lr["scale"]
-            p[i:i + LR_ROWS_PER_CHUNK] = _sigmoid(z @ lr["coef"] + lr["intercept"] + correction)
+            p[i:i + LR_ROWS_PER_CHUNK] = _sigmoid(raw_score(self, X[i:i + LR_ROWS_PER_CHUNK]))
         return p
 
 
