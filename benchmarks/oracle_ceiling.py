@@ -41,19 +41,12 @@ from metro_assets.simulation.truth import true_probabilities  # noqa: E402
 from metro_assets.warehouse import ensure_schema  # noqa: E402
 
 HIDDEN = """
-WITH req AS (SELECT r.customer_id, r.offer_id, r.day, o.product_id FROM h_req r JOIN offers o USING (offer_id)),
-bought AS (SELECT *, count(*) OVER (PARTITION BY customer_id, product_id ORDER BY day) AS n FROM (
-           SELECT DISTINCT o.customer_id, i.product_id, i.day FROM order_items i JOIN orders o USING (order_id)
-           WHERE (o.customer_id, i.product_id) IN (SELECT customer_id, product_id FROM req))),
-lb AS (SELECT r.customer_id, r.offer_id, r.day, b.day AS last_day, b.n FROM req r ASOF LEFT JOIN bought b
-       ON b.customer_id = r.customer_id AND b.product_id = r.product_id AND r.day > b.day)
 SELECT r.customer_id, r.offer_id, r.day, t.visit_rate, t.promo_sensitivity, t.depth_threshold, t.brand_loyalty,
        (t.response_type = 'sleeping_dog')::INT AS dog, (t.response_type = 'persuadable')::INT AS persuadable,
-       coalesce(cp.weight, 0) AS weight, cp.cycle_days, coalesce(lb.n, 0) AS product_days,
-       datediff('day', lb.last_day, r.day)::DOUBLE AS since, datediff('day', lb.last_day, r.day) / cp.cycle_days AS due
-FROM req r JOIN lb ON lb.customer_id = r.customer_id AND lb.offer_id = r.offer_id AND lb.day = r.day
+       coalesce(cp.weight, 0) AS weight, cp.cycle_days
+FROM h_req r JOIN offers o ON o.offer_id = r.offer_id
 JOIN sim.customer_traits t ON t.customer_id = r.customer_id
-LEFT JOIN sim.customer_products cp ON cp.customer_id = r.customer_id AND cp.product_id = r.product_id
+LEFT JOIN sim.customer_products cp ON cp.customer_id = r.customer_id AND cp.product_id = o.product_id
 """
 VARIANTS = [  # the ranker's features include the observable product history (purchase days, dueness)
     ("the ranker's features, true labels", []),
@@ -66,11 +59,13 @@ VARIANTS = [  # the ranker's features include the observable product history (pu
 
 
 def with_hidden(con: duckdb.DuckDBPyConnection, frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` (a feature matrix) with the hidden traits, and how due the product is on the hidden cycle."""
     con.register("h_req", frame.select("customer_id", "offer_id", "day").to_arrow())
     try:
-        return frame.join(con.sql(HIDDEN).pl(), on=["customer_id", "offer_id", "day"], how="left")
+        hidden = frame.join(con.sql(HIDDEN).pl(), on=["customer_id", "offer_id", "day"], how="left")
     finally:
         con.unregister("h_req")
+    return hidden.with_columns(due=pl.col("days_since_product_purchase") / pl.col("cycle_days"))
 
 
 def main() -> None:
