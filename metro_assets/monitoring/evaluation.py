@@ -47,7 +47,7 @@ import polars as pl
 from metro_assets.errors import DataError
 from metro_assets.monitoring import bootstrap, offpolicy
 from metro_assets.monitoring import uplift_evaluation as uplift_eval
-from metro_assets.ranking.allocation import offer_economics
+from metro_assets.ranking.allocation import allocate, offer_caps, offer_economics
 from metro_assets.monitoring.metrics import K, RANKING_METRICS, per_customer_metrics
 from metro_assets.ranking.scoring import MAX_PER_CATEGORY, offer_items, score_pool, selected_model, top_k
 from metro_assets.simulation import oracle
@@ -70,8 +70,11 @@ CAUSAL_METRICS = (
     "expected_discount_cost_at_10",
     "oracle_share",
 )
+#: The same within the offers' caps (the world never redeems an offer beyond its max_redemptions): what a
+#: policy's lists can yield when shown to every pool customer on D (:func:`within_caps`).
+CAPPED_METRICS = ("expected_redemptions_within_caps_at_10", "oracle_share_within_caps")
 #: the causal metrics whose paired difference (model minus each baseline) is reported
-PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share",)
+PAIRED_METRICS = CAUSAL_METRICS[:3] + ("oracle_share", "oracle_share_within_caps")
 #: the business report's extra causal metrics (issue 17), per evaluated customer, with intervals
 BUSINESS_METRICS = (
     "expected_incremental_revenue_at_10",
@@ -89,7 +92,7 @@ OFF_POLICY_METRICS = offpolicy.METRICS
 #: customer bought in [D, D+7), with or without the offer, over every scored customer; and its lift over random.
 PURCHASE_METRICS = ("product_purchase_rate_at_10", "product_purchase_lift_at_10")
 COUNT_METRICS = ("customers_scored", "customers_evaluated", "customers_without_redemptions", "customers_logged")
-METRICS = (CAUSAL_METRICS + BUSINESS_METRICS + QINI_METRICS + OFF_POLICY_METRICS + RANKING_METRICS
+METRICS = (CAUSAL_METRICS + CAPPED_METRICS + BUSINESS_METRICS + QINI_METRICS + OFF_POLICY_METRICS + RANKING_METRICS
            + PURCHASE_METRICS + COUNT_METRICS)
 PAIRS_PER_BATCH = 2_000_000  # bounds the oracle's memory on a default-scale pool
 SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl.Float64,
@@ -401,6 +404,57 @@ def customer_values(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.Dat
         .select("customer_id", *names).sort("customer_id")
 
 
+def within_caps(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFrame,
+                caps: pl.DataFrame) -> pl.DataFrame:
+    """Per customer of ``customers``: the expected redemptions of its top k that the offers' caps leave room for.
+
+    The world never redeems an offer beyond its ``max_redemptions``. Shown to
+    every customer of the pool on D, a policy's lists expect Σ attention(rank)
+    x p_redeem redemptions of each offer; where that exceeds what is left of
+    a capped offer (``remaining_redemptions`` of
+    :func:`metro_assets.ranking.allocation.offer_caps`), every pair of the
+    offer is scaled by remaining / expected, so the offer yields exactly what
+    is left, shared in proportion. A policy that fills slots with offers the
+    caps will not honour gets nothing for them; the served model's allocation
+    avoids that with its predicted p_redeem. Customers without a ranked pair get 0.
+
+    Examples
+    --------
+    >>> ranked = pl.DataFrame({"customer_id": [1, 2], "offer_id": [7, 7], "rank": [1, 1]})
+    >>> truth = pl.DataFrame({"customer_id": [1, 2], "offer_id": [7, 7], "p_redeem": [0.6, 0.2]})
+    >>> caps = pl.DataFrame({"offer_id": [7], "remaining_redemptions": [0.4]})
+    >>> within_caps(ranked, truth, pl.DataFrame({"customer_id": [1, 2, 3]}), caps)["within"].round(2).to_list()
+    [0.3, 0.1, 0.0]
+    """
+    attention = pl.Series(oracle.position_attention(ranked["rank"].to_numpy()))
+    x = ranked.select("customer_id", "offer_id", attention=attention).join(
+        truth.select("customer_id", "offer_id", "p_redeem"), on=["customer_id", "offer_id"], how="inner"
+    ).with_columns(e=pl.col("attention") * pl.col("p_redeem").fill_null(0.0)).sort("customer_id", "offer_id")
+    remaining = pl.col("remaining_redemptions").clip(lower_bound=0.0)
+    # sorted rows and ordered groups: the same lists give bit-identical sums (the served kind is the model)
+    scale = (x.group_by("offer_id", maintain_order=True).agg(total=pl.col("e").sum())
+             .join(caps.select(pl.col("offer_id").cast(x.schema["offer_id"]), "remaining_redemptions"),
+                   on="offer_id", how="left")
+             .select("offer_id", f=pl.when(pl.col("total") > remaining).then(remaining / pl.col("total"))
+                     .otherwise(1.0)))
+    sums = x.join(scale, on="offer_id", how="left", maintain_order="left").group_by(
+        "customer_id", maintain_order=True).agg(within=(pl.col("e") * pl.col("f")).sum())
+    return customers.join(sums, on="customer_id", how="left").with_columns(pl.col("within").fill_null(0.0)) \
+        .select("customer_id", "within").sort("customer_id")
+
+
+def oracle_within_caps(truth: pl.DataFrame, pool: pl.DataFrame, caps: pl.DataFrame, k: int = K,
+                       max_per_category: int | None = MAX_PER_CATEGORY) -> pl.DataFrame:
+    """The best lists the caps allow: the true p_redeem allocated within every offer's remaining redemptions.
+
+    The same allocation as serving (:func:`metro_assets.ranking.allocation.allocate`),
+    fed the truth instead of a model's predictions.
+    """
+    pairs = truth.select("customer_id", "offer_id", "p_redeem").join(pool, on=["customer_id", "offer_id"]) \
+        .with_columns(value=pl.col("p_redeem"), discount=pl.lit(0.0))
+    return allocate(pairs, k, max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
+
+
 def _runs(ranking) -> list[pl.DataFrame]:
     return ranking if isinstance(ranking, list) else [ranking]
 
@@ -427,12 +481,17 @@ def _row(day: date, policy: str, metric: str, value: float, low: float | None = 
 
 
 def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.DataFrame,
-                replicates: int, seed: list[int], per: dict | None = None) -> list[dict]:
+                replicates: int, seed: list[int], per: dict | None = None, caps: pl.DataFrame | None = None,
+                oracle_within_caps: pl.DataFrame | None = None) -> list[dict]:
     """Causal metrics per policy and the model's paired differences against every baseline, with intervals.
 
     All come from one set of bootstrap weights over the pool's customers, so
     every difference is paired and the oracle share's interval accounts for
-    the oracle's own uncertainty.
+    the oracle's own uncertainty. With ``caps`` (:func:`offer_caps` of D) the
+    :data:`CAPPED_METRICS` too (:func:`within_caps`); the oracle's figure
+    within caps is that of ``oracle_within_caps``, the true p_redeem
+    allocated within the caps (the best lists the caps allow), when given.
+    The bootstrap keeps each offer's scale of D fixed.
     """
     names = ("expected", "incremental", "margin", "discount")
     values = {p: _averaged([customer_values(r, truth, customers) for r in _runs(rankings[p])])
@@ -440,6 +499,13 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     _keep(per, "causal", values)
     policies = list(values)
     oracle_expected = values["oracle"]["expected"].to_numpy()[:, None]
+    within: dict[str, np.ndarray] = {}
+    if caps is not None:
+        within = {p: _averaged([within_caps(r, truth, customers, caps) for r in _runs(rankings[p])])["within"]
+                  .to_numpy() for p in policies}
+        if oracle_within_caps is not None:
+            within["oracle"] = within_caps(oracle_within_caps, truth, customers, caps)["within"].to_numpy()
+    oracle_within = within.get("oracle", np.zeros(len(customers)))[:, None]
     columns, labels = [], []
     for p in policies:
         for metric, name in zip(CAUSAL_METRICS[:4], names):
@@ -447,6 +513,9 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
             labels.append((p, metric, "mean"))
         columns.append(values[p]["expected"].to_numpy())
         labels.append((p, "oracle_share", "share"))
+        if within:
+            columns += [within[p], within[p]]
+            labels += [(p, CAPPED_METRICS[0], "mean"), (p, CAPPED_METRICS[1], "share_caps")]
         for metric, name in zip(BUSINESS_METRICS[:5], ("revenue", "sure_discount", "dogs_reached", "offers",
                                                         "dog_margin")):
             columns.append(values[p][name].to_numpy())
@@ -467,6 +536,9 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
                 labels.append((paired_policy(b), metric, "mean"))
             columns.append(values["model"]["expected"].to_numpy() - values[b]["expected"].to_numpy())
             labels.append((paired_policy(b), "oracle_share", "share"))
+            if within:
+                columns.append(within["model"] - within[b])
+                labels.append((paired_policy(b), CAPPED_METRICS[1], "share_caps"))
     if "lightgbm" in values:  # every other model kind against LightGBM, paired the same way
         for kind in MODEL_KINDS[1:]:
             if kind in values:
@@ -475,18 +547,18 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
                     columns.append(diff)
                     labels.append((kind_paired_policy(kind), metric, "share" if metric == "oracle_share" else "mean"))
     x = np.column_stack(columns)
-    # one bootstrap: sums of every column and of the two denominators (customers, oracle's expected)
-    den = np.hstack([np.ones((len(x), 1)), oracle_expected])
+    # one bootstrap: sums of every column and of the three denominators (customers, the oracle's expected
+    # redemptions, and the same within caps)
+    den = np.hstack([np.ones((len(x), 1)), oracle_expected, oracle_within])
     point_sums = np.r_[x.sum(axis=0), den.sum(axis=0)]
     reps = bootstrap.replicate_sums(np.hstack([x, den]), replicates, seed)
-    share = np.array([lab[2] == "share" for lab in labels])
     m = x.shape[1]
-    # a ROI column is divided by the next column's sum (the discount), not by the customers
-    roi = np.array([lab[2] == "roi" for lab in labels])
-    nxt = np.r_[np.arange(1, m), m - 1]
+    # a column's denominator: customers, an oracle total, or for a ROI the next column's sum (the discount)
+    index = np.array([m + 1 if kind == "share" else m + 2 if kind == "share_caps" else i + 1 if kind == "roi"
+                      else m for i, (_, _, kind) in enumerate(labels)])
     with np.errstate(divide="ignore", invalid="ignore"):
-        point = point_sums[:m] / np.where(share, point_sums[m + 1], np.where(roi, point_sums[nxt], point_sums[m]))
-        ratio = reps[:, :m] / np.where(share, reps[:, [m + 1]], np.where(roi, reps[:, nxt], reps[:, [m]]))
+        point = point_sums[:m] / point_sums[index]
+        ratio = reps[:, :m] / reps[:, index]
     low, high = bootstrap.interval(ratio)
     return [_row(day, p, metric, point[i], low[i], high[i])
             for i, (p, metric, kind) in enumerate(labels) if kind != "den" and np.isfinite(point[i])]
@@ -606,7 +678,9 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
                                    .join(pool, on=["customer_id", "offer_id"]), k, max_per_category)
         uplift_eval.add_oracles(uplift, truth, pool, k, max_per_category)
         rankings.update(uplift.rankings)
-        rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1], per)
+        caps = offer_caps(con, day)
+        rows += causal_rows(day, rankings, truth, customers, replicates, boot + [1], per, caps,
+                            oracle_within_caps(truth, pool, caps, k, max_per_category))
 
     missing = offpolicy.log_columns_missing(con)
     log = offpolicy.logged_lists(con, day) if not missing else None

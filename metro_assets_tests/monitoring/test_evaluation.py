@@ -16,6 +16,7 @@ from metro_assets.monitoring import comparison
 from metro_assets.monitoring.evaluation import (
     BASELINES,
     BUSINESS_METRICS,
+    CAPPED_METRICS,
     QINI_METRICS,
     UPLIFT_PAIRS,
     CAUSAL_METRICS,
@@ -35,8 +36,10 @@ from metro_assets.monitoring.evaluation import (
     policy_rankings,
     pool_truth,
     wide_table,
+    within_caps,
     write_evaluation,
 )
+from metro_assets.ranking.allocation import offer_caps
 from metro_assets.monitoring.metrics import RANKING_METRICS
 from metro_assets.monitoring.uplift_evaluation import QINI_POLICIES
 from metro_assets.monitoring.offpolicy import estimates, per_customer
@@ -69,7 +72,7 @@ def test_every_policy_gets_every_metric_on_the_same_customers(result):
     kinds = {kind_paired_policy(k) for k in MODEL_KINDS[1:]}
     uplift_pairs = {f"{a}_minus_{b}" for a, b in UPLIFT_PAIRS}
     assert set(result.rows["policy"]) == set(POLICIES) | paired | kinds | uplift_pairs
-    expected = (set(CAUSAL_METRICS) | set(BUSINESS_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS)
+    expected = (set(CAUSAL_METRICS) | set(CAPPED_METRICS) | set(BUSINESS_METRICS) | set(OFF_POLICY_METRICS) | set(RANKING_METRICS)
                 | set(PURCHASE_METRICS) | COUNTS | {"customers_logged"})
     for policy in POLICIES:
         scored = policy in QINI_POLICIES or policy == "p_redeem_matched"  # a ranking of the whole pool
@@ -103,8 +106,34 @@ def test_causal_values_are_per_customer_bounded_by_the_oracle_with_intervals(res
             r = row(rows, policy, metric)
             assert r["ci_low"] <= r["value"] + 1e-9 and r["value"] <= r["ci_high"] + 1e-9, (policy, metric)
     assert value(rows, "oracle", "oracle_share") == pytest.approx(1.0)
+    assert value(rows, "oracle", "oracle_share_within_caps") == pytest.approx(1.0)
+    for policy in POLICIES:  # caps only take away, and the share within caps has its own interval
+        assert (value(rows, policy, "expected_redemptions_within_caps_at_10")
+                <= value(rows, policy, "expected_redemptions_at_10") + 1e-9)
+        r = row(rows, policy, "oracle_share_within_caps")
+        assert r["ci_low"] <= r["value"] <= r["ci_high"], policy
     # the oracle's list is far above a random one, and the intervals are narrow enough to say so
     assert row(rows, "random", "oracle_share")["ci_high"] < 0.8
+
+
+def test_within_caps_an_offer_yields_at_most_what_is_left_of_its_cap(con):
+    caps = offer_caps(con, DAY)
+    assert caps.height > 0 and (caps["remaining_redemptions"] >= 0).all()  # the tiny world caps some offers
+    pool = con.sql(f"select distinct customer_id, offer_id from candidate_pool where day = '{DAY}'").pl()
+    truth = pool_truth(con, DAY)
+    # everyone is shown the capped offers at the top: the caps must bind
+    ranked = (pool.join(caps.select("offer_id"), on="offer_id", how="semi")
+              .with_columns(rank=pl.col("offer_id").rank("ordinal").over("customer_id").cast(pl.Int64)))
+    customers = pool.select("customer_id").unique().sort("customer_id")
+    got = within_caps(ranked, truth, customers, caps)
+    assert got.height == customers.height and got["customer_id"].to_list() == customers["customer_id"].to_list()
+    e = (ranked.join(truth, on=["customer_id", "offer_id"])
+         .with_columns(e=pl.Series(position_attention(ranked.join(truth, on=["customer_id", "offer_id"])["rank"]
+                                                      .to_numpy())) * pl.col("p_redeem"))
+         .group_by("offer_id").agg(pl.col("e").sum()).join(caps, on="offer_id"))
+    bound = e.select(pl.min_horizontal("e", "remaining_redemptions")).sum().item()
+    assert got["within"].sum() == pytest.approx(bound)
+    assert got["within"].sum() < e["e"].sum()  # some cap binds: the unconstrained figure would overstate
 
 
 def test_purchases_of_the_offered_products_are_a_denser_signal_with_a_lift_over_random(result, con):
