@@ -328,6 +328,8 @@ CREATE TABLE IF NOT EXISTS evaluation_sums (
     margin DOUBLE,
     discount DOUBLE,
     oracle_expected DOUBLE,            -- the oracle's expected redemptions (denominator of oracle_share)
+    within DOUBLE,                     -- expected redemptions within the offers' caps, and the oracle's within caps
+    oracle_within DOUBLE,
     evaluated DOUBLE,                  -- customers with a redemption in [D, D + 7) (logged outcomes average over them)
     ndcg DOUBLE,
     mrr DOUBLE,

@@ -103,6 +103,7 @@ SCHEMA = {"run_date": pl.Date, "policy": pl.Utf8, "metric": pl.Utf8, "value": pl
 SUM_FAMILIES = {
     "count": ("customers",),                                                        # 1 per pool customer
     "causal": ("expected", "incremental", "margin", "discount", "oracle_expected"),  # the oracle's expected too
+    "capped": ("within", "oracle_within"),                                          # the same within caps
     "logged": ("evaluated", "ndcg", "mrr", "precision", "recall", "redeemed"),       # evaluated: 1 if redeemed
     "purchase": ("purchased",),                                                     # share of the top k bought
     "off_policy": ("logged", "lists", "slots", "live", "wr", "w0", "w", "w2"),      # logged: 1 if in the log
@@ -257,7 +258,11 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
 
     ``pool`` holds ``customer_id``, ``offer_id``, ``product_id``, ``category``
     (the candidate pool of ``day`` with its offers' products). Every policy
-    goes through :func:`top_k` with the same rules as serving.
+    goes through :func:`top_k` with the same rules as serving. Each model kind
+    other than the served one is allocated within the offers' caps with its
+    own predicted p_redeem, as serving would allocate it
+    (:func:`metro_assets.ranking.allocation.allocate`), so every kind's row is
+    the list it would serve; the baselines are plain top k (rules know no caps).
     """
     notes: list[str] = []
     served = _frame(con, """SELECT r.customer_id, r.offer_id, r.rank, r.model_version, m.kind
@@ -275,6 +280,7 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
             scored = scored.join(pool, on=["customer_id", "offer_id"], how="inner")
         return top_k(scored, k, max_per_category)
 
+    caps = offer_caps(con, day)
     for kind in MODEL_KINDS:
         if kind == served_kind:
             rankings[kind], versions[kind] = rankings["model"], version
@@ -284,7 +290,10 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
         except DataError:
             notes.append(f"no {kind} model trained on or before {day}: policy {kind} skipped")
             continue
-        rankings[kind] = select(score_pool(con, day, stored).select("customer_id", "offer_id", "score"))
+        scored = score_pool(con, day, stored).select("customer_id", "offer_id", p_redeem="score") \
+            .join(pool, on=["customer_id", "offer_id"], how="inner")
+        rankings[kind] = allocate(scored.with_columns(value=pl.col("p_redeem"), discount=pl.lit(0.0)), k,
+                                  max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
         versions[kind] = other_version
 
     ordered = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
@@ -499,12 +508,14 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     _keep(per, "causal", values)
     policies = list(values)
     oracle_expected = values["oracle"]["expected"].to_numpy()[:, None]
-    within: dict[str, np.ndarray] = {}
+    capped: dict[str, pl.DataFrame] = {}
     if caps is not None:
-        within = {p: _averaged([within_caps(r, truth, customers, caps) for r in _runs(rankings[p])])["within"]
-                  .to_numpy() for p in policies}
+        capped = {p: _averaged([within_caps(r, truth, customers, caps) for r in _runs(rankings[p])])
+                  for p in policies}
         if oracle_within_caps is not None:
-            within["oracle"] = within_caps(oracle_within_caps, truth, customers, caps)["within"].to_numpy()
+            capped["oracle"] = within_caps(oracle_within_caps, truth, customers, caps)
+    _keep(per, "capped", capped)
+    within = {p: frame["within"].to_numpy() for p, frame in capped.items()}
     oracle_within = within.get("oracle", np.zeros(len(customers)))[:, None]
     columns, labels = [], []
     for p in policies:
@@ -747,6 +758,11 @@ def customer_table(per: dict[str, dict[str, pl.DataFrame]], customers: pl.DataFr
                        on="customer_id", how="left") \
                 .join(oracle.select("customer_id", oracle_expected="expected"), on="customer_id", how="left")
             present += SUM_FAMILIES["causal"]
+        capped = per.get("oracle", {}).get("capped")
+        if "capped" in families and capped is not None:
+            x = x.join(families["capped"].select("customer_id", "within"), on="customer_id", how="left") \
+                .join(capped.select("customer_id", oracle_within="within"), on="customer_id", how="left")
+            present += SUM_FAMILIES["capped"]
         if "logged" in families:
             x = x.join(families["logged"].select("customer_id", "ndcg", "mrr", "precision", "recall", "redeemed",
                                                  evaluated=pl.lit(1.0)), on="customer_id", how="left")

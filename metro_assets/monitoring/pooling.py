@@ -100,6 +100,9 @@ def statistics(s: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
             for metric, q in zip(CAUSAL_METRICS[:4], ("expected", "incremental", "margin", "discount")):
                 out[metric] = s[q] / s["customers"]
             out["oracle_share"] = s["expected"] / s["oracle_expected"]
+        if s.get("within") is not None:
+            out["expected_redemptions_within_caps_at_10"] = s["within"] / s["customers"]
+            out["oracle_share_within_caps"] = s["within"] / s["oracle_within"]
         if s.get("lists") is not None:
             out["ips_redemptions_at_10"] = s["wr"] / s["live"] * s["slots"] / s["lists"]
             out["snips_redemptions_at_10"] = s["wr"] / s["w0"] * s["slots"] / s["lists"]
