@@ -11,7 +11,8 @@ customer with a 95% bootstrap interval over customers (:mod:`.bootstrap`):
   simulator's truth (:func:`metro_assets.simulation.truth.true_probabilities`):
   expected redemptions, expected incremental redemptions (what the offer
   causes) and expected incremental margin of the top 10, and the share of the
-  oracle's expected redemptions. Plus the paired difference of the served
+  oracle's expected redemptions; the expected redemptions and the oracle
+  share again within the offers' caps (:func:`within_caps`). Plus the paired difference of the served
   model against every baseline (policy ``model_minus_<baseline>``), and of
   each other model kind against LightGBM (policy ``<kind>_minus_lightgbm``).
 * **Off-policy** (:mod:`.offpolicy`): IPS and SNIPS estimates of the top 10's
@@ -491,14 +492,14 @@ def _row(day: date, policy: str, metric: str, value: float, low: float | None = 
 
 def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.DataFrame,
                 replicates: int, seed: list[int], per: dict | None = None, caps: pl.DataFrame | None = None,
-                oracle_within_caps: pl.DataFrame | None = None) -> list[dict]:
+                oracle_allocated: pl.DataFrame | None = None) -> list[dict]:
     """Causal metrics per policy and the model's paired differences against every baseline, with intervals.
 
     All come from one set of bootstrap weights over the pool's customers, so
     every difference is paired and the oracle share's interval accounts for
     the oracle's own uncertainty. With ``caps`` (:func:`offer_caps` of D) the
     :data:`CAPPED_METRICS` too (:func:`within_caps`); the oracle's figure
-    within caps is that of ``oracle_within_caps``, the true p_redeem
+    within caps is that of ``oracle_allocated``, the true p_redeem
     allocated within the caps (the best lists the caps allow), when given.
     The bootstrap keeps each offer's scale of D fixed.
     """
@@ -512,8 +513,8 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     if caps is not None:
         capped = {p: _averaged([within_caps(r, truth, customers, caps) for r in _runs(rankings[p])])
                   for p in policies}
-        if oracle_within_caps is not None:
-            capped["oracle"] = within_caps(oracle_within_caps, truth, customers, caps)
+        if oracle_allocated is not None:
+            capped["oracle"] = within_caps(oracle_allocated, truth, customers, caps)
     _keep(per, "capped", capped)
     within = {p: frame["within"].to_numpy() for p, frame in capped.items()}
     oracle_within = within.get("oracle", np.zeros(len(customers)))[:, None]
