@@ -47,15 +47,16 @@ def _history(con, upto) -> str:
                   max(value) FILTER (WHERE policy = 'model' AND metric = 'ndcg_at_10') AS ndcg,
                   max(value) FILTER (WHERE policy = 'affinity_rule' AND metric = 'oracle_share') AS rule_share,
                   max(value) FILTER (WHERE policy = 'model' AND metric = 'oracle_share') AS share,
+                  max(value) FILTER (WHERE policy = 'model' AND metric = 'oracle_share_within_caps') AS capped,
                   max(value) FILTER (WHERE policy = 'model' AND metric = 'customers_evaluated') AS customers
            FROM offline_evaluation WHERE run_date <= $upto GROUP BY run_date ORDER BY run_date DESC LIMIT $n""",
         params={"upto": upto, "n": HISTORY_ROWS},
     ).fetchall()
     fmt = lambda v, f: "" if v is None else format(v, f)  # noqa: E731
-    lines = ["| run date | model NDCG@10 | affinity rule oracle share | model oracle share | customers evaluated |",
-             "|---|---|---|---|---|"]
-    lines += [f"| {d} | {fmt(a, '.4f')} | {fmt(b, '.3f')} | {fmt(c, '.3f')} | {fmt(n, ',.0f')} |"
-              for d, a, b, c, n in sorted(rows)]
+    lines = ["| run date | model NDCG@10 | affinity rule oracle share | model oracle share | within caps "
+             "| customers evaluated |", "|---|---|---|---|---|---|"]
+    lines += [f"| {d} | {fmt(a, '.4f')} | {fmt(b, '.3f')} | {fmt(c, '.3f')} | {fmt(w, '.3f')} | {fmt(n, ',.0f')} |"
+              for d, a, b, c, w, n in sorted(rows)]
     return "\n".join(lines)
 
 
@@ -202,7 +203,7 @@ def build_monitoring_assets(settings: Settings) -> list:
             wide = {(r["policy"], r["metric"]): r["value"] for r in last.rows.iter_rows(named=True)}
             # numeric entries: the UI plots them across partitions (the evaluation's history plot)
             for policy in evaluation.POLICIES:
-                for metric in ("ndcg_at_10", "oracle_share"):
+                for metric in ("ndcg_at_10", "oracle_share", "oracle_share_within_caps"):
                     if (policy, metric) in wide:
                         metadata[f"{policy}_{metric}"] = float(wide[(policy, metric)])
             metadata["customers_evaluated"] = int(wide.get(("model", "customers_evaluated"), 0))

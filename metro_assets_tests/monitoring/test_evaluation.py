@@ -281,7 +281,8 @@ def test_the_asset_records_a_day_and_skips_a_day_without_its_week(evaluated_file
     assert done.success and skipped.success
     meta = done.asset_materializations_for_node("offline_evaluation")[0].metadata
     assert meta["recorded"].value is True and "| expected_redemptions_at_10 |" in meta["evaluation"].value
-    assert 0 < meta["model_oracle_share"].value <= 1
+    assert 0 < meta["model_oracle_share"].value <= 1 and 0 < meta["model_oracle_share_within_caps"].value <= 1
+    assert "| within caps |" in meta["history"].value
     assert "| wide_deep |" in meta["model_comparison"].value and "| lightgbm |" in meta["model_comparison"].value
     assert all(c.passed for c in done.get_asset_check_evaluations())
     late = skipped.asset_materializations_for_node("offline_evaluation")[0].metadata
