@@ -176,7 +176,7 @@ def stage_retrain() -> list[dict]:
 
 def stage_daily_pipeline() -> list[dict]:
     """A day whose next week is in the warehouse, end to end: features, candidates, scoring,
-    snapshot, drift and offline evaluation (the heaviest day)."""
+    snapshot and drift (offline evaluation is the ``evaluate`` job's, not timed here)."""
     from datetime import timedelta
 
     return _job_stage("daily_pipeline", _run_date() - timedelta(days=7))
