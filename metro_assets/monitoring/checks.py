@@ -33,6 +33,14 @@ EVALUATION_CHECKS = [
                           where r.day >= e.run_date and r.day < e.run_date + 7)""",
     ),
     Check(
+        "evaluation_within_caps_never_exceeds_uncapped",
+        "offline_evaluation",
+        "caps only take away: a policy's expected redemptions within the offers' caps are at most its uncapped ones",
+        f"""select policy from offline_evaluation c where {IN_RUN} and metric = 'expected_redemptions_within_caps_at_10'
+              and value > (select u.value + 1e-9 from offline_evaluation u where u.run_date = c.run_date
+                           and u.policy = c.policy and u.metric = 'expected_redemptions_at_10')""",
+    ),
+    Check(
         "evaluation_rows_are_unique",
         "offline_evaluation",
         "one value per (run_date, policy, metric)",

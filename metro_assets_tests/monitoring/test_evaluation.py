@@ -12,6 +12,7 @@ from dagster_duckdb import DuckDBResource
 
 from metro_assets.checking import evaluate_checks
 from metro_assets.monitoring.assets import build_monitoring_assets
+from metro_assets.monitoring.checks import EVALUATION_CHECKS
 from metro_assets.monitoring import comparison
 from metro_assets.monitoring.evaluation import (
     BASELINES,
@@ -134,6 +135,17 @@ def test_within_caps_an_offer_yields_at_most_what_is_left_of_its_cap(con):
     bound = e.select(pl.min_horizontal("e", "remaining_redemptions")).sum().item()
     assert got["within"].sum() == pytest.approx(bound)
     assert got["within"].sum() < e["e"].sum()  # some cap binds: the unconstrained figure would overstate
+
+
+def test_the_within_caps_check_catches_a_figure_above_the_uncapped_one(result, con):
+    write_evaluation(con, result)
+    name = "evaluation_within_caps_never_exceeds_uncapped"
+    check = [c for c in EVALUATION_CHECKS if c.name == name]
+    assert all(o.passed for o in evaluate_checks(con, check, DAY, LATE, {}))
+    con.execute("""update offline_evaluation set value = value + 1 where policy = 'legacy'
+                   and metric = 'expected_redemptions_within_caps_at_10'""")
+    failed = evaluate_checks(con, check, DAY, LATE, {})[0]
+    assert not failed.passed and "legacy" in str(failed.examples)
 
 
 def test_purchases_of_the_offered_products_are_a_denser_signal_with_a_lift_over_random(result, con):
