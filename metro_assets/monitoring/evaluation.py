@@ -455,10 +455,12 @@ def within_caps(ranked: pl.DataFrame, truth: pl.DataFrame, customers: pl.DataFra
 
 def oracle_within_caps(truth: pl.DataFrame, pool: pl.DataFrame, caps: pl.DataFrame, k: int = K,
                        max_per_category: int | None = MAX_PER_CATEGORY) -> pl.DataFrame:
-    """The best lists the caps allow: the true p_redeem allocated within every offer's remaining redemptions.
+    """The oracle within caps: the true p_redeem allocated within every offer's remaining redemptions.
 
     The same allocation as serving (:func:`metro_assets.ranking.allocation.allocate`),
-    fed the truth instead of a model's predictions.
+    fed the truth instead of a model's predictions. It is greedy and charges a
+    pair its position-1 p_redeem against the cap, so it is a good feasible
+    solution, not a proven optimum: a policy could in principle exceed it.
     """
     pairs = truth.select("customer_id", "offer_id", "p_redeem").join(pool, on=["customer_id", "offer_id"]) \
         .with_columns(value=pl.col("p_redeem"), discount=pl.lit(0.0))
@@ -500,7 +502,7 @@ def causal_rows(day: date, rankings: dict, truth: pl.DataFrame, customers: pl.Da
     the oracle's own uncertainty. With ``caps`` (:func:`offer_caps` of D) the
     :data:`CAPPED_METRICS` too (:func:`within_caps`); the oracle's figure
     within caps is that of ``oracle_allocated``, the true p_redeem
-    allocated within the caps (the best lists the caps allow), when given.
+    allocated within the caps, when given.
     The bootstrap keeps each offer's scale of D fixed.
     """
     names = ("expected", "incremental", "margin", "discount")
