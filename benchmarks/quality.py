@@ -107,9 +107,18 @@ def child(dates_n: int, out: Path) -> None:
     with connect(settings.warehouse, read_only=True) as con:
         rows = con.sql("select run_date, policy, metric, value, ci_low, ci_high from offline_evaluation "
                        "where run_date in (select unnest($dates::DATE[]))", params={"dates": dates}).pl()
+        # evaluation_summary of the newest run date pools every run date before it (the evaluate job writes it)
+        pooled = con.sql("select run_date, policy, metric, value, ci_low, ci_high from evaluation_summary "
+                         "where run_date = $d", params={"d": max(dates)}).pl()
     rows = rows.with_columns(seed=pl.lit(settings.seed), scale=pl.lit(settings.scale.name))
     rows.write_csv(out)
+    pooled.with_columns(seed=pl.lit(settings.seed)).write_csv(pooled_path(out))
     out.with_suffix(".json").write_text(json.dumps({k: round(v, 1) for k, v in timings.items()}))
+
+
+def pooled_path(out: Path) -> Path:
+    """Where a seed's pooled rows (``evaluation_summary`` of its newest run date) go beside its rows."""
+    return out.with_name(f"{out.stem}-pooled.csv")
 
 
 def run_seed(scale: str, seed: int, dates_n: int, workdir: Path) -> tuple[Path, dict]:
@@ -123,8 +132,9 @@ def run_seed(scale: str, seed: int, dates_n: int, workdir: Path) -> tuple[Path, 
     return out, json.loads(out.with_suffix(".json").read_text())
 
 
-def report(rows, timings: dict, scale: str) -> str:
-    """The Markdown report: spread per policy and metric, paired differences, the quality bar."""
+def report(rows, timings: dict, scale: str, pooled=None) -> str:
+    """The Markdown report: spread per policy and metric, paired differences, the quality bar; with
+    ``pooled`` (each seed's ``evaluation_summary`` over its run dates), SNIPS against the causal value pooled."""
     import polars as pl
 
     from metro_assets.monitoring.evaluation import BASELINES, POLICIES, paired_policy
@@ -158,6 +168,18 @@ def report(rows, timings: dict, scale: str) -> str:
                  f"{cell[(p, m)]['above']}/{cell[(p, m)]['n']}" for m in paired]
         lines.append(f"| {b} | " + " | ".join(cells) + " |")
     lines += ["", "Quality bar (issue 14), per evaluation:", ""] + quality_bar(rows)
+    if pooled is not None and pooled.height:
+        lines += ["", "Pooled over each seed's run dates (`evaluation_summary`: more impressions behind SNIPS):", "",
+                  "| seed | policy | SNIPS | expected redemptions | SNIPS / expected | ESS |", "|---|---|---|---|---|---|"]
+        cell = {(r["seed"], r["policy"], r["metric"]): r["value"] for r in pooled.iter_rows(named=True)}
+        for seed in sorted(pooled["seed"].unique().to_list()):
+            for p in ("model", "popularity"):
+                snips = cell.get((seed, p, "snips_redemptions_at_10"))
+                truth = cell.get((seed, p, "expected_redemptions_at_10"))
+                if snips is None or truth is None:
+                    continue
+                lines.append(f"| {seed} | {p} | {snips:.3f} | {truth:.3f} | {snips / truth:.2f} "
+                             f"| {cell.get((seed, p, 'ess'), float('nan')):.0f} |")
     lines += ["", "Seconds per step: " + "; ".join(f"{k} {v}" for k, v in timings.items())]
     return "\n".join(lines)
 
@@ -227,11 +249,12 @@ def main() -> None:
     if tuned:
         raise SystemExit(f"quality.py: seeds {tuned} are tuning seeds (docs/EVALUATION.md): pick others")
     workdir = Path(tempfile.mkdtemp(prefix="metro-quality-"))
-    frames, timings = [], {}
+    frames, pooled, timings = [], [], {}
     started = time.perf_counter()
     for seed in seeds:  # one process per seed, one after the other: 2 cores are shared
         out, t = run_seed(args.scale, seed, args.dates, workdir)
         frames.append(pl.read_csv(out, try_parse_dates=True))
+        pooled.append(pl.read_csv(pooled_path(out), try_parse_dates=True))
         timings.update({f"seed {seed} {k}": v for k, v in t.items()})
         print(f"seed {seed}: done ({time.perf_counter() - started:.0f} s so far)", flush=True)
     rows = pl.concat(frames)
@@ -239,13 +262,14 @@ def main() -> None:
         print(f"warehouses kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)  # the warehouses: the rows are kept below
-    text = report(rows, timings, args.scale) + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores."
+    text = report(rows, timings, args.scale, pl.concat(pooled, how="diagonal_relaxed")) + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores."
     print(text)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     stem = f"quality-{args.scale}-{'-'.join(map(str, seeds))}x{args.dates}"
     (results / f"{stem}.md").write_text(text + "\n")
     rows.write_csv(results / f"{stem}.csv")
+    pl.concat(pooled, how="diagonal_relaxed").write_csv(results / f"{stem}-pooled.csv")
     print(f"wrote {results / stem}.md and .csv")
 
 
