@@ -254,16 +254,19 @@ def policy_scores(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame,
 
 def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFrame, economics: pl.DataFrame,
                     k: int = K, max_per_category: int | None = MAX_PER_CATEGORY, random_seeds: int = RANDOM_SEEDS,
-                    seed: int = 42) -> tuple[dict, dict, list[str]]:
+                    seed: int = 42, budget: float | None = None) -> tuple[dict, dict, list[str]]:
     """Each policy's top-k over the pool: ``{policy: ranked or [ranked per seed]}``, versions, notes.
 
     ``pool`` holds ``customer_id``, ``offer_id``, ``product_id``, ``category``
     (the candidate pool of ``day`` with its offers' products). Every policy
     goes through :func:`top_k` with the same rules as serving. Each model kind
-    other than the served one is allocated within the offers' caps with its
-    own predicted p_redeem, as serving would allocate it
+    other than the served one is allocated within the offers' caps (and
+    ``budget``, ``METRO_OFFER_BUDGET``) with its own predicted p_redeem, as
+    serving allocates under the default objective
     (:func:`metro_assets.ranking.allocation.allocate`), so every kind's row is
     the list it would serve; the baselines are plain top k (rules know no caps).
+    Under ``METRO_OBJECTIVE=incremental_margin`` the served list follows that
+    objective while the other kinds still maximise redemptions.
     """
     notes: list[str] = []
     served = _frame(con, """SELECT r.customer_id, r.offer_id, r.rank, r.model_version, m.kind
@@ -281,7 +284,8 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
             scored = scored.join(pool, on=["customer_id", "offer_id"], how="inner")
         return top_k(scored, k, max_per_category)
 
-    caps = offer_caps(con, day)
+    caps = offer_caps(con, day, budget)
+    discount = economics.select("offer_id", pl.col("discount").fill_null(0.0))
     for kind in MODEL_KINDS:
         if kind == served_kind:
             rankings[kind], versions[kind] = rankings["model"], version
@@ -293,8 +297,9 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
             continue
         scored = score_pool(con, day, stored).select("customer_id", "offer_id", p_redeem="score") \
             .join(pool, on=["customer_id", "offer_id"], how="inner")
-        rankings[kind] = allocate(scored.with_columns(value=pl.col("p_redeem"), discount=pl.lit(0.0)), k,
-                                  max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
+        scored = scored.join(discount, on="offer_id", how="left").with_columns(
+            value=pl.col("p_redeem"), discount=pl.col("discount").fill_null(0.0))
+        rankings[kind] = allocate(scored, k, max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
         versions[kind] = other_version
 
     ordered = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
@@ -670,7 +675,8 @@ def evaluate(con: duckdb.DuckDBPyConnection, day: date, k: int = K, random_seeds
         raise DataError(f"no candidate_pool for {day}: materialize the daily pipeline for {day} first")
     pool = pool.join(offer_items(con), on="offer_id", how="left")
     economics = offer_economics(con, pool["offer_id"])
-    rankings, versions, notes = policy_rankings(con, day, pool, economics, k, max_per_category, random_seeds, seed)
+    rankings, versions, notes = policy_rankings(con, day, pool, economics, k, max_per_category, random_seeds, seed,
+                                                budget)
     uplift = uplift_eval.uplift_policies(con, day, pool, k, max_per_category, budget)
     rankings.update(uplift.rankings)
     versions.update(uplift.versions)

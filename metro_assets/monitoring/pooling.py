@@ -69,6 +69,8 @@ SEPARATION_METRICS = ("expected_redemptions_at_10", "snips_redemptions_at_10", "
 #: The customer-dates each of those figures averages over.
 UNITS = {"expected_redemptions_at_10": "customers_scored", "snips_redemptions_at_10": "customers_logged",
          "ndcg_at_10": "customers_evaluated", "product_purchase_rate_at_10": "customers_scored"}
+#: evaluation_sums columns added after it first shipped: run dates recorded before hold NULL there.
+ADDED_LATER = ("within", "oracle_within")
 #: Fewer customer-dates than this behind the headline figure: too small, whatever its interval says.
 MIN_UNITS = 30
 
@@ -168,6 +170,7 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
     sums = sums.join(pl.DataFrame({"run_date": dates, "date_index": range(len(dates))},
                                   schema={"run_date": pl.Date, "date_index": pl.Int64}), on="run_date")
     pooled: dict[str, dict[str, np.ndarray]] = {}
+    partial: set[str] = set()  # quantities missing on some pooled dates only: noted once
     for (policy,), frame in sums.group_by("policy"):
         if frame.select(pl.col("run_date").n_unique()).item() < len(dates):
             notes.append(f"policy {policy} is missing on some pooled run dates: left out of the summary")
@@ -178,6 +181,11 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
         for q in QUANTITIES:
             col = frame[q]
             if col.null_count():  # a family missing on any pooled day is missing from the pool
+                if q in ADDED_LATER and col.null_count() < len(col) and not partial:
+                    partial.add(q)
+                    notes.append("the within-caps sums are missing on some pooled run dates (recorded by an older "
+                                 "version): the within-caps metrics are left out; re-materialize offline_evaluation "
+                                 "for those dates to pool them")
                 s[q] = None
                 continue
             s[q] = np.bincount(frame["replicate"].to_numpy(), weights=col.to_numpy() * weight,
