@@ -170,7 +170,7 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
     sums = sums.join(pl.DataFrame({"run_date": dates, "date_index": range(len(dates))},
                                   schema={"run_date": pl.Date, "date_index": pl.Int64}), on="run_date")
     pooled: dict[str, dict[str, np.ndarray]] = {}
-    partial: set[str] = set()  # quantities missing on some pooled dates only: noted once
+    noted_capped = False  # the note on run dates without the within-caps sums: once
     for (policy,), frame in sums.group_by("policy"):
         if frame.select(pl.col("run_date").n_unique()).item() < len(dates):
             notes.append(f"policy {policy} is missing on some pooled run dates: left out of the summary")
@@ -181,8 +181,8 @@ def summarize(con: duckdb.DuckDBPyConnection, day: date, weeks: int = 8, seed: i
         for q in QUANTITIES:
             col = frame[q]
             if col.null_count():  # a family missing on any pooled day is missing from the pool
-                if q in ADDED_LATER and col.null_count() < len(col) and not partial:
-                    partial.add(q)
+                if q in ADDED_LATER and col.null_count() < len(col) and not noted_capped:
+                    noted_capped = True
                     notes.append("the within-caps sums are missing on some pooled run dates (recorded by an older "
                                  "version): the within-caps metrics are left out; re-materialize offline_evaluation "
                                  "for those dates to pool them")

@@ -116,6 +116,17 @@ def test_the_window_and_days_graded_before_the_sums_existed(graded):
     assert any(str(DAYS[1]) in note and "re-materialize offline_evaluation" in note for note in summary.notes)
 
 
+def test_days_graded_before_the_within_caps_sums_leave_only_those_metrics_out(graded):
+    assert "oracle_share_within_caps" in set(pooling.summarize(graded, DAY).rows["metric"])
+    # as graded by a version without the within-caps sums: ensure_schema added the columns, empty
+    graded.execute("update evaluation_sums set within = null, oracle_within = null where run_date = ?", [DAYS[1]])
+    summary = pooling.summarize(graded, DAY)
+    metrics = set(summary.rows["metric"])
+    assert not {"oracle_share_within_caps", "expected_redemptions_within_caps_at_10"} & metrics
+    assert {"oracle_share", "expected_redemptions_at_10"} <= metrics and summary.run_dates == list(DAYS)
+    assert sum("within-caps sums are missing" in note for note in summary.notes) == 1
+
+
 def test_without_the_oracle_the_pool_judges_on_what_an_import_has(graded):
     # what an import records: no oracle policy, no causal sums
     graded.execute("delete from evaluation_sums where policy = 'oracle'")
