@@ -42,8 +42,9 @@ TUNING_SEEDS = (11, 23, 42)
 EVALUATION_SEEDS = (101, 202, 303, 404, 505)
 FIRST_OFFSET = 21   # the newest reported run date: history_end - 7 and - 14 are tuning dates
 SPACING = 7         # days between reported run dates (a week: each has its own Monday retrain)
-KEY_METRICS = ("oracle_share", "oracle_share_within_caps", "expected_redemptions_at_10", "expected_incremental_redemptions_at_10",
-               "expected_incremental_margin_at_10", "snips_redemptions_at_10", "ndcg_at_10")
+KEY_METRICS = ("oracle_share", "oracle_share_within_caps", "expected_redemptions_at_10",
+               "expected_incremental_redemptions_at_10", "expected_incremental_margin_at_10",
+               "snips_redemptions_at_10", "ndcg_at_10")
 SIMPLE_RULES = ("affinity_rule", "buy_again")
 
 
@@ -170,7 +171,8 @@ def report(rows, timings: dict, scale: str, pooled=None) -> str:
     lines += ["", "Quality bar (issue 14), per evaluation:", ""] + quality_bar(rows)
     if pooled is not None and pooled.height:
         lines += ["", "Pooled over each seed's run dates (`evaluation_summary`: more impressions behind SNIPS):", "",
-                  "| seed | policy | SNIPS | expected redemptions | SNIPS / expected | ESS |", "|---|---|---|---|---|---|"]
+                  "| seed | policy | SNIPS | expected redemptions | SNIPS / expected | ESS |",
+                  "|---|---|---|---|---|---|"]
         cell = {(r["seed"], r["policy"], r["metric"]): r["value"] for r in pooled.iter_rows(named=True)}
         for seed in sorted(pooled["seed"].unique().to_list()):
             for p in ("model", "popularity"):
@@ -262,14 +264,16 @@ def main() -> None:
         print(f"warehouses kept in {workdir}")
     else:
         shutil.rmtree(workdir, ignore_errors=True)  # the warehouses: the rows are kept below
-    text = report(rows, timings, args.scale, pl.concat(pooled, how="diagonal_relaxed")) + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores."
+    pooled = pl.concat(pooled, how="diagonal_relaxed")
+    text = (report(rows, timings, args.scale, pooled)
+            + f"\n\nTotal: {time.perf_counter() - started:.0f} s on {os.cpu_count()} cores.")
     print(text)
     results = ROOT / "benchmarks" / "results"
     results.mkdir(parents=True, exist_ok=True)
     stem = f"quality-{args.scale}-{'-'.join(map(str, seeds))}x{args.dates}"
     (results / f"{stem}.md").write_text(text + "\n")
     rows.write_csv(results / f"{stem}.csv")
-    pl.concat(pooled, how="diagonal_relaxed").write_csv(results / f"{stem}-pooled.csv")
+    pooled.write_csv(results / f"{stem}-pooled.csv")
     print(f"wrote {results / stem}.md and .csv")
 
 

@@ -285,7 +285,7 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
         return top_k(scored, k, max_per_category)
 
     caps = offer_caps(con, day, budget)
-    discount = economics.select("offer_id", pl.col("discount").fill_null(0.0))
+    discount = economics.select("offer_id", "discount")
     for kind in MODEL_KINDS:
         if kind == served_kind:
             rankings[kind], versions[kind] = rankings["model"], version
@@ -296,10 +296,8 @@ def policy_rankings(con: duckdb.DuckDBPyConnection, day: date, pool: pl.DataFram
             notes.append(f"no {kind} model trained on or before {day}: policy {kind} skipped")
             continue
         scored = score_pool(con, day, stored).select("customer_id", "offer_id", p_redeem="score") \
-            .join(pool, on=["customer_id", "offer_id"], how="inner")
-        scored = scored.join(discount, on="offer_id", how="left").with_columns(
-            value=pl.col("p_redeem"), discount=pl.col("discount").fill_null(0.0))
-        rankings[kind] = allocate(scored, k, max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
+            .join(pool, on=["customer_id", "offer_id"], how="inner").join(discount, on="offer_id", how="left")
+        rankings[kind] = allocated(scored, caps, k, max_per_category)
         versions[kind] = other_version
 
     ordered = pool.sort("customer_id", "offer_id")  # the draws must not depend on the order the query returned
@@ -467,9 +465,21 @@ def oracle_within_caps(truth: pl.DataFrame, pool: pl.DataFrame, caps: pl.DataFra
     pair its position-1 p_redeem against the cap, so it is a good feasible
     solution, not a proven optimum: a policy could in principle exceed it.
     """
-    pairs = truth.select("customer_id", "offer_id", "p_redeem").join(pool, on=["customer_id", "offer_id"]) \
-        .with_columns(value=pl.col("p_redeem"), discount=pl.lit(0.0))
-    return allocate(pairs, k, max_per_category, caps).chosen.select("customer_id", "offer_id", "rank")
+    pairs = truth.select("customer_id", "offer_id", "p_redeem").join(pool, on=["customer_id", "offer_id"])
+    return allocated(pairs, caps, k, max_per_category)
+
+
+def allocated(pairs: pl.DataFrame, caps: pl.DataFrame, k: int = K,
+              max_per_category: int | None = MAX_PER_CATEGORY) -> pl.DataFrame:
+    """``customer_id``, ``offer_id``, ``rank`` of the lists that maximise ``p_redeem`` within ``caps``.
+
+    ``pairs`` holds the pool's ``customer_id``, ``offer_id``, ``product_id``,
+    ``category``, ``p_redeem`` and optionally ``discount`` (for a budget cap;
+    0 without it): serving's allocation under the default objective.
+    """
+    discount = pl.col("discount").fill_null(0.0) if "discount" in pairs.columns else pl.lit(0.0)
+    return allocate(pairs.with_columns(value=pl.col("p_redeem"), discount=discount), k, max_per_category, caps) \
+        .chosen.select("customer_id", "offer_id", "rank")
 
 
 def _runs(ranking) -> list[pl.DataFrame]:
