@@ -41,7 +41,7 @@ def child(out: Path) -> None:
     import quality
     from metro_assets.ranking import models
     from metro_assets.ranking.scoring import selected_model
-    from metro_assets.ranking.training import WindowRule, as_matrix, training_set
+    from metro_assets.ranking.training import as_matrix, training_set, window_rule
     from metro_assets.settings import load_settings
     from metro_assets.warehouse import connect
 
@@ -51,8 +51,7 @@ def child(out: Path) -> None:
         raise SystemExit(f"selection_tuning.py: seed {settings.seed} is not a tuning seed")
     settings, _ = quality.run_days(dates)
     r = settings.ranker
-    rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
-                      r.train_label)
+    rule = window_rule(r)
     frames, shares = [], []
     with connect(settings.warehouse) as con:
         for d in dates:

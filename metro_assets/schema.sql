@@ -253,7 +253,7 @@ CREATE TABLE IF NOT EXISTS retrieval_summary (
 CREATE TABLE IF NOT EXISTS model_versions (
     model_version VARCHAR NOT NULL,    -- '<day>-<kind>'
     day DATE NOT NULL,                 -- training day: trained on labels that closed before it
-    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression | wide_deep
+    kind VARCHAR NOT NULL,             -- lightgbm | logistic_regression | blend | wide_deep
     selected BOOLEAN NOT NULL,         -- the version that serves
     model VARCHAR NOT NULL,
     features VARCHAR[] NOT NULL,       -- feature columns, in model order
@@ -267,7 +267,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
     validation_positives INTEGER NOT NULL,
     validation_auc DOUBLE,             -- NULL when the validation week has one class only
     validation_log_loss DOUBLE,
-    importances VARCHAR,               -- JSON: gain share (lightgbm) or standardised coefficient
+    importances VARCHAR,               -- JSON: gain share (lightgbm), standardised coefficient or mean share (blend)
     selection_reason VARCHAR,
     trained_at TIMESTAMP DEFAULT current_timestamp,
     train_seconds DOUBLE,              -- wall-clock training time of this kind (the comparison table)
@@ -297,7 +297,7 @@ CREATE TABLE IF NOT EXISTS recommendations (
 -- Monitoring (metro_assets/monitoring). See docs/EVALUATION.md and docs/DRIFT.md.
 -- Offline evaluation of a run date once its label window [run_date, run_date + 7)
 -- is in the warehouse: one row per (policy, metric), long form. Policies: model
--- (what served), lightgbm, logistic_regression, wide_deep, random, popularity,
+-- (what served), lightgbm, logistic_regression, wide_deep, blend, random, popularity,
 -- segment_popularity, legacy, affinity_rule, buy_again, oracle,
 -- model_minus_<baseline> (the paired difference of the served model against a
 -- baseline) and <kind>_minus_lightgbm (each other model kind against LightGBM:

@@ -135,7 +135,8 @@ class RankerSettings:
     max_per_category: int = 3        # METRO_MAX_PER_CATEGORY: offers of one category in a customer's top k
     serving_days: int = 7            # METRO_SERVING_DAYS: newest run dates in the serving snapshot
     max_train_weeks: int = 52        # METRO_TRAIN_MAX_WEEKS: how far the window may grow for enough positives
-    min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES: positives the training part should hold
+    min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES: fewer in the widest window is a warning
+    target_train_positives: int = 2000  # METRO_TARGET_TRAIN_POSITIVES: the window grows until training holds these
     min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES: positives validation should hold
     train_label: str = "redemption"  # METRO_TRAIN_LABEL: redemption | product_purchase
 
@@ -145,7 +146,8 @@ TRAIN_LABELS = ("redemption", "product_purchase")
 
 def load_ranker_settings() -> RankerSettings:
     """The ranker's settings: ``METRO_TRAIN_WEEKS``, ``METRO_TRAIN_MAX_WEEKS``, ``METRO_MIN_TRAIN_POSITIVES``,
-    ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``, ``METRO_NEGATIVES_PER_POSITIVE``,
+    ``METRO_TARGET_TRAIN_POSITIVES``, ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``,
+    ``METRO_NEGATIVES_PER_POSITIVE``,
     ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``, ``METRO_SERVING_DAYS``."""
     weeks = _limit("METRO_TRAIN_WEEKS", 8)
     if weeks < 3:  # one week validates, the rest trains, and labels close a week before the day
@@ -164,6 +166,7 @@ def load_ranker_settings() -> RankerSettings:
         serving_days=_limit("METRO_SERVING_DAYS", 7),
         max_train_weeks=max_weeks,
         min_train_positives=_limit("METRO_MIN_TRAIN_POSITIVES", 500),
+        target_train_positives=_limit("METRO_TARGET_TRAIN_POSITIVES", 2000),
         min_validation_positives=_limit("METRO_MIN_VALIDATION_POSITIVES", 50),
         train_label=label,
     )

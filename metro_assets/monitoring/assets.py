@@ -210,7 +210,7 @@ def build_monitoring_assets(settings: Settings) -> list:
             metadata["model_version"] = last.versions.get("model", "")
             # issue 17: the daily business report and the Qini curves (PNG, also written next to the warehouse)
             metadata["business_report"] = MetadataValue.md(uplift_eval.business_report(
-                last.rows, tuple(p for p in evaluation.POLICIES if p not in ("lightgbm", "logistic_regression"))))
+                last.rows, tuple(p for p in evaluation.POLICIES if p not in evaluation.MODEL_KINDS)))
             for policy in ("p_redeem", "uplift_margin"):
                 if (policy, "expected_incremental_margin_at_10") in wide:
                     metadata[f"{policy}_incremental_margin"] = float(wide[(policy, "expected_incremental_margin_at_10")])

@@ -59,7 +59,7 @@ from metro_assets.warehouse import replace_partitions
 LABEL_DAYS = 7
 RANDOM_SEEDS = 5
 LEGACY_DAYS = 28   # the log window the legacy policy's segment x category targeting is estimated from
-MODEL_KINDS = ("lightgbm", "logistic_regression", "wide_deep")
+MODEL_KINDS = ("lightgbm", "logistic_regression", "wide_deep", "blend")  # LightGBM first: the others pair with it
 BASELINES = ("random", "popularity", "segment_popularity", "legacy", "affinity_rule", "buy_again")
 #: issue 17: p_redeem, p_redeem_matched, uplift_<learner>, uplift_margin, oracle_uplift, oracle_margin
 UPLIFT_POLICIES = uplift_eval.UPLIFT_POLICIES

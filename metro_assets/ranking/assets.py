@@ -27,7 +27,7 @@ from metro_assets.ranking.allocation import allocate_day, summary
 from metro_assets.ranking.checks import MODEL_CHECKS, RECOMMENDATION_CHECKS
 from metro_assets.ranking.reasons import reasons_for
 from metro_assets.ranking.scoring import selected_model
-from metro_assets.ranking.training import WindowRule, model_rows, train_rankers, training_set
+from metro_assets.ranking.training import model_rows, train_rankers, training_set, window_rule
 from metro_assets.serving.publish import mark_committed
 from metro_assets.settings import Settings
 from metro_assets.warehouse import ensure_schema, replace_partitions
@@ -75,8 +75,7 @@ def build_ranking_assets(settings: Settings):
         with warehouse.get_connection() as con:
             ensure_schema(con)
             r = current.ranker
-            rule = WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
-                              r.train_label)
+            rule = window_rule(r)
             ts = training_set(con, day, rule, r.negatives_per_positive, current.seed, current.embedding)
             trained, reason = train_rankers(ts, current.deep)  # METRO_DEEP / METRO_DEVICE
             rows = model_rows(day, ts, trained, reason)

@@ -6,11 +6,13 @@ D, with features computed as of each impression's own day (point in time,
 through :func:`metro_assets.features.compute.feature_matrix`). The last week
 of the window is the validation set (a temporal split, never shuffled).
 
-Sparse data (a real retailer's few redemptions): the window grows week by week
-from ``METRO_TRAIN_WEEKS`` up to ``METRO_TRAIN_MAX_WEEKS`` until its training
-part holds ``METRO_MIN_TRAIN_POSITIVES`` positives, and validation takes as many
-recent weeks as it needs for ``METRO_MIN_VALIDATION_POSITIVES`` (at most half
-the window); what could not be reached is said in the selection reason.
+Few positives: the window grows week by week from ``METRO_TRAIN_WEEKS`` up to
+``METRO_TRAIN_MAX_WEEKS`` until its training part holds
+``METRO_TARGET_TRAIN_POSITIVES`` positives (below ~2,000 more weeks measurably
+help: docs/EVALUATION.md), and validation takes as many recent weeks as it
+needs for ``METRO_MIN_VALIDATION_POSITIVES`` (at most half the window). A window
+that cannot reach ``METRO_MIN_TRAIN_POSITIVES`` (a real retailer's sparse log)
+or the validation minimum is a warning in the selection reason.
 
 Examples
 --------
@@ -39,7 +41,7 @@ from metro_assets.errors import DataError
 from metro_assets.features.compute import MODEL_FEATURES, feature_matrix
 from metro_assets.ranking import models, selection
 from metro_assets.ranking.wide_deep import ID_FEATURES, WIDE_DEEP_KIND
-from metro_assets.settings import DeepSettings, EmbeddingSettings
+from metro_assets.settings import DeepSettings, EmbeddingSettings, RankerSettings
 from metro_assets.warehouse import read_sql
 
 LABEL_DAYS = 7
@@ -80,6 +82,13 @@ class WindowRule:
     min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES
     min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES
     label: str = "redemption"        # METRO_TRAIN_LABEL: redemption | product_purchase
+    target_train_positives: int = 2000  # METRO_TARGET_TRAIN_POSITIVES: grow the window until training holds these
+
+
+def window_rule(r: RankerSettings) -> WindowRule:
+    """The window rule of the ranker's settings."""
+    return WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
+                      r.train_label, r.target_train_positives)
 
 
 @dataclass
@@ -130,17 +139,19 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
     # training: weeks after validation, growing from the usual window, never past the oldest impression
     oldest = int(weeks_idx.max()) if weeks_idx.size else 0
     widest = min(rule.max_weeks, max(rule.weeks, oldest + 2))
+    target = max(rule.target_train_positives, rule.min_train_positives)
     for weeks in range(rule.weeks, widest + 1):
         train_weeks = weeks - 1 - validation_weeks  # the window spans weeks - 1 weeks of impressions
         train_positives = int(positives[validation_weeks: validation_weeks + max(train_weeks, 0)].sum())
-        if train_positives >= rule.min_train_positives:
+        if train_positives >= target:
             break
     else:
-        reach = (f"{widest} weeks (all the history there is)" if widest < rule.max_weeks
-                 else f"{widest} weeks (METRO_TRAIN_MAX_WEEKS)")
-        notes.append(f"training holds {train_positives} positives over {reach}, fewer than "
-                     f"METRO_MIN_TRAIN_POSITIVES={rule.min_train_positives}")
         weeks = widest
+        if train_positives < rule.min_train_positives:  # short of the target only: no warning, the window grew
+            reach = (f"{widest} weeks (all the history there is)" if widest < rule.max_weeks
+                     else f"{widest} weeks (METRO_TRAIN_MAX_WEEKS)")
+            notes.append(f"training holds {train_positives} positives over {reach}, fewer than "
+                         f"METRO_MIN_TRAIN_POSITIVES={rule.min_train_positives}")
     weeks = max(weeks, validation_weeks + 2)
     return TrainingWindow.ending(train_day, weeks, validation_weeks), notes
 
@@ -291,8 +302,8 @@ def validation_figures(validation: pl.DataFrame, p: np.ndarray) -> dict:
 def best_model(trained: list[TrainedModel]) -> TrainedModel:
     """The one selection rule over any number of kinds: the champion kind serves unless another ranks better.
 
-    The kinds are taken in the order of :data:`selection.PREFERENCE` (LightGBM,
-    logistic regression, Wide & Deep: the best pool ranker on the tuning seeds first) and
+    The kinds are taken in the order of :data:`selection.PREFERENCE` (the blend,
+    LightGBM, logistic regression, Wide & Deep: the best pool ranker on the tuning seeds first) and
     :func:`models.better` is applied down that list: a later kind takes over
     only when it ranks the validation week's customers' shown offers better
     (per-customer grouped AUC, paired, by more than the tie) than the
@@ -316,7 +327,7 @@ def selection_reason(best: TrainedModel, trained: list[TrainedModel]) -> str:
         # or it beat the kind that was serving when its turn came)
         tied = [m.stored.kind for m in others if not models.better(best.metrics, m.metrics)]
         why = ("ranks the validation week's customers best" if not tied else
-               "serves by the champion rule (LightGBM first; a later kind takes over only when it ranks "
+               "serves by the champion rule (the blend first; a later kind takes over only when it ranks "
                f"better than the serving one by more than {selection.TIE_Z:g} paired standard errors); "
                "not separated from " + ", ".join(tied))
         return (f"{best.stored.kind}: {why} (grouped AUC {figures}; "
@@ -329,11 +340,13 @@ def selection_reason(best: TrainedModel, trained: list[TrainedModel]) -> str:
 def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[list[TrainedModel], str]:
     """Train every kind, validate on the last week, and mark the best one selected.
 
-    LightGBM and the logistic regression always train; Wide & Deep trains when
-    ``deep`` is given and PyTorch can run (:func:`metro_assets.deep.deep_status`),
-    else the reason it was skipped is said in the selection reason. The best
-    validated kind serves (:func:`models.better`, in the order LightGBM,
-    logistic regression, Wide & Deep: a later kind must beat the earlier ones).
+    LightGBM and the logistic regression always train, and their blend
+    (:func:`models.blend`: the mean of their log-odds) is kept as a kind of its
+    own; Wide & Deep trains when ``deep`` is given and PyTorch can run
+    (:func:`metro_assets.deep.deep_status`), else the reason it was skipped is
+    said in the selection reason. The best validated kind serves
+    (:func:`models.better`, in the order of :data:`selection.PREFERENCE`: the
+    blend, LightGBM, logistic regression, Wide & Deep; a later kind must beat the earlier ones).
     When the validation week cannot separate them (no impressions, or only one
     class), the logistic regression serves: with so little signal the simpler
     model is the safer choice. Returns the models and the reason for the choice.
@@ -348,6 +361,9 @@ def train_rankers(ts: TrainingSet, deep: DeepSettings | None = None) -> tuple[li
         seconds = time.perf_counter() - started
         p = models.load(stored).predict(Xv) if len(yv) else np.zeros(0)
         trained.append(TrainedModel(stored, validation_figures(ts.validation, p), seconds=seconds))
+    both = models.blend([m.stored for m in trained])
+    p = models.load(both).predict(Xv) if len(yv) else np.zeros(0)
+    trained.append(TrainedModel(both, validation_figures(ts.validation, p), seconds=sum(m.seconds for m in trained)))
     deep_note = ""
     if deep is not None:
         wide_deep, deep_note = _train_wide_deep(ts, y, yv, deep)

@@ -54,7 +54,7 @@ def test_retrain_then_daily_pipeline_serve_a_top_10_per_customer(tiny_warehouse,
     con.close()
     torch = ["wide_deep"] if importlib.util.find_spec("torch") else []  # the third kind needs PyTorch
     rankers = models.filter(~pl.col("kind").str.starts_with("uplift_"))
-    assert sorted(rankers["kind"]) == ["lightgbm", "logistic_regression", *torch]
+    assert sorted(rankers["kind"]) == ["blend", "lightgbm", "logistic_regression", *torch]
     assert models["selected"].sum() == 1 and rankers["train_seconds"].min() > 0
     # the four uplift learners (one is the best, none serves)
     uplift = models.filter(pl.col("kind").str.starts_with("uplift_"))
@@ -105,7 +105,7 @@ def test_rerunning_a_day_replaces_its_recommendations(tiny_warehouse, tiny_env):
     again = con.sql("select * from recommendations order by all").pl().drop("created_at")
     models = con.execute("select count(*) from model_versions").fetchall()[0][0]
     con.close()
-    kinds = 3 if importlib.util.find_spec("torch") else 2  # wide_deep trains where PyTorch is installed
+    kinds = 4 if importlib.util.find_spec("torch") else 3  # wide_deep trains where PyTorch is installed
     assert first.equals(again) and models == kinds + 4  # one row per kind and uplift learner, not added again
 
 

@@ -18,7 +18,7 @@ from metro_assets_tests.conftest import HISTORY_END
 from metro_assets_tests.pipeline import writable_copy
 
 DAY = HISTORY_END  # 2025-09-26
-KINDS = ["logistic_regression", "lightgbm"]
+KINDS = ["logistic_regression", "lightgbm", "blend"]
 
 
 @pytest.fixture
@@ -36,13 +36,15 @@ def _pool_matrix(con, features):
 
 @pytest.mark.parametrize("kind, explain", [("logistic_regression", models.explain_logistic_regression),
                                            ("lightgbm", models.explain_lightgbm),
-                                           ("lightgbm", models.explain_lightgbm_shap)])
+                                           ("lightgbm", models.explain_lightgbm_shap),
+                                           ("blend", models.explain_blend)])
 def test_contributions_plus_bias_reproduce_the_raw_score(con, kind, explain):
     _, stored = selected_model(con, DAY, kind=kind)
     loaded = models.load(stored)
     X = _pool_matrix(con, stored.features)
     assert np.isnan(X).any(), "the rows should include missing values (the LR's missing flags count too)"
-    assert models.EXPLAINERS[kind] in (models.explain_logistic_regression, models.explain_lightgbm)
+    assert models.EXPLAINERS[kind] in (models.explain_logistic_regression, models.explain_lightgbm,
+                                      models.explain_blend)
     explained = explain(loaded, X)
     assert explained.features == stored.features and explained.values.shape == X.shape
     raw = models.raw_score(loaded, X)

@@ -95,7 +95,7 @@ def test_the_rule_and_its_figures_are_recorded(tiny_warehouse):
         replace_partitions(con, {"model_versions": rows}, HISTORY_END, HISTORY_END + timedelta(days=1))
         stored = con.execute("select kind, selected, validation_grouped_auc, validation_ndcg_at_10, "
                              "validation_ranking_customers, selection_reason from model_versions "
-                             "where day = ? and kind in ('lightgbm', 'logistic_regression') order by kind",
+                             "where day = ? and kind in ('lightgbm', 'logistic_regression', 'blend') order by kind",
                              [HISTORY_END]).fetchall()
     finally:
         con.close()

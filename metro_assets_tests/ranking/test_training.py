@@ -42,7 +42,7 @@ def _store(con, ts, trained, reason):
 def test_both_models_train_and_the_better_one_serves_from_the_warehouse(con):
     ts = training_set(con, DAY)
     trained, reason = train_rankers(ts)
-    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression"]
+    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression", "blend"]
     assert sum(m.selected for m in trained) == 1 and reason
     _store(con, ts, trained, reason)
     version, stored = selected_model(con, DAY + timedelta(days=3))
@@ -93,7 +93,7 @@ def test_a_single_class_validation_week_falls_back_to_logistic_regression(con):
     ts = training_set(con, DAY)
     ts.validation = ts.validation.with_columns(label=pl.lit(False))
     trained, reason = train_rankers(ts)
-    assert [m.selected for m in trained] == [False, True]
+    assert [m.selected for m in trained] == [False, True, False]
     assert "single class" in reason
     assert trained[0].metrics["auc"] is None
 
@@ -119,10 +119,28 @@ def test_stored_models_predict_the_same_after_a_round_trip():
     X = rng.normal(size=(600, 3))
     X[rng.random((600, 3)) < 0.1] = np.nan
     y = (np.nan_to_num(X[:, 0]) + rng.normal(size=600) > 1).astype(int)
-    for train in (models.train_lightgbm, models.train_logistic_regression):
-        stored = train(X, y, ["a", "b", "c"], sampling_rate=0.5)
+    parts = [train(X, y, ["a", "b", "c"], sampling_rate=0.5)
+             for train in (models.train_lightgbm, models.train_logistic_regression)]
+    for stored in [*parts, models.blend(parts)]:
         again = models.StoredModel(stored.kind, stored.blob, stored.features, stored.sampling_rate, {})
         assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
+
+
+def test_the_blend_averages_its_parts_log_odds_and_ranks_between_or_above_them():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(2000, 3))
+    X[rng.random((2000, 3)) < 0.1] = np.nan
+    y = (np.nan_to_num(X[:, 0]) + 0.5 * np.nan_to_num(X[:, 1]) ** 2 + rng.normal(size=2000) > 1.5).astype(int)
+    parts = [train(X, y, ["a", "b", "c"], sampling_rate=0.25)
+             for train in (models.train_lightgbm, models.train_logistic_regression)]
+    both = models.blend(parts)
+    assert both.kind == "blend" and both.features == ["a", "b", "c"] and both.sampling_rate == 0.25
+    assert abs(sum(both.importances.values()) - 1) < 1e-9 and both.importances["a"] > both.importances["c"]
+    logit = lambda p: np.log(p) - np.log1p(-p)  # noqa: E731
+    mean = np.mean([logit(models.load(m).predict(X)) for m in parts], axis=0)
+    assert np.abs(logit(models.load(both).predict(X)) - mean).max() < 1e-9
+    with pytest.raises(ValueError, match="share their features"):
+        models.blend([parts[0], models.StoredModel("logistic_regression", parts[1].blob, ["a", "b", "x"], 0.25, {})])
 
 
 def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
@@ -136,7 +154,8 @@ def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
     per_week = [10, 10] + [20] * 10
     days = [end - timedelta(days=7 * w + 1) for w, n in enumerate(per_week) for _ in range(n)]
     shown = pl.DataFrame({"day": days, "label": [True] * len(days)})
-    rule = WindowRule(weeks=4, max_weeks=12, min_train_positives=60, min_validation_positives=15)
+    rule = WindowRule(weeks=4, max_weeks=12, min_train_positives=60, min_validation_positives=15,
+                      target_train_positives=60)
     window, notes = choose_window(shown, train_day, rule)
     assert window.validation_start == end - timedelta(weeks=2) and not notes  # 20 positives in 2 weeks
     # training needs 60 positives after those 2 weeks: 3 weeks of 20, so the window spans 2 + 3 (+1) weeks
@@ -146,6 +165,33 @@ def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
                                                                min_validation_positives=1_000))
     assert greedy.validation_start >= end - timedelta(weeks=5)  # 10+10+20+20 = 60 <= 220 / 3
     assert any("METRO_MIN_VALIDATION_POSITIVES=1000" in n for n in notes)
+
+
+def test_the_window_grows_toward_the_target_and_warns_only_below_the_minimum():
+    from datetime import date
+
+    from metro_assets.ranking.training import TrainingWindow, WindowRule, choose_window
+
+    train_day = date(2026, 3, 2)
+    end = train_day - timedelta(days=7)
+    per_week = [20] * 12  # 20 positives a week for 12 weeks, newest first
+    days = [end - timedelta(days=7 * w + 1) for w, n in enumerate(per_week) for _ in range(n)]
+    shown = pl.DataFrame({"day": days, "label": [True] * len(days)})
+    # 60 positives would do (3 training weeks) but 100 are wanted: 5 training weeks, no warning
+    rule = WindowRule(weeks=4, max_weeks=20, min_train_positives=60, min_validation_positives=20,
+                      target_train_positives=100)
+    window, notes = choose_window(shown, train_day, rule)
+    assert window == TrainingWindow.ending(train_day, 7, validation_weeks=1) and not notes
+    # a target beyond all the history: the widest window, still no warning while the minimum is met
+    wide, notes = choose_window(shown, train_day, WindowRule(weeks=4, max_weeks=20, min_train_positives=60,
+                                                             min_validation_positives=20,
+                                                             target_train_positives=10_000))
+    assert wide.start <= min(days) and not notes
+    # below the minimum at the widest window: the warning names the minimum, not the target
+    short, notes = choose_window(shown, train_day, WindowRule(weeks=4, max_weeks=20, min_train_positives=1_000,
+                                                              min_validation_positives=20,
+                                                              target_train_positives=100))
+    assert short == wide and any("METRO_MIN_TRAIN_POSITIVES=1000" in n for n in notes)
 
 
 def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
@@ -162,7 +208,8 @@ def test_a_sparse_log_grows_the_window_and_says_what_it_could_not_reach(con):
     trained, reason = train_rankers(grown)
     assert "WARNING" in reason and "METRO_MIN_TRAIN_POSITIVES=10000" in reason
     # plentiful data keeps the usual window exactly
-    plenty = WindowRule(weeks=4, max_weeks=6, min_train_positives=1, min_validation_positives=1)
+    plenty = WindowRule(weeks=4, max_weeks=6, min_train_positives=1, min_validation_positives=1,
+                        target_train_positives=1)
     assert training_set(con, DAY, plenty).window == usual.window
 
 

@@ -138,7 +138,7 @@ def test_the_kind_is_stored_and_scores_through_the_serving_path(scored_file, tmp
         top = top_k(scored, 10, items=offer_items(con))
         reasons = reasons_for(con, DAY, stored, top)  # the served rows explained through the registered explainer
     rows = rows.filter(~pl.col("kind").str.starts_with("uplift_"))  # the uplift learners are issue 17's
-    assert sorted(rows["kind"]) == ["lightgbm", "logistic_regression", "wide_deep"]
+    assert sorted(rows["kind"]) == ["blend", "lightgbm", "logistic_regression", "wide_deep"]
     assert rows["selected"].sum() == 1 and (rows["train_seconds"] > 0).all()
     mine = rows.filter(kind="wide_deep").row(0, named=True)
     assert mine["features"][-2:] == ["customer_id", "product_id"] and "wide_deep: best of" in mine["selection_reason"]
@@ -164,11 +164,11 @@ def test_wide_deep_serves_only_when_it_beats_the_others():
 @needs_torch
 def test_without_pytorch_the_kind_is_skipped_in_one_line(ts, fitted, monkeypatch):
     trained, reason = train_rankers(ts, DeepSettings(enabled=False))
-    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression"]
+    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression", "blend"]
     assert "wide_deep skipped: deep models off: METRO_DEEP=false" in reason
     monkeypatch.setitem(sys.modules, "torch", None)  # as on a core install
     trained, reason = train_rankers(ts, DeepSettings())
-    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression"]
+    assert [m.stored.kind for m in trained] == ["lightgbm", "logistic_regression", "blend"]
     assert "wide_deep skipped: deep models off: PyTorch is not installed" in reason
     with pytest.raises(DataError, match="^a wide_deep model cannot score here: .*PyTorch is not installed[^\n]*$"):
         models.load(fitted[0])
@@ -185,5 +185,5 @@ def test_the_asset_says_why_the_kind_was_skipped(tiny_warehouse, tiny_env, monke
     assert meta["wide_deep"].value == "wide_deep skipped: deep models off: METRO_DEEP=false"
     with duckdb.connect(str(tiny_warehouse), read_only=True) as con:
         rows = con.sql("select kind, selection_reason from model_versions where kind not like 'uplift_%'").fetchall()
-    assert sorted(k for k, _ in rows) == ["lightgbm", "logistic_regression"]
+    assert sorted(k for k, _ in rows) == ["blend", "lightgbm", "logistic_regression"]
     assert all("wide_deep skipped: deep models off: METRO_DEEP=false" in r for _, r in rows)
