@@ -39,6 +39,7 @@ def child(out: Path) -> None:
     import polars as pl
 
     import quality
+    from metro_assets.monitoring.evaluation import MODEL_KINDS
     from metro_assets.ranking import models
     from metro_assets.ranking.scoring import selected_model
     from metro_assets.ranking.training import as_matrix, training_set, window_rule
@@ -58,7 +59,7 @@ def child(out: Path) -> None:
             monday = d - timedelta(days=d.weekday())
             ts = training_set(con, monday, rule, r.negatives_per_positive, settings.seed, settings.embedding)
             v = ts.validation.select("customer_id", "offer_id", "day", "label")
-            for kind in ("lightgbm", "logistic_regression", "wide_deep"):
+            for kind in MODEL_KINDS:
                 _, stored = selected_model(con, monday, kind=kind)
                 p = models.load(stored).predict(as_matrix(ts.validation, stored.features))
                 v = v.with_columns(pl.Series(kind, np.asarray(p, dtype=float)))
@@ -108,10 +109,11 @@ def analyse(workdir: Path):
     import numpy as np
     import polars as pl
 
+    from metro_assets.monitoring.evaluation import MODEL_KINDS
     from metro_assets.ranking import models, selection
     from metro_assets.ranking.training import TrainedModel, best_model, validation_figures
 
-    kinds = ("lightgbm", "logistic_regression", "wide_deep")
+    kinds = MODEL_KINDS
     add_purchases(workdir)
     val = pl.concat([pl.read_parquet(p) for p in sorted(workdir.glob("validation-*.parquet"))], how="diagonal")
     ev = pl.concat([pl.read_parquet(p) for p in sorted(workdir.glob("evaluation-*.parquet"))])
@@ -172,7 +174,7 @@ def analyse(workdir: Path):
     rules.write_csv(workdir / "rules.csv")
     summary = (rules.group_by("rule", maintain_order=True)
                .agg(served=pl.col("kind").str.replace("logistic_regression", "lr").str.replace("lightgbm", "lgbm")
-                    .str.replace("wide_deep", "wd").str.join(","),
+                    .str.replace("wide_deep", "wd").str.replace("blend", "bl").str.join(","),
                     oracle_share=pl.col("oracle_share").mean(), regret_mean=pl.col("regret").mean(),
                     regret_max=pl.col("regret").max(), best=(pl.col("regret") == 0).sum(), n=pl.len()))
     return table, summary
