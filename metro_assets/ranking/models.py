@@ -110,8 +110,8 @@ def blend(parts: list[StoredModel]) -> StoredModel:
 
     LightGBM and the logistic regression err differently (trees cut the features into steps, the linear model
     extrapolates smoothly); on the six tuning evaluations their blend ranked the day's pool better than either
-    part in all six (docs/EVALUATION.md, "The blend"). Its importances are the mean of the parts' shares of
-    absolute importance.
+    part in all six (docs/EVALUATION.md, "The blend, and more weeks when positives are few"). Its importances
+    are the mean of the parts' shares of absolute importance.
 
     Examples
     --------

@@ -82,8 +82,8 @@ def ranking_metrics(validation: pl.DataFrame, scores: np.ndarray) -> dict:
 #: then serves in its place (a champion/challenger rule: the last one to win serves). The blend of LightGBM
 #: and the logistic regression comes first: on the tuning seeds and dates it ranked the day's pool better
 #: than both its parts in 6 of 6 evaluations, which the validation week's shown offers cannot tell apart
-#: (docs/EVALUATION.md, "The blend"). Before it LightGBM came first (better than the logistic regression in
-#: 5 of 6), and before the product features the simplest kind.
+#: (docs/EVALUATION.md, "The blend, and more weeks when positives are few"). Before it LightGBM came first
+#: (better than the logistic regression in 5 of 6), and before the product features the simplest kind.
 PREFERENCE = ("blend", "lightgbm", "logistic_regression", "wide_deep")
 #: The tie: a kind beats another when its per-customer grouped AUC is higher on average by more than
 #: ``TIE_Z`` standard errors of the paired difference (the same customers on both sides). Tuned on the

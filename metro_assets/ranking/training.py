@@ -9,8 +9,9 @@ of the window is the validation set (a temporal split, never shuffled).
 Few positives: the window grows week by week from ``METRO_TRAIN_WEEKS`` up to
 ``METRO_TRAIN_MAX_WEEKS`` until its training part holds
 ``METRO_TARGET_TRAIN_POSITIVES`` positives (below ~2,000 more weeks measurably
-help: docs/EVALUATION.md), and validation takes as many recent weeks as it
-needs for ``METRO_MIN_VALIDATION_POSITIVES`` (at most half the window). A window
+help: docs/EVALUATION.md, "The blend, and more weeks when positives are few"),
+and validation takes as many recent weeks as it needs for
+``METRO_MIN_VALIDATION_POSITIVES`` (at most half the window). A window
 that cannot reach ``METRO_MIN_TRAIN_POSITIVES`` (a real retailer's sparse log)
 or the validation minimum is a warning in the selection reason.
 
