@@ -114,7 +114,7 @@ def test_a_locked_warehouse_fails_the_run_clearly_and_it_resumes_from_failure(
         recommended = con.sql("select count(*) from recommendations where run_date = ?", params=[RUN_DAY]).fetchall()
     finally:
         con.close()
-    kinds = 3 if importlib.util.find_spec("torch") else 2  # wide_deep trains where PyTorch is installed
+    kinds = 4 if importlib.util.find_spec("torch") else 3  # wide_deep trains where PyTorch is installed
     assert models == kinds and recommended[0][0] > 0
 
 
