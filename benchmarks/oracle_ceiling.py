@@ -33,9 +33,9 @@ from metro_assets.features.daily import write_features  # noqa: E402
 from metro_assets.monitoring.evaluation import pool_truth  # noqa: E402
 from metro_assets.ranking import models  # noqa: E402
 from metro_assets.ranking.scoring import top_k  # noqa: E402
-from metro_assets.ranking.training import (RANKER_FEATURES, WindowRule, as_matrix, train_rankers,  # noqa: E402
-                                           training_set)
-from metro_assets.settings import CandidateLimits, EmbeddingSettings  # noqa: E402
+from metro_assets.ranking.training import (RANKER_FEATURES, as_matrix, train_rankers, training_set,  # noqa: E402
+                                           window_rule)
+from metro_assets.settings import CandidateLimits, EmbeddingSettings, RankerSettings  # noqa: E402
 from metro_assets.simulation import oracle  # noqa: E402
 from metro_assets.simulation.truth import true_probabilities  # noqa: E402
 from metro_assets.warehouse import ensure_schema  # noqa: E402
@@ -97,7 +97,7 @@ def main() -> None:
         con.register("pool_req", pool.select("customer_id", "offer_id").with_columns(day=pl.lit(day)).to_arrow())
         pool_matrix = feature_matrix(con, "pool_req")
         # the rankers as today's code trains them on the retrain Monday, from logged redemptions
-        for trained in train_rankers(training_set(con, monday, WindowRule(),
+        for trained in train_rankers(training_set(con, monday, window_rule(RankerSettings()),
                                                   embedding=EmbeddingSettings(feature=False)))[0]:
             stored = trained.stored
             scored = pool_matrix.select("customer_id", "offer_id").with_columns(

@@ -103,6 +103,8 @@ def train_logistic_regression(X: np.ndarray, y: np.ndarray, features: list[str],
 
 
 BLEND = "blend"
+#: The kinds a blend is made of: those with a log-odds :func:`raw_score`.
+BLENDABLE = ("lightgbm", "logistic_regression")
 
 
 def blend(parts: list[StoredModel]) -> StoredModel:
@@ -124,14 +126,18 @@ def blend(parts: list[StoredModel]) -> StoredModel:
     >>> bool(np.allclose(logit(both), np.mean([logit(load(m).predict(X)) for m in parts], axis=0)))
     True
     """
+    if len(parts) < 2 or any(m.kind not in BLENDABLE for m in parts):
+        raise ValueError(f"a blend needs two or more parts of kinds {', '.join(BLENDABLE)}, "
+                         f"not {[m.kind for m in parts]}")
     first = parts[0]
     if any(m.features != first.features or m.sampling_rate != first.sampling_rate for m in parts):
         raise ValueError("a blend's parts must share their features and sampling rate")
     shares = []
-    for m in parts:
-        magnitude = {f: abs(v) for f, v in m.importances.items() if f in first.features}
+    for m in parts:  # a feature's missing flag (the logistic regression's) counts toward the feature
+        magnitude = {f: abs(m.importances.get(f, 0.0)) + abs(m.importances.get(f"{f}_missing", 0.0))
+                     for f in first.features}
         total = sum(magnitude.values()) or 1.0
-        shares.append({f: magnitude.get(f, 0.0) / total for f in first.features})
+        shares.append({f: magnitude[f] / total for f in first.features})
     importances = {f: float(np.mean([s[f] for s in shares])) for f in first.features}
     blob = json.dumps({"parts": [{"kind": m.kind, "blob": m.blob} for m in parts]})
     return StoredModel(BLEND, blob, list(first.features), first.sampling_rate, importances)
@@ -302,10 +308,12 @@ def explain_lightgbm(model: LoadedModel, X: np.ndarray) -> Contributions:
                          np.full(len(X), bias + np.log(model.stored.sampling_rate)))
 
 
-def explain_blend(model: LoadedModel, X: np.ndarray) -> Contributions:
+def explain_blend(model: LoadedModel, X: np.ndarray) -> Contributions | None:
     """The mean of the parts' contributions (each part explains its own log-odds over the same features), so
-    they add up to the blend's log-odds exactly."""
-    parts = [EXPLAINERS[part.stored.kind](part, X) for part in model._parts]
+    they add up to the blend's log-odds exactly; None when a part has no explainer."""
+    parts = [part.explain(X) for part in model._parts]
+    if any(c is None for c in parts):
+        return None
     return Contributions(list(model.stored.features), np.mean([c.values for c in parts], axis=0),
                          np.mean([c.bias for c in parts], axis=0))
 

@@ -83,13 +83,15 @@ class WindowRule:
     min_train_positives: int = 500   # METRO_MIN_TRAIN_POSITIVES
     min_validation_positives: int = 50  # METRO_MIN_VALIDATION_POSITIVES
     label: str = "redemption"        # METRO_TRAIN_LABEL: redemption | product_purchase
-    target_train_positives: int = 2000  # METRO_TARGET_TRAIN_POSITIVES: grow the window until training holds these
+    #: METRO_TARGET_TRAIN_POSITIVES: grow the window until training holds these (None: the minimum)
+    target_train_positives: int | None = None
 
 
 def window_rule(r: RankerSettings) -> WindowRule:
-    """The window rule of the ranker's settings."""
-    return WindowRule(r.train_weeks, r.max_train_weeks, r.min_train_positives, r.min_validation_positives,
-                      r.train_label, r.target_train_positives)
+    """The window rule of the ranker's settings (``METRO_TRAIN_*``, ``METRO_*_POSITIVES``)."""
+    return WindowRule(weeks=r.train_weeks, max_weeks=r.max_train_weeks, min_train_positives=r.min_train_positives,
+                      min_validation_positives=r.min_validation_positives, label=r.train_label,
+                      target_train_positives=r.target_train_positives)
 
 
 @dataclass
@@ -140,7 +142,7 @@ def choose_window(shown: pl.DataFrame, train_day: date, rule: WindowRule) -> tup
     # training: weeks after validation, growing from the usual window, never past the oldest impression
     oldest = int(weeks_idx.max()) if weeks_idx.size else 0
     widest = min(rule.max_weeks, max(rule.weeks, oldest + 2))
-    target = max(rule.target_train_positives, rule.min_train_positives)
+    target = max(rule.target_train_positives or 0, rule.min_train_positives)
     for weeks in range(rule.weeks, widest + 1):
         train_weeks = weeks - 1 - validation_weeks  # the window spans weeks - 1 weeks of impressions
         train_positives = int(positives[validation_weeks: validation_weeks + max(train_weeks, 0)].sum())

@@ -74,6 +74,18 @@ def test_within_the_tie_the_simpler_kind_keeps_serving(monkeypatch):
     assert best_model([wd, lr]) is wd and best_model([lr, wd]) is wd
 
 
+def test_the_blend_serves_when_no_other_kind_is_separated_from_it():
+    week, _, taste = _week(seed=3)
+    rng = np.random.default_rng(4)
+    scores = taste + rng.normal(0, 0.5, taste.size)
+    kinds = [_kind(k, week, scores) for k in ("lightgbm", "logistic_regression", "wide_deep", "blend")]
+    assert best_model(kinds) is kinds[-1] and best_model(kinds[::-1]) is kinds[-1]  # tied: the first in order
+    assert selection_reason(kinds[-1], kinds).startswith("blend: serves by the champion rule (the blend first")
+    few = _week(customers=20)[0]  # the global fallback keeps the order too
+    tied = [_kind(k, few, np.arange(few.height, dtype=float)) for k in ("logistic_regression", "blend")]
+    assert best_model(tied) is tied[1]
+
+
 def test_too_few_customers_to_compare_falls_back_to_the_global_auc():
     week, who, what = _week(customers=20)  # fewer than MIN_RANKING_CUSTOMERS can have both labels
     a, b = _kind("logistic_regression", week, who), _kind("wide_deep", week, what)

@@ -126,7 +126,7 @@ def test_stored_models_predict_the_same_after_a_round_trip():
         assert np.allclose(models.load(stored).predict(X), models.load(again).predict(X))
 
 
-def test_the_blend_averages_its_parts_log_odds_and_ranks_between_or_above_them():
+def test_the_blend_averages_its_parts_log_odds_and_refuses_parts_it_cannot_average():
     rng = np.random.default_rng(2)
     X = rng.normal(size=(2000, 3))
     X[rng.random((2000, 3)) < 0.1] = np.nan
@@ -141,6 +141,28 @@ def test_the_blend_averages_its_parts_log_odds_and_ranks_between_or_above_them()
     assert np.abs(logit(models.load(both).predict(X)) - mean).max() < 1e-9
     with pytest.raises(ValueError, match="share their features"):
         models.blend([parts[0], models.StoredModel("logistic_regression", parts[1].blob, ["a", "b", "x"], 0.25, {})])
+    with pytest.raises(ValueError, match="two or more parts"):
+        models.blend(parts[:1])
+    with pytest.raises(ValueError, match="two or more parts"):
+        models.blend([*parts, models.StoredModel("wide_deep", "", ["a", "b", "c"], 0.25, {})])
+    # the logistic regression's missing flags count toward their feature's importance
+    lr = models.StoredModel("logistic_regression", "", ["a", "b"], 1.0, {"a": 1.0, "b": 0.5, "b_missing": -1.5})
+    gbm = models.StoredModel("lightgbm", "", ["a", "b"], 1.0, {"a": 0.5, "b": 0.5})
+    assert models.blend([gbm, lr]).importances == pytest.approx({"a": (1 / 3 + 1 / 2) / 2, "b": (2 / 3 + 1 / 2) / 2})
+
+
+def test_the_window_rule_reads_its_settings(monkeypatch):
+    from metro_assets.errors import SettingError
+    from metro_assets.ranking.training import window_rule
+    from metro_assets.settings import load_ranker_settings
+
+    monkeypatch.setenv("METRO_TARGET_TRAIN_POSITIVES", "1500")
+    monkeypatch.setenv("METRO_MIN_TRAIN_POSITIVES", "200")
+    rule = window_rule(load_ranker_settings())
+    assert (rule.target_train_positives, rule.min_train_positives, rule.weeks) == (1500, 200, 8)
+    monkeypatch.setenv("METRO_TARGET_TRAIN_POSITIVES", "many")
+    with pytest.raises(SettingError, match="METRO_TARGET_TRAIN_POSITIVES='many' is not a whole number"):
+        load_ranker_settings()
 
 
 def test_validation_takes_the_weeks_it_needs_but_leaves_training_the_most():
