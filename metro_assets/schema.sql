@@ -270,7 +270,7 @@ CREATE TABLE IF NOT EXISTS model_versions (
     importances VARCHAR,               -- JSON: gain share (lightgbm), standardised coefficient or mean share (blend)
     selection_reason VARCHAR,
     trained_at TIMESTAMP DEFAULT current_timestamp,
-    train_seconds DOUBLE,              -- wall-clock training time of this kind (the comparison table)
+    train_seconds DOUBLE,              -- wall-clock training time of this kind (a blend: its parts'; the comparison table)
     validation_qini DOUBLE,            -- uplift learners: Qini on the validation weeks' randomised units
     validation_grouped_auc DOUBLE,     -- rankers: mean per-customer AUC of the validation weeks' shown offers (the selection rule)
     validation_ndcg_at_10 DOUBLE,      -- rankers: mean per-customer NDCG@10 of the same (reported, not read by the rule)
