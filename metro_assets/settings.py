@@ -147,8 +147,7 @@ TRAIN_LABELS = ("redemption", "product_purchase")
 def load_ranker_settings() -> RankerSettings:
     """The ranker's settings: ``METRO_TRAIN_WEEKS``, ``METRO_TRAIN_MAX_WEEKS``, ``METRO_MIN_TRAIN_POSITIVES``,
     ``METRO_TARGET_TRAIN_POSITIVES``, ``METRO_MIN_VALIDATION_POSITIVES``, ``METRO_TRAIN_LABEL``,
-    ``METRO_NEGATIVES_PER_POSITIVE``,
-    ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``, ``METRO_SERVING_DAYS``."""
+    ``METRO_NEGATIVES_PER_POSITIVE``, ``METRO_TOP_K``, ``METRO_MAX_PER_CATEGORY``, ``METRO_SERVING_DAYS``."""
     weeks = _limit("METRO_TRAIN_WEEKS", 8)
     if weeks < 3:  # one week validates, the rest trains, and labels close a week before the day
         raise SettingError(f"METRO_TRAIN_WEEKS={weeks} must be at least 3")
