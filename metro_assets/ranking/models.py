@@ -331,7 +331,7 @@ def explain_wide_deep(model: LoadedModel, X: np.ndarray) -> Contributions:
 #: model kind -> its explain function ``f(loaded_model, X) -> Contributions``. A new kind registers its
 #: own here; a kind without one gets no contributions
 #: and its recommendations fall back to the candidate strategy's reason (ranking/reasons.py).
-EXPLAINERS: dict[str, Callable[[LoadedModel, np.ndarray], Contributions]] = {
+EXPLAINERS: dict[str, Callable[[LoadedModel, np.ndarray], "Contributions | None"]] = {
     "logistic_regression": explain_logistic_regression,
     "lightgbm": explain_lightgbm,
     BLEND: explain_blend,
